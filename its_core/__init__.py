@@ -1,0 +1,22 @@
+"""its_core: a fast, exact software model of the Arm GICv3/GICv4 ITS.
+
+The translation core (`TranslationTables`) maps (DeviceID, EventID) to an LPI
+INTID and a target CPU in one of three storage layouts; `its_core.reference`
+is the pure-Python model it is tested against.
+"""
+
+from its_core._version import __version__
+from its_core.errors import ITSError, MappingError, TranslationError
+from its_core._core import (LAYOUTS, MappingFailure, TranslationStatus,
+                            TranslationTables)
+
+__all__ = [
+    "__version__",
+    "ITSError",
+    "LAYOUTS",
+    "MappingError",
+    "MappingFailure",
+    "TranslationError",
+    "TranslationStatus",
+    "TranslationTables",
+]

@@ -1,0 +1,62 @@
+# Shared C types, record layouts and constants of the translation core.
+#
+# Every Cython module of its_core cimports its widths from here, so a DeviceID
+# is the same 32-bit type everywhere and a sentinel has one name.
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+ctypedef uint32_t devid_t       # DeviceID (bus side-band, up to 32 bits)
+ctypedef uint32_t eventid_t     # EventID (GITS_TRANSLATER data, up to 32 bits)
+ctypedef uint32_t intid_t       # physical LPI INTID (>= 8192)
+ctypedef uint16_t icid_t        # interrupt collection ID (16 bits, TYPER.CIL = 0)
+ctypedef int32_t cpu_t          # target CPU number; CPU_NONE when unmapped
+ctypedef uint64_t ite_t         # one interrupt translation entry, packed as below
+
+# An ITE is held in the core exactly as the KVM rev0 ITE without its "next"
+# field: pINTID in bits [47:16], ICID in bits [15:0].  pINTID 0 marks a free
+# slot, so an all-zero word is "no mapping" in every store.
+cdef enum:
+    ITE_INTID_SHIFT = 16
+    ITE_ICID_MASK = 0xFFFF
+    INTID_NONE = 0
+    CPU_NONE = -1
+    LPI_FIRST_INTID = 8192      # INTIDs below this are SGIs, PPIs, SPIs, special
+
+ctypedef struct device_t:       # one mapped device (24 bytes)
+    uint64_t itt_addr           # guest-physical ITT base, opaque to the core
+    uint32_t device_id          # DeviceID; the hash layout keys buckets on it
+    uint32_t ite_base           # first pool index of the dense ITE slab
+    uint32_t num_events         # mapped EventIDs of this device
+    uint8_t event_bits          # EventID bits (MAPD Size + 1); 0 = slot is free
+    uint8_t slab_log2           # dense slab holds 2**slab_log2 ITEs (if has_slab)
+    uint8_t flags               # DEVICE_* bits below
+    uint8_t _pad
+
+cdef enum:
+    DEVICE_HAS_SLAB = 1         # ITEs live in the dense pool slab at ite_base
+    DEVICE_SPARSE = 2           # ITEs live in the shared (DeviceID, EventID) hash
+
+
+cdef inline intid_t ite_intid(ite_t ite) noexcept nogil:
+    """pINTID of a packed ITE (INTID_NONE for a free slot)."""
+    return <intid_t>(ite >> ITE_INTID_SHIFT)
+
+
+cdef inline icid_t ite_icid(ite_t ite) noexcept nogil:
+    """ICID of a packed ITE."""
+    return <icid_t>(ite & ITE_ICID_MASK)
+
+
+cdef inline ite_t ite_pack(intid_t intid, icid_t icid) noexcept nogil:
+    """Pack (pINTID, ICID) into one ITE word."""
+    return (<ite_t>intid << ITE_INTID_SHIFT) | icid
+
+
+cdef inline uint64_t mix64(uint64_t key) noexcept nogil:
+    """SplitMix64 finaliser: a cheap, well-spread hash of a 64-bit key."""
+    key ^= key >> 30
+    key *= 0xBF58476D1CE4E5B9ULL
+    key ^= key >> 27
+    key *= 0x94D049BB133111EBULL
+    key ^= key >> 31
+    return key

@@ -1,0 +1,50 @@
+"""Exception hierarchy of its_core.
+
+Every error the library raises for a host-side mistake derives from
+`ITSError`.  Guest mistakes (bad commands, bad register writes) are not
+exceptions: they are recorded and the guest-visible outcome is modelled.
+"""
+
+from __future__ import annotations
+
+
+class ITSError(Exception):
+    """Base class of every its_core error."""
+
+
+class TranslationError(ITSError, LookupError):
+    """An MSI (DeviceID, EventID) did not translate.
+
+    Attributes
+    ----------
+    status : TranslationStatus
+        Why the translation failed.
+    device_id, event_id : int
+        The pair that was translated.
+    """
+
+    def __init__(self, status, device_id: int, event_id: int):
+        self.status = status
+        self.device_id = device_id
+        self.event_id = event_id
+        super().__init__(f"DeviceID {device_id} EventID {event_id}: {status.name}")
+
+    def __reduce__(self):
+        return (type(self), (self.status, self.device_id, self.event_id))
+
+
+class MappingError(ITSError, ValueError):
+    """A table operation was refused; nothing was changed.
+
+    Attributes
+    ----------
+    reason : MappingFailure
+        Which check failed.
+    operation : str
+        The operation that was refused (``"map_event"``, ...).
+    """
+
+    def __init__(self, message: str, *, reason, operation: str):
+        self.reason = reason
+        self.operation = operation
+        super().__init__(message)
