@@ -26,7 +26,7 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
-MODULES = ["_layouts", "_events", "_core"]
+MODULES = ["_layouts", "_events", "_core", "_ceiling"]
 
 extensions = [
     Extension(

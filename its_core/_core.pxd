@@ -2,7 +2,7 @@
 # ICID -> CPU, over one of the three device directories of _layouts.pxd and the
 # event stores of _events.pxd.
 
-from its_core._types cimport (cpu_t, device_t, devid_t, eventid_t, icid_t, intid_t, ite_t,
+from its_core._types cimport (lookup_t, cpu_t, device_t, devid_t, eventid_t, icid_t, intid_t, ite_t,
                               uint8_t, uint32_t, uint64_t, int64_t)
 from its_core._layouts cimport DeviceDirectory
 from its_core._events cimport ItePool, SparseEventMap
@@ -46,6 +46,9 @@ cdef class TranslationTables:
     cdef object collections_array       # ndarray[int32] of 65536 CPU numbers
     cdef cpu_t[::1] collections         # CPU_NONE = unmapped
     cdef readonly Py_ssize_t num_events # ITEs held
+    cdef lookup_t view                  # raw pointers for lookups (see _sync_view)
+    cdef tuple view_owner               # the arrays `view` points into
+    cdef Py_ssize_t view_generation     # sum of the stores' generations at refresh
 
     # Mutators: validate, then change state or nothing.  They return 0 or a
     # MappingFailure code; -1 means a Python exception (MemoryError) is set.
@@ -64,5 +67,7 @@ cdef class TranslationTables:
     cdef int _find_event(self, int64_t device_id, int64_t event_id,
                          device_t** device, ite_t* ite) noexcept
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
+    cdef int _refresh_view(self) except -1
+    cdef int _sync_view(self) except -1
     cdef uint8_t _translate(self, devid_t device_id, eventid_t event_id,
-                            intid_t* intid, cpu_t* cpu) noexcept nogil
+                            intid_t* intid, cpu_t* cpu) except 255

@@ -19,6 +19,7 @@ from its_core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, INTID_NO
 from its_core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
                                 flat_find, hash_find, twolevel_find)
 from its_core._events cimport find_ite, sparse_key
+from its_core._types cimport lookup_t
 
 from its_core._layouts import FLAT_MAX_DEVICE_BITS
 from its_core.errors import MappingError, TranslationError
@@ -46,32 +47,32 @@ ctypedef fused directory_t:
     HashDirectory
 
 
-cdef inline device_t* find_device(directory_t directory, devid_t device_id) noexcept nogil:
+cdef inline device_t* find_device(directory_t layout, const lookup_t* view,
+                                  devid_t device_id) noexcept nogil:
+    """The layout's find; `layout` only selects the specialisation."""
     if directory_t is FlatDirectory:
-        return flat_find(directory, device_id)
+        return flat_find(view, device_id)
     elif directory_t is TwoLevelDirectory:
-        return twolevel_find(directory, device_id)
+        return twolevel_find(view, device_id)
     else:
-        return hash_find(directory, device_id)
+        return hash_find(view, device_id)
 
 
-cdef inline uint8_t translate_one(directory_t directory, TranslationTables tables,
+cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
                                   devid_t device_id, eventid_t event_id,
                                   intid_t* intid, cpu_t* cpu) noexcept nogil:
     """Walk DeviceID -> device -> ITE -> collection; INTID_NONE/CPU_NONE on failure."""
-    intid[0] = INTID_NONE
-    cpu[0] = CPU_NONE
-    if (<uint64_t>device_id) >> tables.device_bits:
+    if (<uint64_t>device_id) >> view.device_bits:
         return DEVICE_OUT_OF_RANGE
-    cdef device_t* device = find_device(directory, device_id)
+    cdef const device_t* device = find_device(layout, view, device_id)
     if device == NULL:
         return NO_DEVICE
     if (<uint64_t>event_id) >> device.event_bits:
         return EVENT_OUT_OF_RANGE
-    cdef ite_t ite = find_ite(tables.pool, tables.sparse, device, event_id)
+    cdef ite_t ite = find_ite(view, device, event_id)
     if ite == 0:
         return NO_MAPPING
-    cdef cpu_t target = tables.collections[ite_icid(ite)]
+    cdef cpu_t target = view.collections[ite_icid(ite)]
     if target == CPU_NONE:
         return NO_COLLECTION
     intid[0] = ite_intid(ite)
@@ -79,14 +80,19 @@ cdef inline uint8_t translate_one(directory_t directory, TranslationTables table
     return OK
 
 
-cdef void translate_loop(directory_t directory, TranslationTables tables,
+cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t length,
                          const uint32_t[:] device_ids, const uint32_t[:] event_ids,
-                         uint32_t[::1] intids, int32_t[::1] cpus,
-                         uint8_t[::1] statuses) noexcept nogil:
+                         uint32_t* intids, int32_t* cpus, uint8_t* statuses) noexcept nogil:
     cdef Py_ssize_t index
-    for index in range(device_ids.shape[0]):
-        statuses[index] = translate_one(directory, tables, device_ids[index],
-                                        event_ids[index], &intids[index], &cpus[index])
+    cdef intid_t intid
+    cdef cpu_t cpu
+    for index in range(length):
+        intid = INTID_NONE
+        cpu = CPU_NONE
+        statuses[index] = translate_one(layout, view, device_ids[index], event_ids[index],
+                                        &intid, &cpu)
+        intids[index] = intid
+        cpus[index] = cpu
 
 
 _FAILURE_TEXT = {
@@ -215,6 +221,7 @@ cdef class TranslationTables:
         self.collections_array = np.full(ICID_SPACE, CPU_NONE, np.int32)
         self.collections = self.collections_array
         self.num_events = 0
+        self._refresh_view()
 
     # ------------------------------------------------------------------
     # C-level mutators (also called by the command processor)
@@ -269,7 +276,25 @@ cdef class TranslationTables:
             return DEVICE_NOT_MAPPED
         if event_id < 0 or (<uint64_t>event_id) >> device[0].event_bits:
             return EVENT_ID_OUT_OF_RANGE
-        ite[0] = find_ite(self.pool, self.sparse, device[0], <eventid_t>event_id)
+        self._sync_view()
+        ite[0] = find_ite(&self.view, device[0], <eventid_t>event_id)
+        return 0
+
+    cdef int _refresh_view(self) except -1:
+        """Point `view` at the current arrays and hold them in `view_owner`."""
+        self.view.device_bits = self.device_bits
+        self.view.collections = &self.collections[0]
+        self.view_owner = (self.directory.fill(&self.view), self.pool.fill(&self.view),
+                           self.sparse.fill(&self.view), self.collections_array)
+        self.view_generation = (self.directory.generation + self.pool.generation
+                                + self.sparse.generation)
+        return 0
+
+    cdef inline int _sync_view(self) except -1:
+        """Refresh `view` if any store reallocated an array since the last time."""
+        if self.view_generation != (self.directory.generation + self.pool.generation
+                                    + self.sparse.generation):
+            self._refresh_view()
         return 0
 
     cdef int _map_event(self, int64_t device_id, int64_t event_id, int64_t intid,
@@ -438,6 +463,36 @@ cdef class TranslationTables:
                "move_event", {"device_id": device_id, "event_id": event_id, "icid": icid})
         return mapped[1]
 
+    def map_events(self, device_ids, event_ids, intids, icids):
+        """Map many events at once (same checks and order as `map_event`).
+
+        Each row is applied in turn, so a later row sees earlier ones.  Rows
+        that fail change nothing and are reported, not raised.
+
+        Returns
+        -------
+        failures : ndarray of uint8
+            0 where the row was mapped, else its `MappingFailure` code.
+        """
+        devices = _as_id_array(device_ids, "device_ids")
+        events = _as_id_array(event_ids, "event_ids")
+        lpis = _as_id_array(intids, "intids")
+        collections = _as_id_array(icids, "icids")
+        cdef Py_ssize_t length = devices.shape[0]
+        if not (events.shape[0] == lpis.shape[0] == collections.shape[0] == length):
+            raise ValueError("device_ids, event_ids, intids and icids differ in length")
+        failures = np.zeros(length, np.uint8)
+        cdef const uint32_t[:] device_view = devices
+        cdef const uint32_t[:] event_view = events
+        cdef const uint32_t[:] intid_view = lpis
+        cdef const uint32_t[:] icid_view = collections
+        cdef uint8_t[::1] failure_view = failures
+        cdef Py_ssize_t index
+        for index in range(length):
+            failure_view[index] = <uint8_t>self._map_event(
+                device_view[index], event_view[index], intid_view[index], icid_view[index])
+        return failures
+
     def map_collection(self, icid, cpu):
         """Route collection `icid` to CPU number `cpu` (re-targets a mapped one)."""
         _check(self._map_collection(_wide(icid, "icid"), _wide(cpu, "cpu")),
@@ -482,15 +537,19 @@ cdef class TranslationTables:
         return self.collections[wide]
 
     cdef uint8_t _translate(self, devid_t device_id, eventid_t event_id,
-                            intid_t* intid, cpu_t* cpu) noexcept nogil:
+                            intid_t* intid, cpu_t* cpu) except 255:
         """One translation through this layout's inlined lookup."""
+        self._sync_view()
+        cdef const lookup_t* view = &self.view
+        intid[0] = INTID_NONE
+        cpu[0] = CPU_NONE
         if self.layout_code == LAYOUT_FLAT:
-            return translate_one(<FlatDirectory>self.directory, self, device_id, event_id,
+            return translate_one(<FlatDirectory>self.directory, view, device_id, event_id,
                                  intid, cpu)
         elif self.layout_code == LAYOUT_TWOLEVEL:
-            return translate_one(<TwoLevelDirectory>self.directory, self, device_id, event_id,
-                                 intid, cpu)
-        return translate_one(<HashDirectory>self.directory, self, device_id, event_id,
+            return translate_one(<TwoLevelDirectory>self.directory, view, device_id,
+                                 event_id, intid, cpu)
+        return translate_one(<HashDirectory>self.directory, view, device_id, event_id,
                              intid, cpu)
 
     def translate(self, int64_t device_id, int64_t event_id):
@@ -549,25 +608,35 @@ cdef class TranslationTables:
         cdef uint32_t[::1] intid_view = out[0]
         cdef int32_t[::1] cpu_view = out[1]
         cdef uint8_t[::1] status_view = out[2]
-        # The memoryviews above keep every array alive while the GIL is released.
+        if length == 0:
+            return out
+        self._sync_view()
+        # A private copy of the view, and `keepalive` holding every array it
+        # points into while the GIL is released: a concurrent mutation in
+        # another thread cannot free them under the loop.
+        cdef lookup_t view = self.view
+        keepalive = self.view_owner
+        cdef uint32_t* intid_out = &intid_view[0]
+        cdef int32_t* cpu_out = &cpu_view[0]
+        cdef uint8_t* status_out = &status_view[0]
         cdef FlatDirectory flat
         cdef TwoLevelDirectory twolevel
         cdef HashDirectory hashed
         if self.layout_code == LAYOUT_FLAT:
             flat = <FlatDirectory>self.directory
             with nogil:
-                translate_loop(flat, self, device_view, event_view, intid_view, cpu_view,
-                               status_view)
+                translate_loop(flat, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
         elif self.layout_code == LAYOUT_TWOLEVEL:
             twolevel = <TwoLevelDirectory>self.directory
             with nogil:
-                translate_loop(twolevel, self, device_view, event_view, intid_view,
-                               cpu_view, status_view)
+                translate_loop(twolevel, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
         else:
             hashed = <HashDirectory>self.directory
             with nogil:
-                translate_loop(hashed, self, device_view, event_view, intid_view, cpu_view,
-                               status_view)
+                translate_loop(hashed, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
         return out
 
     # ------------------------------------------------------------------

@@ -6,7 +6,7 @@
 #                devices whose EventIDs are too sparse for a slab.
 # A free ITE word is 0 in both (pINTID 0 is never a valid LPI).
 
-from its_core._types cimport (device_t, devid_t, eventid_t, ite_t, uint32_t, uint64_t,
+from its_core._types cimport (device_t, devid_t, eventid_t, ite_t, lookup_t, uint32_t, uint64_t,
                               mix64, DEVICE_HAS_SLAB, DEVICE_SPARSE)
 
 
@@ -15,10 +15,12 @@ cdef class ItePool:
     cdef ite_t[::1] entries             # slabs; everything from `top` on is zero
     cdef readonly Py_ssize_t top        # first index never handed out
     cdef readonly Py_ssize_t garbage    # entries inside released slabs
+    cdef readonly Py_ssize_t generation # bumped whenever entries is reallocated
 
     cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1
     cdef void release(self, device_t* device) noexcept
     cdef int compact(self, list record_arrays, Py_ssize_t spare) except -1
+    cdef object fill(self, lookup_t* view)
 
 
 cdef class SparseEventMap:
@@ -28,6 +30,7 @@ cdef class SparseEventMap:
     cdef ite_t[::1] values              # 0 = empty bucket
     cdef uint64_t mask                  # buckets - 1
     cdef readonly Py_ssize_t count
+    cdef readonly Py_ssize_t generation # bumped whenever the arrays are reallocated
 
     cdef _allocate(self, Py_ssize_t buckets)
     cdef uint64_t _slot_of(self, uint64_t key) noexcept
@@ -35,30 +38,31 @@ cdef class SparseEventMap:
     cdef int put(self, uint64_t key, ite_t ite) except -1
     cdef ite_t pop(self, uint64_t key) noexcept
     cdef int drop_device(self, devid_t device_id) except -1
+    cdef object fill(self, lookup_t* view)
 
 
 cdef inline uint64_t sparse_key(devid_t device_id, eventid_t event_id) noexcept nogil:
     return (<uint64_t>device_id << 32) | event_id
 
 
-cdef inline ite_t sparse_get(SparseEventMap events, uint64_t key) noexcept nogil:
-    """ITE stored under `key`, or 0."""
-    cdef uint64_t slot = mix64(key) & events.mask
+cdef inline ite_t sparse_get(const lookup_t* view, uint64_t key) noexcept nogil:
+    """ITE stored under `key` in the sparse map, or 0."""
+    cdef uint64_t slot = mix64(key) & view.sparse_mask
     cdef ite_t ite
     while True:
-        ite = events.values[slot]
-        if ite == 0 or events.keys[slot] == key:
+        ite = view.sparse_values[slot]
+        if ite == 0 or view.sparse_keys[slot] == key:
             return ite
-        slot = (slot + 1) & events.mask
+        slot = (slot + 1) & view.sparse_mask
 
 
-cdef inline ite_t find_ite(ItePool pool, SparseEventMap sparse, const device_t* device,
+cdef inline ite_t find_ite(const lookup_t* view, const device_t* device,
                            eventid_t event_id) noexcept nogil:
     """ITE of `event_id` on `device` (EventID range checked by the caller), or 0."""
     if device.flags & DEVICE_HAS_SLAB:
         if (<uint64_t>event_id) >> device.slab_log2:
             return 0
-        return pool.entries[<Py_ssize_t>device.ite_base + event_id]
+        return view.pool[<Py_ssize_t>device.ite_base + event_id]
     if device.flags & DEVICE_SPARSE:
-        return sparse_get(sparse, sparse_key(device.device_id, event_id))
+        return sparse_get(view, sparse_key(device.device_id, event_id))
     return 0

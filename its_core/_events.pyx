@@ -47,6 +47,7 @@ cdef class ItePool:
             grown[:self.top] = self.entries_array[:self.top]
             self.entries_array = grown
             self.entries = grown
+            self.generation += 1
         cdef Py_ssize_t start = self.top
         self.top += size
         return start
@@ -82,9 +83,14 @@ cdef class ItePool:
                 top += size
         self.entries_array = fresh_array
         self.entries = fresh
+        self.generation += 1
         self.top = top
         self.garbage = 0
         return 0
+
+    cdef object fill(self, lookup_t* view):
+        view.pool = &self.entries[0]
+        return self.entries_array
 
     @property
     def nbytes(self):
@@ -104,6 +110,7 @@ cdef class SparseEventMap:
         self.keys = self.keys_array
         self.values = self.values_array
         self.mask = buckets - 1
+        self.generation += 1
 
     cdef uint64_t _slot_of(self, uint64_t key) noexcept:
         """Bucket holding `key`, or the empty bucket where it would go."""
@@ -176,6 +183,12 @@ cdef class SparseEventMap:
         ites = self.values_array[live]
         order = np.argsort(event_ids, kind="stable")
         return event_ids[order], ites[order]
+
+    cdef object fill(self, lookup_t* view):
+        view.sparse_keys = &self.keys[0]
+        view.sparse_values = &self.values[0]
+        view.sparse_mask = self.mask
+        return self.keys_array, self.values_array
 
     @property
     def nbytes(self):

@@ -7,17 +7,19 @@
 # lookup instead of calling through a vtable.
 
 cimport numpy as cnp
-from its_core._types cimport device_t, devid_t, int32_t, uint32_t, uint64_t, mix64
+from its_core._types cimport device_t, devid_t, int32_t, lookup_t, uint32_t, uint64_t, fib_slot
 
 
 cdef class DeviceDirectory:
     cdef readonly int device_bits       # DeviceIDs are < 2**device_bits
     cdef readonly Py_ssize_t count      # devices held
+    cdef readonly Py_ssize_t generation # bumped whenever an array is reallocated
 
     cdef device_t* insert(self, devid_t device_id) except NULL
     cdef void remove(self, devid_t device_id) noexcept
     cdef list storage(self)
-    cdef device_t* lookup(self, devid_t device_id) noexcept nogil
+    cdef object fill(self, lookup_t* view)
+    cdef device_t* lookup(self, devid_t device_id) noexcept
 
 
 cdef class FlatDirectory(DeviceDirectory):
@@ -43,38 +45,39 @@ cdef class HashDirectory(DeviceDirectory):
     cdef object buckets_array           # ndarray[DEVICE_DTYPE], power-of-two size
     cdef device_t[::1] buckets          # open addressing, linear probing
     cdef uint64_t mask                  # len(buckets) - 1
+    cdef int shift                      # 64 - log2(len(buckets))
 
     cdef _allocate(self, Py_ssize_t buckets)
     cdef device_t* _probe_free(self, devid_t device_id) noexcept
     cdef int _grow(self) except -1
 
 
-cdef inline device_t* flat_find(FlatDirectory directory, devid_t device_id) noexcept nogil:
+
+cdef inline device_t* flat_find(const lookup_t* view, devid_t device_id) noexcept nogil:
     """Record of `device_id` (< 2**device_bits, checked by the caller) or NULL."""
-    cdef device_t* record = &directory.records[device_id]
-    return record if record.event_bits else NULL
+    cdef const device_t* record = &view.records[device_id]
+    return <device_t*>record if record.event_bits else NULL
 
 
-cdef inline device_t* twolevel_find(TwoLevelDirectory directory,
-                                    devid_t device_id) noexcept nogil:
+cdef inline device_t* twolevel_find(const lookup_t* view, devid_t device_id) noexcept nogil:
     """Record of `device_id` or NULL; an absent page maps to empty page 0."""
-    cdef uint32_t page_index = device_id >> directory.page_shift
-    if page_index >= <uint32_t>directory.level1.shape[0]:
+    cdef uint64_t page_index = device_id >> view.page_shift
+    if page_index >= view.level1_length:
         return NULL
-    cdef device_t* record = &directory.pages[
-        directory.level1[page_index],
-        device_id & ((1u << directory.page_shift) - 1)]
-    return record if record.event_bits else NULL
+    cdef const device_t* record = &view.records[
+        ((<uint64_t>view.level1[page_index]) << view.page_shift)
+        + (device_id & ((1u << view.page_shift) - 1))]
+    return <device_t*>record if record.event_bits else NULL
 
 
-cdef inline device_t* hash_find(HashDirectory directory, devid_t device_id) noexcept nogil:
+cdef inline device_t* hash_find(const lookup_t* view, devid_t device_id) noexcept nogil:
     """Record of `device_id` or NULL (linear probe until an empty bucket)."""
-    cdef uint64_t slot = mix64(device_id) & directory.mask
-    cdef device_t* record
+    cdef uint64_t slot = fib_slot(device_id, view.records_shift)
+    cdef const device_t* record
     while True:
-        record = &directory.buckets[slot]
+        record = &view.records[slot]
         if record.event_bits == 0:
             return NULL
         if record.device_id == device_id:
-            return record
-        slot = (slot + 1) & directory.mask
+            return <device_t*>record
+        slot = (slot + 1) & view.records_mask

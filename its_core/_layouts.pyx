@@ -21,7 +21,6 @@ import numpy as np
 cimport cython
 from libc.string cimport memset
 
-from its_core._types cimport DEVICE_HAS_SLAB
 
 # The numpy twin of device_t; checked against sizeof(device_t) at import.
 DEVICE_DTYPE = np.dtype([
@@ -56,6 +55,7 @@ cdef class DeviceDirectory:
             raise ValueError(f"device_bits must be in 1..32, got {device_bits}")
         self.device_bits = device_bits
         self.count = 0
+        self.generation = 0
 
     cdef device_t* insert(self, devid_t device_id) except NULL:
         """Zeroed record for a DeviceID not yet present (may grow storage)."""
@@ -69,8 +69,13 @@ cdef class DeviceDirectory:
         """Every record array of the layout, as 1-D structured ndarrays (views)."""
         raise NotImplementedError
 
-    cdef device_t* lookup(self, devid_t device_id) noexcept nogil:
-        """Record of `device_id` or NULL (the layout's inline find)."""
+    cdef object fill(self, lookup_t* view):
+        """Point the layout fields of `view` at this directory's arrays and
+        return those arrays: the caller keeps them while it uses `view`."""
+        return ()
+
+    cdef device_t* lookup(self, devid_t device_id) noexcept:
+        """Record of `device_id` or NULL (through the layout's inline find)."""
         return NULL
 
     @property
@@ -119,8 +124,14 @@ cdef class FlatDirectory(DeviceDirectory):
     cdef list storage(self):
         return [self.records_array]
 
-    cdef device_t* lookup(self, devid_t device_id) noexcept nogil:
-        return flat_find(self, device_id)
+    cdef object fill(self, lookup_t* view):
+        view.records = &self.records[0]
+        return self.records_array
+
+    cdef device_t* lookup(self, devid_t device_id) noexcept:
+        cdef lookup_t view
+        self.fill(&view)
+        return flat_find(&view, device_id)
 
     @property
     def nbytes(self):
@@ -158,6 +169,7 @@ cdef class TwoLevelDirectory(DeviceDirectory):
             fill[:rows] = self.page_fill_array
             self.pages_array, self.page_fill_array = grown, fill
             self.pages, self.page_fill = grown, fill
+            self.generation += 1
         self.pages_used += 1
         return self.pages_used - 1
 
@@ -171,6 +183,7 @@ cdef class TwoLevelDirectory(DeviceDirectory):
             grown[:length] = self.level1_array
             self.level1_array = grown
             self.level1 = grown
+            self.generation += 1
         if self.level1[page_index] == 0:
             self.level1[page_index] = <int32_t>self._new_page()
         cdef int32_t page = self.level1[page_index]
@@ -195,8 +208,17 @@ cdef class TwoLevelDirectory(DeviceDirectory):
     cdef list storage(self):
         return [self.pages_array[:self.pages_used].reshape(-1)]
 
-    cdef device_t* lookup(self, devid_t device_id) noexcept nogil:
-        return twolevel_find(self, device_id)
+    cdef object fill(self, lookup_t* view):
+        view.records = &self.pages[0, 0]
+        view.level1 = &self.level1[0] if self.level1.shape[0] else NULL
+        view.level1_length = self.level1.shape[0]
+        view.page_shift = self.page_shift
+        return self.pages_array, self.level1_array
+
+    cdef device_t* lookup(self, devid_t device_id) noexcept:
+        cdef lookup_t view
+        self.fill(&view)
+        return twolevel_find(&view, device_id)
 
     @property
     def nbytes(self):
@@ -216,10 +238,12 @@ cdef class HashDirectory(DeviceDirectory):
         self.buckets_array = np.zeros(buckets, DEVICE_DTYPE)
         self.buckets = self.buckets_array
         self.mask = buckets - 1
+        self.shift = 64 - (buckets.bit_length() - 1)
+        self.generation += 1
 
     cdef device_t* _probe_free(self, devid_t device_id) noexcept:
         """First empty bucket on `device_id`'s probe sequence."""
-        cdef uint64_t slot = mix64(device_id) & self.mask
+        cdef uint64_t slot = fib_slot(device_id, self.shift)
         while self.buckets[slot].event_bits != 0:
             slot = (slot + 1) & self.mask
         return &self.buckets[slot]
@@ -247,7 +271,7 @@ cdef class HashDirectory(DeviceDirectory):
     cdef void remove(self, devid_t device_id) noexcept:
         # Backward-shift deletion: pull later members of the cluster into the
         # hole whenever their home slot does not lie cyclically in (hole, slot].
-        cdef uint64_t hole = mix64(device_id) & self.mask
+        cdef uint64_t hole = fib_slot(device_id, self.shift)
         while self.buckets[hole].device_id != device_id:
             if self.buckets[hole].event_bits == 0:
                 return                      # not present
@@ -260,7 +284,7 @@ cdef class HashDirectory(DeviceDirectory):
             slot = (slot + 1) & self.mask
             if self.buckets[slot].event_bits == 0:
                 break
-            home = mix64(self.buckets[slot].device_id) & self.mask
+            home = fib_slot(self.buckets[slot].device_id, self.shift)
             if ((slot - home) & self.mask) >= ((slot - hole) & self.mask):
                 self.buckets[hole] = self.buckets[slot]
                 hole = slot
@@ -270,8 +294,16 @@ cdef class HashDirectory(DeviceDirectory):
     cdef list storage(self):
         return [self.buckets_array]
 
-    cdef device_t* lookup(self, devid_t device_id) noexcept nogil:
-        return hash_find(self, device_id)
+    cdef object fill(self, lookup_t* view):
+        view.records = &self.buckets[0]
+        view.records_mask = self.mask
+        view.records_shift = self.shift
+        return self.buckets_array
+
+    cdef device_t* lookup(self, devid_t device_id) noexcept:
+        cdef lookup_t view
+        self.fill(&view)
+        return hash_find(&view, device_id)
 
     @property
     def nbytes(self):

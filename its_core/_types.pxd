@@ -32,6 +32,24 @@ ctypedef struct device_t:       # one mapped device (24 bytes)
     uint8_t flags               # DEVICE_* bits below
     uint8_t _pad
 
+ctypedef struct lookup_t:        # raw read pointers for one nogil lookup pass
+    const device_t* records     # flat: by DeviceID; twolevel: pages, row-major; hash: buckets
+    const int32_t* level1       # twolevel: page number per page index (0 = none)
+    uint64_t level1_length      # twolevel: entries of level1
+    uint64_t records_mask       # hash: buckets - 1
+    int records_shift           # hash: 64 - log2(buckets), for fib_slot
+    int page_shift              # twolevel: a page holds 2**page_shift records
+    int device_bits             # DeviceIDs are < 2**device_bits
+    const ite_t* pool           # dense ITE slabs
+    const uint64_t* sparse_keys # sparse (DeviceID << 32 | EventID) map ...
+    const ite_t* sparse_values  # ... and its ITEs (0 = empty bucket)
+    uint64_t sparse_mask        # sparse buckets - 1
+    const cpu_t* collections    # CPU per ICID (all 65536), CPU_NONE = unmapped
+
+# The pointers of a lookup_t are taken from numpy arrays (through memoryviews)
+# by the owner while it holds the GIL, and stay valid while it keeps those
+# memoryviews and makes no mutation: no pointer here owns anything.
+
 cdef enum:
     DEVICE_HAS_SLAB = 1         # ITEs live in the dense pool slab at ite_base
     DEVICE_SPARSE = 2           # ITEs live in the shared (DeviceID, EventID) hash
@@ -60,3 +78,9 @@ cdef inline uint64_t mix64(uint64_t key) noexcept nogil:
     key *= 0x94D049BB133111EBULL
     key ^= key >> 31
     return key
+
+
+cdef inline uint64_t fib_slot(uint64_t key, int shift) noexcept nogil:
+    """Fibonacci hashing: the top (64 - shift) bits of key * 2**64/phi.
+    One multiply; spreads consecutive and strided DeviceIDs evenly."""
+    return (key * 0x9E3779B97F4A7C15ULL) >> shift

@@ -101,6 +101,17 @@ class ReferenceTables:
         self._check_icid("map_event", icid)
         self.events[(device_id, event_id)] = (intid, icid)
 
+    def map_events(self, device_ids, event_ids, intids, icids) -> np.ndarray:
+        """Row by row `map_event`; failures reported as MappingFailure codes."""
+        rows = list(zip(*(np.asarray(a).tolist() for a in (device_ids, event_ids, intids, icids))))
+        failures = np.zeros(len(rows), np.uint8)
+        for index, row in enumerate(rows):
+            try:
+                self.map_event(*row)
+            except MappingError as error:
+                failures[index] = error.reason
+        return failures
+
     def unmap_event(self, device_id: int, event_id: int) -> tuple[int, int]:
         self._check_event("unmap_event", device_id, event_id)
         if (device_id, event_id) not in self.events:
