@@ -1,0 +1,118 @@
+"""The ``its-core`` command line.
+
+``its-core bench`` measures translation throughput for each storage layout
+on the standard workloads and prints a table (the README's main job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from its_core import LAYOUTS
+from its_core.workloads import PATTERNS, WORKLOADS, Workload
+
+
+def _progress_bar(total: int):
+    """A callable advancing a one-line progress bar on stderr."""
+    state = {"done": 0}
+    interactive = sys.stderr.isatty()
+
+    def step():
+        state["done"] += 1
+        width = 30
+        filled = width * state["done"] // total
+        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {state['done']}/{total}"
+        if interactive or state["done"] == total:
+            sys.stderr.write(line + ("\n" if state["done"] == total else ""))
+            sys.stderr.flush()
+
+    return step
+
+
+def _format_rate(value):
+    return "-" if value is None else f"{value / 1e6:9.1f}"
+
+
+def format_table(results) -> str:
+    """The report: one row per (workload, pattern, layout)."""
+    ceilings = {(r.workload, r.pattern): r.batch_per_s for r in results if r.layout == "ceiling"}
+    references = {(r.workload, r.pattern): r.batch_per_s for r in results
+                  if r.layout == "reference"}
+    header = (f"{'workload':<11} {'pattern':<10} {'layout':<10} {'batch M/s':>9} {'ns/tr':>6} "
+              f"{'x ceiling':>9} {'x ref':>7} {'scalar M/s':>10} {'memory':>10}")
+    lines = [header, "-" * len(header)]
+    for r in results:
+        key = (r.workload, r.pattern)
+        of_ceiling = r.batch_per_s / ceilings[key] if key in ceilings else None
+        of_reference = r.batch_per_s / references[key] if key in references else None
+        memory = "-" if r.nbytes is None else f"{r.nbytes / 2**20:7.2f} MiB"
+        lines.append(
+            f"{r.workload:<11} {r.pattern:<10} {r.layout:<10} {_format_rate(r.batch_per_s)} "
+            f"{r.ns_per_translation:6.1f} "
+            f"{'' if of_ceiling is None else f'{of_ceiling:9.2f}':>9} "
+            f"{'' if of_reference is None else f'{of_reference:7.0f}':>7} "
+            f"{_format_rate(r.scalar_per_s):>10} {memory:>10}")
+    return "\n".join(lines)
+
+
+def _bench(args) -> int:
+    from its_core import bench
+
+    layouts = args.layouts
+    if args.devices is not None or args.events is not None or args.sparse:
+        workloads = [Workload("custom", args.devices or 1024, args.events or 32,
+                              sparse=args.sparse)]
+    else:
+        workloads = [WORKLOADS[name] for name in args.workloads]
+    patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
+    steps = sum(len(patterns) * (len(w.layouts(layouts)) + 2) for w in workloads)
+    progress = _progress_bar(steps)
+    results = []
+    for workload in workloads:
+        results += bench.run_workload(workload, layouts, patterns, args.pairs, args.repeat,
+                                      args.seed, progress=progress)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump({"machine": bench.machine_info(), "results": bench.as_json(results),
+                       "arguments": {k: v for k, v in vars(args).items() if k != "func"}},
+                      stream, indent=2)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="its-core", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser("bench", help="measure translation throughput per layout",
+                                description="Measure batch and scalar translation for each "
+                                "layout on the standard workloads, against a bare-loop "
+                                "ceiling and the pure-Python reference model.")
+    bench.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
+                       help="layouts to measure (default: all)")
+    bench.add_argument("--workloads", nargs="+", choices=list(WORKLOADS),
+                       default=list(WORKLOADS), help="standard workloads (default: all)")
+    bench.add_argument("--devices", type=int, help="custom workload: number of devices")
+    bench.add_argument("--events", type=int, help="custom workload: events per device")
+    bench.add_argument("--sparse", action="store_true",
+                       help="custom workload: DeviceIDs scattered over 32 bits")
+    bench.add_argument("--pattern", choices=(*PATTERNS, "both"), default="both",
+                       help="access pattern (default: both)")
+    bench.add_argument("--pairs", type=int, default=1_000_000,
+                       help="translations per batch call (default: 1000000)")
+    bench.add_argument("--repeat", type=int, default=5,
+                       help="timed runs per figure; the best is reported (default: 5)")
+    bench.add_argument("--seed", type=int, default=0, help="workload seed (default: 0)")
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
