@@ -7,11 +7,12 @@ is the pure-Python model it is tested against.
 
 from its_core._version import __version__
 from its_core.errors import ITSError, MappingError, TranslationError
-from its_core._core import (LAYOUTS, MappingFailure, TranslationStatus,
+from its_core._core import (DEBUG_BUILD, LAYOUTS, MappingFailure, TranslationStatus,
                             TranslationTables)
 
 __all__ = [
     "__version__",
+    "DEBUG_BUILD",
     "ITSError",
     "LAYOUTS",
     "MappingError",

@@ -19,10 +19,13 @@ from its_core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, INTID_NO
 from its_core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
                                 flat_find, hash_find, twolevel_find)
 from its_core._events cimport find_ite, sparse_key
-from its_core._types cimport lookup_t
+from its_core._types cimport ITS_CORE_DEBUG, lookup_t
 
 from its_core._layouts import FLAT_MAX_DEVICE_BITS
 from its_core.errors import MappingError, TranslationError
+
+#: True in a debug build (Cython bounds/wraparound/initialisation checks on).
+DEBUG_BUILD = bool(ITS_CORE_DEBUG)
 
 #: Layout names accepted by `TranslationTables`.
 LAYOUTS = ("flat", "twolevel", "hash")
@@ -72,7 +75,7 @@ cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
     cdef ite_t ite = find_ite(view, device, event_id)
     if ite == 0:
         return NO_MAPPING
-    cdef cpu_t target = view.collections[ite_icid(ite)]
+    cdef cpu_t target = view.collections[ite_icid(ite)]     # 65536 entries: any ICID
     if target == CPU_NONE:
         return NO_COLLECTION
     intid[0] = ite_intid(ite)

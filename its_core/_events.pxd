@@ -7,7 +7,7 @@
 # A free ITE word is 0 in both (pINTID 0 is never a valid LPI).
 
 from its_core._types cimport (device_t, devid_t, eventid_t, ite_t, lookup_t, uint32_t, uint64_t,
-                              mix64, DEVICE_HAS_SLAB, DEVICE_SPARSE)
+                              checked_index, mix64, DEVICE_HAS_SLAB, DEVICE_SPARSE)
 
 
 cdef class ItePool:
@@ -50,7 +50,7 @@ cdef inline ite_t sparse_get(const lookup_t* view, uint64_t key) noexcept nogil:
     cdef uint64_t slot = mix64(key) & view.sparse_mask
     cdef ite_t ite
     while True:
-        ite = view.sparse_values[slot]
+        ite = view.sparse_values[checked_index(slot, view.sparse_mask + 1)]
         if ite == 0 or view.sparse_keys[slot] == key:
             return ite
         slot = (slot + 1) & view.sparse_mask
@@ -62,7 +62,7 @@ cdef inline ite_t find_ite(const lookup_t* view, const device_t* device,
     if device.flags & DEVICE_HAS_SLAB:
         if (<uint64_t>event_id) >> device.slab_log2:
             return 0
-        return view.pool[<Py_ssize_t>device.ite_base + event_id]
+        return view.pool[checked_index(<uint64_t>device.ite_base + event_id, view.pool_length)]
     if device.flags & DEVICE_SPARSE:
         return sparse_get(view, sparse_key(device.device_id, event_id))
     return 0

@@ -90,6 +90,7 @@ cdef class ItePool:
 
     cdef object fill(self, lookup_t* view):
         view.pool = &self.entries[0]
+        view.pool_length = self.entries.shape[0]
         return self.entries_array
 
     @property

@@ -7,7 +7,8 @@
 # lookup instead of calling through a vtable.
 
 cimport numpy as cnp
-from its_core._types cimport device_t, devid_t, int32_t, lookup_t, uint32_t, uint64_t, fib_slot
+from its_core._types cimport (device_t, devid_t, int32_t, lookup_t, uint32_t, uint64_t,
+                              checked_index, fib_slot)
 
 
 cdef class DeviceDirectory:
@@ -55,7 +56,7 @@ cdef class HashDirectory(DeviceDirectory):
 
 cdef inline device_t* flat_find(const lookup_t* view, devid_t device_id) noexcept nogil:
     """Record of `device_id` (< 2**device_bits, checked by the caller) or NULL."""
-    cdef const device_t* record = &view.records[device_id]
+    cdef const device_t* record = &view.records[checked_index(device_id, view.records_length)]
     return <device_t*>record if record.event_bits else NULL
 
 
@@ -64,9 +65,9 @@ cdef inline device_t* twolevel_find(const lookup_t* view, devid_t device_id) noe
     cdef uint64_t page_index = device_id >> view.page_shift
     if page_index >= view.level1_length:
         return NULL
-    cdef const device_t* record = &view.records[
+    cdef const device_t* record = &view.records[checked_index(
         ((<uint64_t>view.level1[page_index]) << view.page_shift)
-        + (device_id & ((1u << view.page_shift) - 1))]
+        + (device_id & ((1u << view.page_shift) - 1)), view.records_length)]
     return <device_t*>record if record.event_bits else NULL
 
 
@@ -75,7 +76,7 @@ cdef inline device_t* hash_find(const lookup_t* view, devid_t device_id) noexcep
     cdef uint64_t slot = fib_slot(device_id, view.records_shift)
     cdef const device_t* record
     while True:
-        record = &view.records[slot]
+        record = &view.records[checked_index(slot, view.records_length)]
         if record.event_bits == 0:
             return NULL
         if record.device_id == device_id:

@@ -126,6 +126,7 @@ cdef class FlatDirectory(DeviceDirectory):
 
     cdef object fill(self, lookup_t* view):
         view.records = &self.records[0]
+        view.records_length = self.records.shape[0]
         return self.records_array
 
     cdef device_t* lookup(self, devid_t device_id) noexcept:
@@ -210,6 +211,7 @@ cdef class TwoLevelDirectory(DeviceDirectory):
 
     cdef object fill(self, lookup_t* view):
         view.records = &self.pages[0, 0]
+        view.records_length = self.pages.shape[0] * self.pages.shape[1]
         view.level1 = &self.level1[0] if self.level1.shape[0] else NULL
         view.level1_length = self.level1.shape[0]
         view.page_shift = self.page_shift
@@ -296,6 +298,7 @@ cdef class HashDirectory(DeviceDirectory):
 
     cdef object fill(self, lookup_t* view):
         view.records = &self.buckets[0]
+        view.records_length = self.buckets.shape[0]
         view.records_mask = self.mask
         view.records_shift = self.shift
         return self.buckets_array

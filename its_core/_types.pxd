@@ -34,6 +34,7 @@ ctypedef struct device_t:       # one mapped device (24 bytes)
 
 ctypedef struct lookup_t:        # raw read pointers for one nogil lookup pass
     const device_t* records     # flat: by DeviceID; twolevel: pages, row-major; hash: buckets
+    uint64_t records_length     # entries of records
     const int32_t* level1       # twolevel: page number per page index (0 = none)
     uint64_t level1_length      # twolevel: entries of level1
     uint64_t records_mask       # hash: buckets - 1
@@ -41,11 +42,13 @@ ctypedef struct lookup_t:        # raw read pointers for one nogil lookup pass
     int page_shift              # twolevel: a page holds 2**page_shift records
     int device_bits             # DeviceIDs are < 2**device_bits
     const ite_t* pool           # dense ITE slabs
+    uint64_t pool_length        # entries of pool
     const uint64_t* sparse_keys # sparse (DeviceID << 32 | EventID) map ...
     const ite_t* sparse_values  # ... and its ITEs (0 = empty bucket)
     uint64_t sparse_mask        # sparse buckets - 1
     const cpu_t* collections    # CPU per ICID (all 65536), CPU_NONE = unmapped
 
+# The *_length fields are only read by debug builds (checked_index below).
 # The pointers of a lookup_t are taken from numpy arrays (through memoryviews)
 # by the owner while it holds the GIL, and stay valid while it keeps those
 # memoryviews and makes no mutation: no pointer here owns anything.
@@ -53,6 +56,30 @@ ctypedef struct lookup_t:        # raw read pointers for one nogil lookup pass
 cdef enum:
     DEVICE_HAS_SLAB = 1         # ITEs live in the dense pool slab at ite_base
     DEVICE_SPARSE = 2           # ITEs live in the shared (DeviceID, EventID) hash
+
+
+cdef extern from *:
+    int ITS_CORE_DEBUG          # 1 in an ITS_CORE_DEBUG=1 build (a macro set by setup.py)
+
+cdef extern from "stdio.h":
+    int fprintf(void* stream, const char* format, ...) nogil
+    void* stderr
+
+cdef extern from "stdlib.h":
+    void abort() nogil
+
+
+cdef inline uint64_t checked_index(uint64_t index, uint64_t length) noexcept nogil:
+    """`index`, after checking it against `length` in debug builds only.
+
+    The raw-pointer lookups are not covered by Cython's bounds checks; in a
+    debug build an index out of its array aborts the process loudly instead
+    of reading stray memory.  Release builds compile this to nothing."""
+    if ITS_CORE_DEBUG and index >= length:
+        fprintf(stderr, b"its_core: lookup index %llu out of bounds (%llu)\n",
+                <unsigned long long>index, <unsigned long long>length)
+        abort()
+    return index
 
 
 cdef inline intid_t ite_intid(ite_t ite) noexcept nogil:
