@@ -26,7 +26,7 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
-MODULES = ["_layouts", "_events", "_core", "_ceiling"]
+MODULES = ["_layouts", "_events", "_core", "_ceiling", "_guest", "_lpi", "_cmdq"]
 
 extensions = [
     Extension(

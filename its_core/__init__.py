@@ -9,11 +9,18 @@ from its_core._version import __version__
 from its_core.errors import ITSError, MappingError, TranslationError
 from its_core._core import (DEBUG_BUILD, LAYOUTS, MappingFailure, TranslationStatus,
                             TranslationTables)
+from its_core.guest_memory import GuestMemory, GuestMemoryError
+from its_core import commands
+from its_core.its import ITS
 
 __all__ = [
     "__version__",
     "DEBUG_BUILD",
+    "GuestMemory",
+    "GuestMemoryError",
+    "ITS",
     "ITSError",
+    "commands",
     "LAYOUTS",
     "MappingError",
     "MappingFailure",

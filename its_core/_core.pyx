@@ -679,6 +679,15 @@ cdef class TranslationTables:
                 (ites >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32),
                 (ites & np.uint64(ITE_ICID_MASK)).astype(np.uint16))
 
+    def intids_targeting(self, int cpu):
+        """uint32 INTIDs of every mapped event whose collection targets `cpu`
+        (with repeats when events share an LPI), for INVALL."""
+        pool = self.pool.entries_array[:self.pool.top]
+        ites = np.concatenate([pool[pool != 0],
+                               self.sparse.values_array[self.sparse.values_array != 0]])
+        targets = self.collections_array[(ites & np.uint64(ITE_ICID_MASK)).astype(np.intp)]
+        return (ites[targets == cpu] >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32)
+
     def collection_table(self):
         """(icids uint16, cpus int32) of the mapped collections, by ICID."""
         mapped = np.flatnonzero(self.collections_array[:self.num_collections] != CPU_NONE)

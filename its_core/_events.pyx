@@ -53,9 +53,13 @@ cdef class ItePool:
         return start
 
     cdef void release(self, device_t* device) noexcept:
-        """Give back the slab of `device` (its entries become garbage)."""
+        """Give back the slab of `device` (zeroed; its entries become garbage)."""
+        cdef Py_ssize_t size
         if device.flags & DEVICE_HAS_SLAB:
-            self.garbage += (<Py_ssize_t>1) << device.slab_log2
+            size = (<Py_ssize_t>1) << device.slab_log2
+            # Released slabs are zeroed, so every non-zero pool word is live.
+            memset(&self.entries[device.ite_base], 0, size * sizeof(ite_t))
+            self.garbage += size
             device.flags &= ~DEVICE_HAS_SLAB
             device.slab_log2 = 0
             device.ite_base = 0
