@@ -18,6 +18,7 @@ cdef class CommandProcessor:
     cdef uint64_t device_table_bytes
     cdef uint64_t device_page_bytes # page size (level-2 page size when indirect)
     cdef bint device_indirect
+    cdef public bint its_enabled     # GITS_CTLR.Enabled (kept by the front end)
     cdef uint64_t collection_slots  # BASER1 table bytes / 8
     # Error log: one row per failed command.
     cdef object log_array           # ndarray ERROR_DTYPE, grown by doubling

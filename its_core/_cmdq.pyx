@@ -16,9 +16,15 @@ import numpy as np
 from its_core import commands
 from its_core._guest cimport guest_contains, guest_read_u64, guest_write_u64
 from its_core._core cimport (DEVICE_ID_OUT_OF_RANGE, DEVICE_NOT_MAPPED,
-                             EVENT_ID_OUT_OF_RANGE, INTID_OUT_OF_RANGE, LPIS_DISABLED, OK)
+                             EVENT_ID_OUT_OF_RANGE, INTID_OUT_OF_RANGE, ITS_DISABLED,
+                             LPIS_DISABLED, OK)
+from its_core._core import TranslationStatus
 from its_core._types cimport uint16_t
-from its_core._types cimport CPU_NONE, LPI_FIRST_INTID, device_t, ite_icid, ite_intid
+from its_core._types cimport (CPU_NONE, LPI_FIRST_INTID, device_t, icid_t, ite_icid, ite_intid,
+                              ite_pack)
+
+#: TranslationStatus members by value (no enum construction per doorbell).
+_STATUSES = tuple(sorted(TranslationStatus, key=int))
 
 #: Numpy layout of the error log.
 ERROR_DTYPE = np.dtype([("offset", np.uint32), ("opcode", np.uint8), ("code", np.uint32)])
@@ -221,8 +227,8 @@ cdef class CommandProcessor:
                 return E_MAPTI_ID_ALREADY_MAPPED
             if not self._collection_slot(icid):
                 return E_MAPC_COLLECTION_OOR
-            if tables._map_event(device_id, event_id, intid, icid):
-                return E_MAPTI_PHYSICALID_OOR       # not reached: checked above
+            # Every check of TranslationTables._map_event has passed above.
+            tables._add_ite(device, <eventid_t>event_id, ite_pack(<intid_t>intid, <icid_t>icid))
             self.lpi.load_config(<intid_t>intid)
             return 0
 
@@ -363,18 +369,30 @@ cdef class CommandProcessor:
             self._drop_device_pending(device_id)
             self.tables._unmap_device(device_id)
 
-    def msi(self, uint64_t device_id, uint64_t event_id):
-        """Translate one doorbell and make its LPI pending; a TranslationStatus
-        value (the ITS-enabled check is the caller's)."""
+    def msi(self, device_id, event_id):
+        """The doorbell: translate one (DeviceID, EventID) and make its LPI
+        pending.  Returns a `TranslationStatus` (checks in docs/front-end.md)."""
+        cdef uint64_t device, event
         cdef intid_t intid
         cdef cpu_t cpu
-        cdef uint8_t status = self.tables._translate(<devid_t>device_id, <eventid_t>event_id,
-                                                     &intid, &cpu)
-        if status != OK:
-            return status
-        if not self.lpi.lpis_enabled[cpu]:
-            return LPIS_DISABLED
-        if intid >= self.lpi.limit:
-            return INTID_OUT_OF_RANGE
-        self.lpi.set_pending(cpu, intid)
-        return OK
+        cdef uint8_t status
+        try:
+            device = device_id
+            event = event_id
+        except OverflowError:
+            device = event = 1 << 32                    # reported just below
+        if device > 0xFFFFFFFF or event > 0xFFFFFFFF:
+            raise ValueError(f"device_id {device_id} / event_id {event_id} "
+                             "must be integers in 0..2**32-1")
+        if not self.its_enabled:
+            status = ITS_DISABLED
+        else:
+            status = self.tables._translate(<devid_t>device, <eventid_t>event, &intid, &cpu)
+            if status == OK:
+                if not self.lpi.lpis_enabled[cpu]:
+                    status = LPIS_DISABLED
+                elif intid >= self.lpi.limit:
+                    status = INTID_OUT_OF_RANGE
+                else:
+                    self.lpi.set_pending(cpu, intid)
+        return _STATUSES[status]

@@ -65,7 +65,8 @@ cdef class TranslationTables:
     cdef device_t* _device(self, devid_t device_id) noexcept
     cdef int _drop_events(self, device_t* device) except -1
     cdef int _find_event(self, int64_t device_id, int64_t event_id,
-                         device_t** device, ite_t* ite) noexcept
+                         device_t** device, ite_t* ite) except -1
+    cdef int _add_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
     cdef int _refresh_view(self) except -1
     cdef int _sync_view(self) except -1

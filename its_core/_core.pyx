@@ -231,7 +231,14 @@ cdef class TranslationTables:
 
     cdef device_t* _device(self, devid_t device_id) noexcept:
         """Record of a DeviceID already checked against device_bits, or NULL."""
-        return self.directory.lookup(device_id)
+        if self.view_generation != (self.directory.generation + self.pool.generation
+                                    + self.sparse.generation):
+            return self.directory.lookup(device_id)      # view stale: slow path
+        if self.layout_code == LAYOUT_FLAT:
+            return flat_find(&self.view, device_id)
+        elif self.layout_code == LAYOUT_TWOLEVEL:
+            return twolevel_find(&self.view, device_id)
+        return hash_find(&self.view, device_id)
 
     cdef int _map_device(self, int64_t device_id, int64_t event_bits,
                          uint64_t itt_addr) except -1:
@@ -247,6 +254,7 @@ cdef class TranslationTables:
             device = self.directory.insert(<devid_t>device_id)
         device.event_bits = <uint8_t>event_bits
         device.itt_addr = itt_addr
+        self._sync_view()
         return 0
 
     cdef int _drop_events(self, device_t* device) except -1:
@@ -270,7 +278,7 @@ cdef class TranslationTables:
         return 0
 
     cdef int _find_event(self, int64_t device_id, int64_t event_id,
-                         device_t** device, ite_t* ite) noexcept:
+                         device_t** device, ite_t* ite) except -1:
         """Validate (DeviceID, EventID) and find their ITE (0 if unmapped)."""
         if device_id < 0 or (<uint64_t>device_id) >> self.device_bits:
             return DEVICE_ID_OUT_OF_RANGE
@@ -315,9 +323,14 @@ cdef class TranslationTables:
             return EVENT_ALREADY_MAPPED
         if icid < 0 or icid >= self.num_collections:
             return ICID_OUT_OF_RANGE
-        self._store_ite(device, <eventid_t>event_id, ite_pack(<intid_t>intid, <icid_t>icid))
+        return self._add_ite(device, <eventid_t>event_id, ite_pack(<intid_t>intid, <icid_t>icid))
+
+    cdef int _add_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1:
+        """Store a new ITE whose every check has passed (see _map_event)."""
+        self._store_ite(device, event_id, ite)
         device.num_events += 1
         self.num_events += 1
+        self._sync_view()
         return 0
 
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1:
@@ -394,6 +407,7 @@ cdef class TranslationTables:
         if icid < 0 or icid >= self.num_collections:
             return ICID_OUT_OF_RANGE
         self._store_ite(device, <eventid_t>event_id, ite_pack(ite_intid(ite), <icid_t>icid))
+        self._sync_view()
         return 0
 
     cdef int _map_collection(self, int64_t icid, int64_t cpu) except -1:
@@ -555,20 +569,25 @@ cdef class TranslationTables:
         return translate_one(<HashDirectory>self.directory, view, device_id, event_id,
                              intid, cpu)
 
-    def translate(self, int64_t device_id, int64_t event_id):
+    def translate(self, device_id, event_id):
         """Translate one MSI: return ``(intid, cpu)``.
 
         Raises `TranslationError` (with ``.status``) when the pair does not
-        translate, and ValueError for IDs that do not fit 32 bits.
+        translate, ValueError for IDs that do not fit 32 bits and TypeError
+        for non-integers.
         """
+        cdef uint64_t device, event
         cdef intid_t intid
         cdef cpu_t cpu
-        if <uint64_t>device_id > _UINT32_MAX:
-            raise ValueError(f"device_id {device_id} does not fit 32 bits")
-        if <uint64_t>event_id > _UINT32_MAX:
-            raise ValueError(f"event_id {event_id} does not fit 32 bits")
-        cdef uint8_t status = self._translate(<devid_t>device_id, <eventid_t>event_id,
-                                              &intid, &cpu)
+        try:
+            device = device_id
+            event = event_id
+        except OverflowError:
+            device = event = 1 << 32                    # reported just below
+        if device > _UINT32_MAX or event > _UINT32_MAX:
+            raise ValueError(f"device_id {device_id} / event_id {event_id} "
+                             "must be integers in 0..2**32-1")
+        cdef uint8_t status = self._translate(<devid_t>device, <eventid_t>event, &intid, &cpu)
         if status != OK:
             raise TranslationError(TranslationStatus(status), device_id, event_id)
         return intid, cpu

@@ -44,7 +44,7 @@ class MappingError(ITSError, ValueError):
         The operation that was refused (``"map_event"``, ...).
     """
 
-    def __init__(self, message: str, *, reason, operation: str):
+    def __init__(self, message: str, *, reason=None, operation: str = ""):
         self.reason = reason
         self.operation = operation
         super().__init__(message)

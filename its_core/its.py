@@ -232,8 +232,10 @@ class ITS:
         doorbell); it is ignored elsewhere.  A doorbell write returns its
         `TranslationStatus`; other writes return None.
         """
-        if offset == _TRANSLATER and size in (2, 4) and device_id is not None:
-            return self.msi(device_id, _host_int(value, "value", 8 * size))
+        if offset == _TRANSLATER and device_id is not None and (size == 4 or size == 2):
+            if not 0 <= value < (1 << (8 * size)):
+                raise ValueError(f"value {value:#x} does not fit {size} bytes")
+            return self._processor.msi(device_id, value)
         offset, size = self._check_host_access(offset, size)
         value = _host_int(value, "value", 8 * size)
         access = registers.lookup(offset, size)
@@ -275,6 +277,7 @@ class ITS:
                 return                                   # KVM: the whole write is dropped
             self._configure_processor()
         self._regs["GITS_CTLR"] = _ENABLED.deposit(0, int(enable))
+        self._processor.its_enabled = enable
         self._process()
 
     def _write_cwriter(self, value: int) -> None:
@@ -363,12 +366,12 @@ class ITS:
         return self.tables.translate_batch(device_ids, event_ids, out=out)
 
     def msi(self, device_id: int, event_id: int) -> TranslationStatus:
-        """The doorbell: translate and make the LPI pending on its target CPU."""
-        device_id = _host_int(device_id, "device_id", 32)
-        event_id = _host_int(event_id, "event_id", 32)
-        if not self.enabled:
-            return TranslationStatus.ITS_DISABLED
-        return TranslationStatus(self._processor.msi(device_id, event_id))
+        """The doorbell: translate and make the LPI pending on its target CPU.
+
+        Returns the `TranslationStatus`: ITS_DISABLED, a translation failure,
+        LPIS_DISABLED, INTID_OUT_OF_RANGE, or OK (the LPI is now pending).
+        """
+        return self._processor.msi(device_id, event_id)
 
     def msi_batch(self, device_ids, event_ids) -> np.ndarray:
         """Many doorbells; returns a uint8 array of `TranslationStatus`."""
@@ -404,6 +407,7 @@ class ITS:
         Redistributor state is kept."""
         self.tables.reset()
         self._regs["GITS_CTLR"] = 0
+        self._processor.its_enabled = False
         for register in _BASERS:
             self._regs[register.name] = _VALID.deposit(self._regs[register.name], 0)
         self._regs["GITS_CBASER"] = self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
