@@ -1,0 +1,123 @@
+"""Front-end throughput: command processing, doorbells, MMIO.
+
+Groups: ``cmdq-mapti`` (30 000 MAPTI commands processed by one CWRITER
+write), ``msi-batch`` (doorbells in one call, with the bare translation of
+the same pairs beside it), ``doorbell-scalar`` (one `msi` call or one
+GITS_TRANSLATER `mmio_write` per doorbell).
+"""
+
+import numpy as np
+import pytest
+
+from its_core import ITS, GuestMemory, TranslationStatus, commands, registers
+from its_core.testing import GuestMap, bring_up
+from its_core.workloads import WORKLOADS, access, mappings
+
+MAPTI_COMMANDS = 30_000
+DOORBELLS = 1_000_000
+SCALAR_CALLS = 20_000
+WORKLOAD = WORKLOADS["dense-1k"]
+GUEST = GuestMap(queue_pages=256)          # a 1 MiB queue: 32 768 commands
+
+
+def _its(layout):
+    its = ITS(GuestMemory(64 << 20), num_cpus=WORKLOAD.num_cpus, layout=layout,
+              device_bits=16, event_bits=16, intid_bits=16)
+    bring_up(its, GUEST)
+    return its
+
+
+def _mapped_its(layout):
+    """An ITS holding WORKLOAD, mapped through commands."""
+    its = _its(layout)
+    device_ids, event_ids, intids, icids = mappings(WORKLOAD)
+    its.submit(*[commands.mapc(icid, icid % WORKLOAD.num_cpus)
+                 for icid in range(WORKLOAD.num_collections)])
+    its.submit(*[commands.mapd(int(d), GUEST.itt_address(int(d)), WORKLOAD.event_bits)
+                 for d in np.unique(device_ids)])
+    its.submit(*[commands.mapti(int(d), int(e), int(i), int(c))
+                 for d, e, i, c in zip(device_ids, event_ids, intids, icids)])
+    assert len(its.errors) == 0
+    return its
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_cmdq_mapti(benchmark, layout):
+    """30 000 MAPTI commands already in the queue, processed by one CWRITER write."""
+    packets = b"".join(commands.mapti(index // 32, index % 32, 8192 + index, index % 16)
+                       for index in range(MAPTI_COMMANDS))
+
+    def setup():
+        its = _its(layout)
+        its.submit(*[commands.mapc(icid, icid % 4) for icid in range(16)])
+        its.submit(*[commands.mapd(device, GUEST.itt_address(device), 5)
+                     for device in range(MAPTI_COMMANDS // 32 + 1)])
+        start = its.mmio_read(registers.GITS_CWRITER.offset, 8)
+        its.memory.write(GUEST.queue + start, packets)
+        end = (start + len(packets)) % (GUEST.queue_pages * 4096)
+        return (its, end), {}
+
+    def run(its, end):
+        its.mmio_write(registers.GITS_CWRITER.offset, end, 8)
+        return its
+
+    benchmark.group = "cmdq-mapti"
+    benchmark.extra_info["commands"] = MAPTI_COMMANDS
+    its = benchmark.pedantic(run, setup=setup, rounds=5, iterations=1)
+    assert len(its.errors) == 0 and its.tables.num_events == MAPTI_COMMANDS
+    assert its.translate(MAPTI_COMMANDS // 32 - 1, 31)[0] == 8192 + MAPTI_COMMANDS // 32 * 32 - 1
+
+
+@pytest.fixture(scope="module")
+def mapped():
+    return {layout: _mapped_its(layout) for layout in ("flat", "twolevel", "hash")}
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_msi_batch(benchmark, mapped, layout):
+    its = mapped[layout]
+    device_ids, event_ids = access(WORKLOAD, "random", DOORBELLS)
+    benchmark.group = "msi-batch"
+    benchmark.extra_info["doorbells"] = DOORBELLS
+    statuses = benchmark(its.msi_batch, device_ids, event_ids)
+    assert (statuses == TranslationStatus.OK).all()
+    intids, cpus, _ = its.translate_batch(device_ids[:100], event_ids[:100])
+    for intid, cpu in zip(intids.tolist(), cpus.tolist()):
+        assert intid in its.pending(cpu)
+
+
+def test_translate_batch_same_pairs(benchmark, mapped):
+    """The lookup alone, on the pairs of test_msi_batch (flat)."""
+    device_ids, event_ids = access(WORKLOAD, "random", DOORBELLS)
+    benchmark.group = "msi-batch"
+    _, _, statuses = benchmark(mapped["flat"].translate_batch, device_ids, event_ids)
+    assert (statuses == TranslationStatus.OK).all()
+
+
+def _doorbells(ring, pairs):
+    for device_id, event_id in pairs:
+        ring(device_id, event_id)
+
+
+def test_msi_scalar(benchmark, mapped):
+    its = mapped["flat"]
+    device_ids, event_ids = access(WORKLOAD, "random", SCALAR_CALLS)
+    pairs = list(zip(device_ids.tolist(), event_ids.tolist()))
+    benchmark.group = "doorbell-scalar"
+    benchmark(_doorbells, its.msi, pairs)
+    assert its.msi(*pairs[0]) == TranslationStatus.OK
+
+
+def test_translater_mmio_write(benchmark, mapped):
+    its = mapped["flat"]
+    device_ids, event_ids = access(WORKLOAD, "random", SCALAR_CALLS)
+    pairs = list(zip(device_ids.tolist(), event_ids.tolist()))
+    offset = registers.GITS_TRANSLATER.offset
+
+    def ring(device_id, event_id):
+        its.mmio_write(offset, event_id, 4, device_id=device_id)
+
+    benchmark.group = "doorbell-scalar"
+    benchmark(_doorbells, ring, pairs)
+    intid, cpu = its.translate(*pairs[-1])
+    assert intid in its.pending(cpu)
