@@ -26,7 +26,7 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
-MODULES = ["_layouts", "_events", "_core", "_ceiling", "_guest", "_lpi", "_cmdq"]
+MODULES = ["_layouts", "_events", "_core", "_ceiling", "_guest", "_lpi", "_cmdq", "_abi"]
 
 extensions = [
     Extension(

@@ -6,7 +6,7 @@ is the pure-Python model it is tested against.
 """
 
 from its_core._version import __version__
-from its_core.errors import ITSError, MappingError, TranslationError
+from its_core.errors import ITSError, MappingError, RestoreError, SaveError, TranslationError
 from its_core._core import (DEBUG_BUILD, LAYOUTS, MappingFailure, TranslationStatus,
                             TranslationTables)
 from its_core.guest_memory import GuestMemory, GuestMemoryError
@@ -24,6 +24,8 @@ __all__ = [
     "LAYOUTS",
     "MappingError",
     "MappingFailure",
+    "RestoreError",
+    "SaveError",
     "TranslationError",
     "TranslationStatus",
     "TranslationTables",

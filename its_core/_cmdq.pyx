@@ -363,6 +363,20 @@ cdef class CommandProcessor:
                 creadr = 0
         return creadr, False
 
+    def device_slots(self, device_ids):
+        """Guest address of each DeviceID's DTE, 2**64 - 1 where it has none."""
+        cdef const uint32_t[:] ids = np.ascontiguousarray(device_ids, np.uint32)
+        slots = np.empty(ids.shape[0], np.uint64)
+        cdef uint64_t[::1] view = slots
+        cdef Py_ssize_t index
+        for index in range(ids.shape[0]):
+            view[index] = self._device_slot(ids[index])
+        return slots
+
+    def set_tables(self, TranslationTables tables):
+        """Switch to other translation tables (a restore swaps them in)."""
+        self.tables = tables
+
     def drop_device(self, uint64_t device_id):
         """Forget a device, its events and their pending bits (BASER0 Valid=0)."""
         if self.tables._device(<devid_t>device_id) != NULL:

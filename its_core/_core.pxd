@@ -67,6 +67,8 @@ cdef class TranslationTables:
     cdef int _find_event(self, int64_t device_id, int64_t event_id,
                          device_t** device, ite_t* ite) except -1
     cdef int _add_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
+    cdef int _prepare_storage(self, device_t* device, eventid_t max_event_id,
+                              Py_ssize_t num_events) except -1
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
     cdef int _refresh_view(self) except -1
     cdef int _sync_view(self) except -1

@@ -336,16 +336,26 @@ cdef class TranslationTables:
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1:
         """Write a non-zero ITE for `event_id`, growing the device's slab or
         moving the device to the sparse map when its EventIDs are too spread."""
-        cdef uint64_t key
         if device.flags & DEVICE_SPARSE:
             self.sparse.put(sparse_key(device.device_id, event_id), ite)
             return 0
         cdef bint has_slab = device.flags & DEVICE_HAS_SLAB
-        if has_slab and not ((<uint64_t>event_id) >> device.slab_log2):
-            self.pool.entries[<Py_ssize_t>device.ite_base + event_id] = ite
-            return 0
+        if not (has_slab and not ((<uint64_t>event_id) >> device.slab_log2)):
+            self._prepare_storage(device, event_id, device.num_events + 1)
+            if device.flags & DEVICE_SPARSE:
+                self.sparse.put(sparse_key(device.device_id, event_id), ite)
+                return 0
+        self.pool.entries[<Py_ssize_t>device.ite_base + event_id] = ite
+        return 0
+
+    cdef int _prepare_storage(self, device_t* device, eventid_t max_event_id,
+                              Py_ssize_t num_events) except -1:
+        """Make room for EventIDs up to `max_event_id` on a device that will
+        hold `num_events`: a (bigger) dense slab, or the sparse map when a slab
+        would be too empty (more than 4096 slots and 4 per event)."""
+        cdef bint has_slab = device.flags & DEVICE_HAS_SLAB
         cdef int slab_log2 = INITIAL_SLAB_LOG2
-        while (<uint64_t>event_id) >> slab_log2:
+        while (<uint64_t>max_event_id) >> slab_log2:
             slab_log2 += 1
         if has_slab and slab_log2 <= device.slab_log2:
             slab_log2 = device.slab_log2 + 1
@@ -353,14 +363,13 @@ cdef class TranslationTables:
         cdef Py_ssize_t size = (<Py_ssize_t>1) << slab_log2
         cdef Py_ssize_t old_size = ((<Py_ssize_t>1) << device.slab_log2) if has_slab else 0
         cdef Py_ssize_t start, index
-        if size > max(<Py_ssize_t>DENSE_SLAB_LIMIT,
-                      DENSE_SLAB_FACTOR * (<Py_ssize_t>device.num_events + 1)):
+        cdef ite_t ite
+        if size > max(<Py_ssize_t>DENSE_SLAB_LIMIT, DENSE_SLAB_FACTOR * num_events):
             # Too sparse for a slab: move what the slab holds into the map.
             for index in range(old_size):
-                key = self.pool.entries[device.ite_base + index]
-                if key != 0:
-                    self.sparse.put(sparse_key(device.device_id, <eventid_t>index), key)
-            self.sparse.put(sparse_key(device.device_id, event_id), ite)
+                ite = self.pool.entries[device.ite_base + index]
+                if ite != 0:
+                    self.sparse.put(sparse_key(device.device_id, <eventid_t>index), ite)
             self.pool.release(device)
             device.flags = DEVICE_SPARSE
             return 0
@@ -375,7 +384,6 @@ cdef class TranslationTables:
         device.ite_base = <uint32_t>start
         device.slab_log2 = <uint8_t>slab_log2
         device.flags = DEVICE_HAS_SLAB
-        self.pool.entries[start + event_id] = ite
         return 0
 
     cdef int _unmap_event(self, int64_t device_id, int64_t event_id) except -1:
@@ -661,6 +669,96 @@ cdef class TranslationTables:
                                cpu_out, status_out)
         return out
 
+    def load_devices(self, device_ids, event_bits, itt_addrs, event_counts, event_ids, ites):
+        """Map many devices with their events at once (for restoring).
+
+        Devices must be new, in strictly increasing DeviceID order, and every
+        row must already be valid: this is the trusted bulk path behind
+        restore, which validates a saved image completely first.  Device `k`
+        owns the next ``event_counts[k]`` rows of `event_ids` / `ites`
+        (EventIDs strictly increasing; ITEs packed as the core holds them:
+        pINTID in bits [47:16], ICID in bits [15:0]).
+        """
+        cdef const uint32_t[:] devices = np.ascontiguousarray(device_ids, np.uint32)
+        cdef const uint8_t[:] bits = np.ascontiguousarray(event_bits, np.uint8)
+        cdef const uint64_t[:] itts = np.ascontiguousarray(itt_addrs, np.uint64)
+        cdef const int64_t[:] counts = np.ascontiguousarray(event_counts, np.int64)
+        cdef const uint32_t[:] events = np.ascontiguousarray(event_ids, np.uint32)
+        cdef const uint64_t[:] words = np.ascontiguousarray(ites, np.uint64)
+        cdef Py_ssize_t index, position, row = 0, last, count
+        cdef device_t* device
+        if not (devices.shape[0] == bits.shape[0] == itts.shape[0] == counts.shape[0]):
+            raise ValueError("device arrays differ in length")
+        if events.shape[0] != words.shape[0] or np.sum(event_counts) != events.shape[0]:
+            raise ValueError("event arrays do not match event_counts")
+        for index in range(devices.shape[0]):
+            if index and devices[index] <= devices[index - 1]:
+                raise ValueError("device_ids must be strictly increasing")
+            if self._map_device(devices[index], bits[index], itts[index]):
+                raise ValueError(f"device {devices[index]} cannot be mapped")
+            count = counts[index]
+            if count == 0:
+                continue
+            last = row + count - 1
+            for position in range(row, last + 1):
+                if (words[position] >> ITE_INTID_SHIFT) < LPI_FIRST_INTID or \
+                        (position > row and events[position] <= events[position - 1]) or \
+                        (<uint64_t>events[position]) >> bits[index] or \
+                        ite_icid(words[position]) >= self.num_collections:
+                    raise ValueError(f"event row {position} is not valid")
+            device = self._device(devices[index])
+            self._prepare_storage(device, events[last], count)
+            device = self._device(devices[index])
+            for position in range(row, last + 1):
+                if device.flags & DEVICE_SPARSE:
+                    self.sparse.put(sparse_key(devices[index], events[position]), words[position])
+                else:
+                    self.pool.entries[<Py_ssize_t>device.ite_base + events[position]] = \
+                        words[position]
+            device.num_events = <uint32_t>count
+            self.num_events += count
+            row = last + 1
+        self._sync_view()
+
+    def export_events(self):
+        """Every ITE, sorted by (DeviceID, EventID), in one native pass.
+
+        Returns
+        -------
+        device_ids, event_ids : ndarray of uint32
+        ites : ndarray of uint64
+            pINTID in bits [47:16], ICID in bits [15:0] (a KVM ITE without
+            its `next` field).
+        """
+        records = self.directory.records()
+        cdef Py_ssize_t total = self.num_events, row = 0, index, event
+        out_devices = np.empty(total, np.uint32)
+        out_events = np.empty(total, np.uint32)
+        out_ites = np.empty(total, np.uint64)
+        cdef uint32_t[::1] devices_view = out_devices
+        cdef uint32_t[::1] events_view = out_events
+        cdef uint64_t[::1] ites_view = out_ites
+        cdef device_t[::1] recs = records
+        cdef ite_t ite
+        for index in range(recs.shape[0]):
+            if recs[index].flags & DEVICE_HAS_SLAB:
+                for event in range((<Py_ssize_t>1) << recs[index].slab_log2):
+                    ite = self.pool.entries[<Py_ssize_t>recs[index].ite_base + event]
+                    if ite != 0:
+                        devices_view[row] = recs[index].device_id
+                        events_view[row] = <uint32_t>event
+                        ites_view[row] = ite
+                        row += 1
+            elif recs[index].flags & DEVICE_SPARSE:
+                sparse_events, sparse_ites = self.sparse.entries_of(recs[index].device_id)
+                count = sparse_events.shape[0]
+                out_devices[row:row + count] = recs[index].device_id
+                out_events[row:row + count] = sparse_events
+                out_ites[row:row + count] = sparse_ites
+                row += count
+        assert row == total, "event count out of step with the stores"
+        return out_devices, out_events, out_ites
+
     # ------------------------------------------------------------------
     # Bulk views of the state (for saving, testing and tooling)
 
@@ -706,6 +804,25 @@ cdef class TranslationTables:
                                self.sparse.values_array[self.sparse.values_array != 0]])
         targets = self.collections_array[(ites & np.uint64(ITE_ICID_MASK)).astype(np.intp)]
         return (ites[targets == cpu] >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32)
+
+    def device_records(self):
+        """The device records themselves (DEVICE_DTYPE of _layouts) by DeviceID:
+        what the native save path walks."""
+        return self.directory.records()
+
+    def referenced_icids(self):
+        """Sorted uint16 ICIDs named by at least one mapped event."""
+        pool = self.pool.entries_array[:self.pool.top]
+        ites = np.concatenate([pool[pool != 0],
+                               self.sparse.values_array[self.sparse.values_array != 0]])
+        return np.unique((ites & np.uint64(ITE_ICID_MASK)).astype(np.uint16))
+
+    def mapped_intids(self):
+        """Sorted unique uint32 INTIDs of every mapped event."""
+        pool = self.pool.entries_array[:self.pool.top]
+        ites = np.concatenate([pool[pool != 0],
+                               self.sparse.values_array[self.sparse.values_array != 0]])
+        return np.unique((ites >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32))
 
     def collection_table(self):
         """(icids uint16, cpus int32) of the mapped collections, by ICID."""

@@ -116,18 +116,34 @@ cdef class LPIState:
     def enable(self, int cpu, uint64_t pend_addr, bint table_is_zero):
         """GICR_CTLR.EnableLPIs 0 -> 1: load the pending bitmap (unless PTZ)
         and the whole config cache."""
-        row = self.pending_array[cpu]
-        row[:] = 0
+        self.pending_array[cpu] = 0
         if not table_is_zero:
-            first, last = _guest_span(self.mem, pend_addr + PENDING_RESERVED_BYTES,
-                                      self.limit // 8 - PENDING_RESERVED_BYTES
-                                      if self.limit // 8 > PENDING_RESERVED_BYTES else 0)
-            if last > first:
-                offset = pend_addr + PENDING_RESERVED_BYTES + first - self.mem.base
-                row[PENDING_RESERVED_BYTES + first:PENDING_RESERVED_BYTES + last] = \
-                    self.mem.array[offset:offset + (last - first)]
+            self.load_pending(cpu, pend_addr)
         self.lpis_enabled[cpu] = 1
         self.load_all_config()
+
+    def pending_span(self):
+        """(first, end) byte offsets of a pending table that hold LPIs below
+        the limit: the only bytes ever read or written in guest memory."""
+        return PENDING_RESERVED_BYTES, max(PENDING_RESERVED_BYTES, <Py_ssize_t>(self.limit // 8))
+
+    def load_pending(self, int cpu, uint64_t pend_addr):
+        """Copy `cpu`'s pending bits from its table (bytes outside guest
+        memory read as 0; bytes below 1024 and beyond the limit untouched)."""
+        start, end = self.pending_span()
+        row = self.pending_array[cpu]
+        row[start:] = 0
+        first, last = _guest_span(self.mem, pend_addr + start, end - start)
+        if last > first:
+            offset = pend_addr + start + first - self.mem.base
+            row[start + first:start + last] = self.mem.array[offset:offset + (last - first)]
+
+    def save_pending(self, int cpu, uint64_t pend_addr):
+        """Copy `cpu`'s pending bits into its table; the caller checked that the
+        span lies inside guest memory."""
+        start, end = self.pending_span()
+        offset = pend_addr + start - self.mem.base
+        self.mem.array[offset:offset + (end - start)] = self.pending_array[cpu, start:end]
 
     def disable(self, int cpu):
         """GICR_CTLR.EnableLPIs 1 -> 0: the CPU's pending state is dropped."""

@@ -48,3 +48,40 @@ class MappingError(ITSError, ValueError):
         self.reason = reason
         self.operation = operation
         super().__init__(message)
+
+
+class _TableError(ITSError):
+    """An error about one entry of a saved table.
+
+    Attributes
+    ----------
+    table : str
+        ``"device"``, ``"level1"``, ``"itt"``, ``"collection"``, ``"pending"``
+        or ``"registers"``.
+    id : object
+        DeviceID, (DeviceID, EventID), ICID, table position or register name.
+    field : str
+        The entry field (or register) at fault.
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, table: str = "", id=None, field: str = "", reason: str = ""):
+        self.table = table
+        self.id = id
+        self.field = field
+        self.reason = reason
+        where = f"{table} table" if table != "registers" else "registers"
+        ident = "" if id is None else f" {id!r}" if not isinstance(id, int) else f" {id:#x}"
+        super().__init__(f"{where}{ident}: {field}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.table, self.id, self.field, self.reason))
+
+
+class SaveError(_TableError):
+    """The state cannot be saved into the guest's tables; nothing was written."""
+
+
+class RestoreError(_TableError):
+    """A saved image is invalid; the ITS is exactly as it was before the restore."""

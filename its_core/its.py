@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from its_core import commands, registers
+from its_core import commands, registers, saverestore
 from its_core._cmdq import CommandProcessor
 from its_core._core import TranslationStatus, TranslationTables
 from its_core._guest import GuestWindow
@@ -398,6 +398,42 @@ class ITS:
         """Take the highest-priority enabled pending LPI of `cpu` (ties: lowest
         INTID); None when there is none."""
         return self._lpi.acknowledge(self._check_cpu(cpu))
+
+    # ------------------------------------------------------------------ save / restore
+
+    def save(self) -> dict:
+        """Tables and pending tables -> guest memory; returns the register state
+        (ITS and redistributors' LPI side) as a JSON-serialisable dict."""
+        return saverestore.save(self)
+
+    def restore(self, state: dict) -> None:
+        """Restore a `save()` state from (a copy of) the guest memory it was
+        saved to; atomic: on RestoreError nothing has changed."""
+        saverestore.restore(self, state)
+
+    def save_tables(self) -> None:
+        """Device table, ITTs and collection table -> guest memory (KVM rev0)."""
+        saverestore.save_tables(self)
+
+    def restore_tables(self) -> None:
+        """Guest memory -> translation tables, validated and atomic."""
+        saverestore.restore_tables(self)
+
+    def save_registers(self) -> dict:
+        """GITS_IIDR, CBASER, CREADR, CWRITER, BASER0..7 and CTLR by mnemonic."""
+        return saverestore.save_registers(self)
+
+    def restore_registers(self, regs: dict) -> None:
+        """Every ITS register but GITS_CTLR, in KVM's documented order."""
+        saverestore.restore_registers(self, regs)
+
+    def save_pending_tables(self) -> None:
+        """Pending bitmaps of CPUs with LPIs enabled -> their pending tables."""
+        saverestore.save_pending_tables(self)
+
+    def restore_pending_tables(self) -> None:
+        """Pending tables -> pending bitmaps of CPUs with LPIs enabled."""
+        saverestore.restore_pending_tables(self)
 
     # ------------------------------------------------------------------ reset
 
