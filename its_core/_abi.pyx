@@ -16,6 +16,7 @@ from its_core import abi
 from its_core.errors import RestoreError
 from its_core._guest cimport GuestWindow, guest_contains, guest_read_u64, guest_write_u64
 from its_core._core cimport TranslationTables
+from its_core._events cimport sparse_key
 from its_core._types cimport (DEVICE_HAS_SLAB, DEVICE_SPARSE, LPI_FIRST_INTID, device_t, int32_t,
                               int64_t, ite_t, uint8_t, uint16_t, uint32_t, uint64_t)
 
@@ -161,11 +162,16 @@ cdef class _DeviceScan:
         self.known_icids = known_icids
 
     cdef int device(self, uint64_t device_id, uint64_t dte) except -1:
-        """Validate one valid DTE and scan its ITT."""
+        """Validate one valid DTE and its ITT, then map them into `target`.
+
+        Two walks of the ITT chain: the first validates every ITE and counts
+        them, so storage is sized once; the second stores them."""
         cdef uint64_t bits = (dte & DTE_SIZE_MASK) + 1
         cdef uint64_t itt = ((dte >> DTE_ITT_SHIFT) & DTE_ITT_MASK) << ITT_ADDR_SHIFT
-        cdef uint64_t entries, event_id, ite, intid, step, icid
+        cdef uint64_t entries, event_id, ite, intid, step, icid, last_event = 0
+        cdef Py_ssize_t count = 0
         cdef device_t* device
+        cdef TranslationTables target = self.target
         if device_id >> self.device_bits:
             raise RestoreError("device", int(device_id), "DeviceID",
                                f"beyond {self.device_bits} DeviceID bits")
@@ -176,8 +182,6 @@ cdef class _DeviceScan:
         if not guest_contains(self.mem, itt, entries * ENTRY):
             raise RestoreError("device", int(device_id), "ITT_addr",
                                f"ITT {itt:#x}+{entries * ENTRY:#x} outside guest memory")
-        if self.target._map_device(device_id, bits, itt):
-            raise RestoreError("device", int(device_id), "DTE", "cannot be mapped")
         event_id = 0
         while event_id < entries:                    # each step advances: bounded
             ite = guest_read_u64(self.mem, itt + event_id * ENTRY)
@@ -192,8 +196,8 @@ cdef class _DeviceScan:
             if not self.known_icids[icid]:
                 raise RestoreError("itt", (int(device_id), int(event_id)), "ICID",
                                    f"collection {icid} is not in the collection table")
-            device = self.target._device(<uint32_t>device_id)   # (re)found: stores may move
-            self.target._add_ite(device, <uint32_t>event_id, ite & ITE_BODY_MASK)
+            count += 1
+            last_event = event_id
             step = ite >> ITE_NEXT_SHIFT
             if step == 0:
                 break
@@ -201,6 +205,28 @@ cdef class _DeviceScan:
                 raise RestoreError("itt", (int(device_id), int(event_id)), "next",
                                    f"next {step} points past the ITT ({entries} entries)")
             event_id += step
+        if target._map_device(device_id, bits, itt):
+            raise RestoreError("device", int(device_id), "DTE", "cannot be mapped")
+        if count == 0:
+            return 0
+        device = target._device(<uint32_t>device_id)
+        target._prepare_storage(device, <uint32_t>last_event, count)
+        event_id = 0
+        while True:                                  # the validated chain again
+            ite = guest_read_u64(self.mem, itt + event_id * ENTRY)
+            if (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK == 0:
+                event_id += 1
+                continue
+            if device.flags & DEVICE_SPARSE:
+                target.sparse.put(sparse_key(<uint32_t>device_id, <uint32_t>event_id),
+                                  ite & ITE_BODY_MASK)
+            else:
+                target.pool.entries[<Py_ssize_t>device.ite_base + event_id] = ite & ITE_BODY_MASK
+            if event_id == last_event:
+                break
+            event_id += ite >> ITE_NEXT_SHIFT
+        device.num_events = <uint32_t>count
+        target.num_events += count
         return 0
 
 
@@ -210,7 +236,15 @@ def scan_devices(GuestWindow mem, TranslationTables target, uint64_t base, uint6
     mapping what it finds into `target` (fresh tables, swapped in by the
     caller only when this returns).  `known_icids` is a 65536-entry uint8
     mask of the collections restored from the collection table."""
-    scan = _DeviceScan(mem, target, known_icids)
+    try:
+        _scan_devices(mem, _DeviceScan(mem, target, known_icids), base, table_bytes, page_bytes,
+                      indirect)
+    finally:
+        target._sync_view()
+
+
+cdef int _scan_devices(GuestWindow mem, _DeviceScan scan, uint64_t base, uint64_t table_bytes,
+                       uint64_t page_bytes, bint indirect) except -1:
     cdef uint64_t slots = table_bytes // ENTRY
     cdef uint64_t per_page = page_bytes // ENTRY
     cdef uint64_t device_id, dte, step, index, descriptor, page, offset
@@ -231,7 +265,7 @@ def scan_devices(GuestWindow mem, TranslationTables target, uint64_t base, uint6
                 raise RestoreError("device", int(device_id), "next",
                                    f"next {step} points past the device table ({slots} slots)")
             device_id += step
-        return
+        return 0
     for index in range(slots):
         if not guest_contains(mem, base + index * ENTRY, ENTRY):
             raise RestoreError("level1", int(index), "descriptor", "entry outside guest memory")
@@ -252,5 +286,6 @@ def scan_devices(GuestWindow mem, TranslationTables target, uint64_t base, uint6
             scan.device(device_id, dte)
             step = (dte >> DTE_NEXT_SHIFT) & DTE_NEXT_MASK
             if step == 0:
-                return
+                return 0
             offset += step                  # leaving the page: on to the next level-1 entry
+    return 0

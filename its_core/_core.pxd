@@ -70,6 +70,8 @@ cdef class TranslationTables:
     cdef int _prepare_storage(self, device_t* device, eventid_t max_event_id,
                               Py_ssize_t num_events) except -1
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
+    cdef object _live_ites(self)
+    cdef object _ite_mask(self, bint by_intid)
     cdef int _refresh_view(self) except -1
     cdef int _sync_view(self) except -1
     cdef uint8_t _translate(self, devid_t device_id, eventid_t event_id,

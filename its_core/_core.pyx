@@ -799,9 +799,7 @@ cdef class TranslationTables:
     def intids_targeting(self, int cpu):
         """uint32 INTIDs of every mapped event whose collection targets `cpu`
         (with repeats when events share an LPI), for INVALL."""
-        pool = self.pool.entries_array[:self.pool.top]
-        ites = np.concatenate([pool[pool != 0],
-                               self.sparse.values_array[self.sparse.values_array != 0]])
+        ites = self._live_ites()
         targets = self.collections_array[(ites & np.uint64(ITE_ICID_MASK)).astype(np.intp)]
         return (ites[targets == cpu] >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32)
 
@@ -810,19 +808,40 @@ cdef class TranslationTables:
         what the native save path walks."""
         return self.directory.records()
 
+    cdef object _live_ites(self):
+        """Every live ITE word (pool and sparse map), unordered."""
+        pool = self.pool.entries_array[:self.pool.top]
+        return np.concatenate([pool[pool != 0],
+                               self.sparse.values_array[self.sparse.values_array != 0]])
+
+    cdef object _ite_mask(self, bint by_intid):
+        """A bool mask over ICIDs (or INTIDs) named by live ITEs: one native
+        pass over the pool (released slabs are zero) and the sparse map."""
+        mask = np.zeros((1 << self.intid_bits) if by_intid else ICID_SPACE, np.uint8)
+        cdef uint8_t[::1] marks = mask
+        cdef const ite_t[::1] words
+        cdef Py_ssize_t index
+        cdef ite_t ite
+        for array in (self.pool.entries_array[:self.pool.top], self.sparse.values_array):
+            words = array
+            with nogil:
+                for index in range(words.shape[0]):
+                    ite = words[index]
+                    if ite != 0:
+                        marks[ite_intid(ite) if by_intid else ite_icid(ite)] = 1
+        return mask
+
     def referenced_icids(self):
         """Sorted uint16 ICIDs named by at least one mapped event."""
-        pool = self.pool.entries_array[:self.pool.top]
-        ites = np.concatenate([pool[pool != 0],
-                               self.sparse.values_array[self.sparse.values_array != 0]])
-        return np.unique((ites & np.uint64(ITE_ICID_MASK)).astype(np.uint16))
+        return np.flatnonzero(self._ite_mask(False)).astype(np.uint16)
 
     def mapped_intids(self):
         """Sorted unique uint32 INTIDs of every mapped event."""
-        pool = self.pool.entries_array[:self.pool.top]
-        ites = np.concatenate([pool[pool != 0],
-                               self.sparse.values_array[self.sparse.values_array != 0]])
-        return np.unique((ites >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32))
+        return np.flatnonzero(self._ite_mask(True)).astype(np.uint32)
+
+    def collections_of(self, icids):
+        """int32 target CPU of each ICID in `icids` (-1 where unmapped)."""
+        return self.collections_array[np.asarray(icids, np.intp)]
 
     def collection_table(self):
         """(icids uint16, cpus int32) of the mapped collections, by ICID."""

@@ -36,7 +36,7 @@ cdef class ItePool:
         """Start index of `size` fresh zero entries at the top, or -2 if the
         caller must compact first (half the pool is garbage).  Grows the pool
         when needed; raises MemoryError past POOL_MAX_ENTRIES."""
-        cdef Py_ssize_t capacity = self.entries_array.shape[0]
+        cdef Py_ssize_t capacity = self.entries.shape[0]
         if self.top + size > capacity:
             if self.garbage * 2 >= capacity:
                 return -2

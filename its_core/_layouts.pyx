@@ -93,8 +93,11 @@ cdef class DeviceDirectory:
     def records(self):
         """Structured array (DEVICE_DTYPE) of the present devices, by DeviceID."""
         parts = [records[records["event_bits"] != 0] for records in self.storage()]
-        merged = np.concatenate(parts) if parts else np.empty(0, DEVICE_DTYPE)
-        return merged[np.argsort(merged["device_id"], kind="stable")]
+        merged = np.concatenate(parts) if len(parts) != 1 else parts[0]
+        ids = merged["device_id"]
+        if ids.size > 1 and not (ids[1:] > ids[:-1]).all():    # flat: already in order
+            merged = merged[np.argsort(ids, kind="stable")]
+        return merged
 
 
 @cython.final

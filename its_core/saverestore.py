@@ -86,13 +86,16 @@ def _plan_device_table(its, table: _Table, records: np.ndarray):
                         "DeviceID has no slot in the device table")
     itts = records["itt_addr"]
     bits = records["event_bits"].astype(np.uint64)
-    for device_id, itt, nbits in zip(ids.tolist(), itts.tolist(), bits.tolist()):
-        if itt % 256 or itt >> 52:
-            raise SaveError("device", device_id, "ITT_addr",
-                            f"{itt:#x} is not a 256-byte aligned address below 2**52")
-        if not memory.contains(itt, 8 << nbits):
-            raise SaveError("device", device_id, "ITT_addr",
-                            f"ITT {itt:#x}+{8 << nbits:#x} outside guest memory")
+    sizes = np.uint64(abi.ENTRY_BYTES) << bits
+    misplaced = ((itts % np.uint64(256)) != 0) | ((itts >> np.uint64(52)) != 0)
+    outside = ((itts < np.uint64(memory.base)) | (itts - np.uint64(memory.base) > np.uint64(memory.size))
+               | (sizes > np.uint64(memory.end) - np.maximum(itts, np.uint64(memory.base))))
+    bad = np.flatnonzero(misplaced | outside)
+    if bad.size:
+        device_id, itt, size = int(ids[bad[0]]), int(itts[bad[0]]), int(sizes[bad[0]])
+        reason = (f"{itt:#x} is not a 256-byte aligned address below 2**52" if misplaced[bad[0]]
+                  else f"ITT {itt:#x}+{size:#x} outside guest memory")
+        raise SaveError("device", device_id, "ITT_addr", reason)
     following = np.diff(ids.astype(np.uint64), append=ids[-1:].astype(np.uint64))
     dtes = (np.uint64(abi.DTE["V"].mask)
             | (np.minimum(following, abi.DTE_NEXT_MAX) << np.uint64(abi.DTE["next"].lsb))
