@@ -1,0 +1,61 @@
+"""Save and restore throughput on 65 536 devices x 32 events (2 M ITEs).
+
+Groups ``save-tables`` and ``restore-tables`` each hold a plain numpy copy
+of the same number of 8-byte entries, so the table reads as a ratio to a
+memory copy measured in the same run.
+"""
+
+import numpy as np
+import pytest
+
+from its_core import ITS, GuestMemory
+from its_core.testing import assert_same_state, random_state
+
+DEVICES = 65_536
+EVENTS = 32
+ENTRIES = DEVICES * EVENTS
+
+
+@pytest.fixture(scope="module")
+def saved():
+    """layout -> (its, state) with the tables saved into its guest memory."""
+    result = {}
+    for layout in ("flat", "twolevel", "hash"):
+        its = ITS(GuestMemory(64 << 20), 4, layout)
+        random_state(its, DEVICES, EVENTS, seed=7)
+        result[layout] = (its, its.save())
+    return result
+
+
+@pytest.mark.parametrize("group", ["save-tables", "restore-tables"])
+def test_numpy_copy(benchmark, group):
+    """The yardstick: copying ENTRIES 8-byte words."""
+    source = np.arange(ENTRIES, dtype=np.uint64)
+    target = np.empty_like(source)
+    benchmark.group = group
+    benchmark.extra_info["entries"] = ENTRIES
+    benchmark(np.copyto, target, source)
+    assert np.array_equal(target, source)
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_save_tables(benchmark, saved, layout):
+    its, _ = saved[layout]
+    benchmark.group = "save-tables"
+    benchmark.extra_info["entries"] = its.tables.num_events
+    before = its.memory.array.copy()
+    benchmark(its.save_tables)
+    assert np.array_equal(its.memory.array, before)      # saving again changes nothing
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_restore_tables(benchmark, saved, layout):
+    its, state = saved[layout]
+    target = ITS(GuestMemory(np.array(its.memory.array)), 4, layout)
+    target.restore(state)
+    target.mmio_write(0, 0, 4)                           # disabled: restore_tables allowed
+    benchmark.group = "restore-tables"
+    benchmark.extra_info["entries"] = its.tables.num_events
+    benchmark(target.restore_tables)
+    target.mmio_write(0, 1, 4)
+    assert_same_state(its, target)
