@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from its_core import commands
 from its_core._ceiling import bare_translate
 from its_core._version import __version__
 from its_core.reference import ReferenceTables
-from its_core.workloads import Workload, access, build, ceiling_tables
+from its_core.workloads import Workload, access, build, ceiling_tables, device_ids, mappings
 
 REFERENCE_PAIRS = 20_000
 SCALAR_CALLS = 50_000
@@ -130,3 +131,88 @@ def as_json(results: list[Result]) -> list[dict]:
         row["ns_per_translation"] = result.ns_per_translation
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------------------
+# Front end: command queue, save, restore
+
+@dataclass
+class FrontEndResult:
+    """Command-queue, save and restore throughput of one layout on one workload."""
+
+    workload: str
+    layout: str
+    commands_per_s: float        # MAPTI commands through the queue
+    save_per_s: float            # ITEs saved per second (save_tables)
+    restore_per_s: float         # ITEs restored per second (restore_tables, validated)
+    copy_per_s: float            # numpy copy of as many 8-byte entries, same run
+    entries: int
+    nbytes: int
+
+
+def guest_for(workload: Workload):
+    """(memory bytes, GuestMap) placing a workload's tables in guest memory.
+
+    Dense DeviceIDs get a flat device table; DeviceIDs scattered over 32 bits
+    get a two-level table with a 64 KiB level-2 page for each level-1 entry
+    in use (which is why that workload needs a large guest memory).
+    """
+    from its_core.testing import GuestMap
+
+    itt_stride = max(256, 8 << workload.event_bits)
+    if workload.sparse:
+        per_page = (64 << 10) // 8
+        indexes = tuple(np.unique(device_ids(workload) // per_page).tolist())
+        level1_bytes = (1 << 32) // per_page * 8
+        guest = GuestMap(queue=0x10000, queue_pages=256, device_table=0x200000,
+                         device_table_pages=level1_bytes >> 16, indirect=True,
+                         level1_indexes=indexes, level2_tables=0x200000 + level1_bytes,
+                         collection_table=0x110000, config_table=0x1000000,
+                         pending_tables=0x1200000, pending_stride=0x40000,
+                         itt_base=0x200000 + level1_bytes + len(indexes) * (64 << 10),
+                         itt_stride=itt_stride)
+    else:
+        pages = max(1, -(-workload.devices * 8 // (64 << 10)))
+        guest = GuestMap(queue=0x10000, queue_pages=256, device_table=0x200000,
+                         device_table_pages=pages, collection_table=0x110000,
+                         config_table=0x1000000, pending_tables=0x1200000,
+                         pending_stride=0x40000, itt_base=0x2000000, itt_stride=itt_stride)
+    memory_bytes = guest.itt_base + workload.devices * itt_stride
+    return (memory_bytes + 0xFFFF) & ~0xFFFF, guest
+
+
+def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> FrontEndResult:
+    """Map the workload through the command queue, then save and restore it."""
+    from its_core import ITS, GuestMemory
+    from its_core.testing import bring_up
+
+    memory_bytes, guest = guest_for(workload)
+    its = ITS(GuestMemory(memory_bytes), workload.num_cpus, layout,
+              device_bits=workload.device_bits, event_bits=max(16, workload.event_bits),
+              intid_bits=workload.intid_bits)
+    bring_up(its, guest)
+    ids = device_ids(workload, seed)
+    its.submit_many(commands.encode_many(
+        "MAPC", icid=np.arange(workload.num_collections),
+        cpu=np.arange(workload.num_collections) % workload.num_cpus))
+    its.submit_many(commands.encode_many(
+        "MAPD", device_id=ids,
+        itt_addr=guest.itt_base + np.arange(workload.devices, dtype=np.uint64) * guest.itt_stride,
+        num_event_bits=workload.event_bits))
+    device_column, events, intids, icids = mappings(workload, seed)
+    mapti = commands.encode_many("MAPTI", device_id=device_column, event_id=events,
+                                 intid=intids, icid=icids)
+    start = time.perf_counter()
+    its.submit_many(mapti)
+    commands_per_s = len(mapti) / (time.perf_counter() - start)
+    if len(its.errors) or its.tables.num_events != len(mapti):
+        raise AssertionError(f"{layout}: the workload did not map cleanly through the queue")
+    entries = its.tables.num_events
+    save_s = best_time(its.save_tables, repeat)
+    its.mmio_write(0, 0, 4)                                 # restore needs the ITS disabled
+    restore_s = best_time(its.restore_tables, repeat)
+    source = np.arange(entries, dtype=np.uint64)
+    target = np.empty_like(source)
+    copy_s = best_time(lambda: np.copyto(target, source), repeat)
+    return FrontEndResult(workload.name, layout, commands_per_s, entries / save_s,
+                          entries / restore_s, entries / copy_s, entries, its.tables.nbytes)

@@ -57,6 +57,56 @@ def format_table(results) -> str:
     return "\n".join(lines)
 
 
+def format_front_end(results) -> str:
+    """The second report: command queue, save and restore per layout."""
+    header = (f"{'workload':<11} {'layout':<10} {'cmdq M/s':>9} {'save M/s':>9} {'x copy':>7} "
+              f"{'restore M/s':>11} {'x copy':>7} {'entries':>9}")
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.workload:<11} {r.layout:<10} {r.commands_per_s / 1e6:9.1f} "
+                     f"{r.save_per_s / 1e6:9.1f} {r.save_per_s / r.copy_per_s:7.3f} "
+                     f"{r.restore_per_s / 1e6:11.1f} {r.restore_per_s / r.copy_per_s:7.3f} "
+                     f"{r.entries:9d}")
+    return "\n".join(lines)
+
+
+def _plot(path: str, results, front_end) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'its_core[plot]'") from None
+    layouts = [r for r in results if r.layout not in ("ceiling", "reference")]
+    labels = sorted({(r.workload, r.pattern) for r in layouts})
+    names = sorted({r.layout for r in layouts}, key=LAYOUTS.index)
+    figure, (speed, memory) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / max(1, len(names))
+    for offset, name in enumerate(names):
+        rates = [next((r.batch_per_s / 1e6 for r in layouts
+                       if (r.workload, r.pattern, r.layout) == (*label, name)), 0)
+                 for label in labels]
+        speed.bar([i + offset * width for i in range(len(labels))], rates, width, label=name)
+    speed.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(labels))])
+    speed.set_xticklabels([f"{w}\n{p}" for w, p in labels], fontsize=8)
+    speed.set_ylabel("batch translations (M/s)")
+    speed.set_title("Translation throughput")
+    speed.legend()
+    workloads = sorted({r.workload for r in layouts})
+    for offset, name in enumerate(names):
+        sizes = [next((r.nbytes / 2**20 for r in layouts
+                       if (r.workload, r.layout) == (w, name)), 0) for w in workloads]
+        memory.bar([i + offset * width for i in range(len(workloads))], sizes, width, label=name)
+    memory.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(workloads))])
+    memory.set_xticklabels(workloads)
+    memory.set_yscale("log")
+    memory.set_ylabel("memory footprint (MiB, log)")
+    memory.set_title("Memory")
+    memory.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def _bench(args) -> int:
     from its_core import bench
 
@@ -67,18 +117,27 @@ def _bench(args) -> int:
     else:
         workloads = [WORKLOADS[name] for name in args.workloads]
     patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
-    steps = sum(len(patterns) * (len(w.layouts(layouts)) + 2) for w in workloads)
+    steps = sum(len(patterns) * (len(w.layouts(layouts)) + 2) + len(w.layouts(layouts))
+                for w in workloads)
     progress = _progress_bar(steps)
-    results = []
+    results, front_end = [], []
     for workload in workloads:
         results += bench.run_workload(workload, layouts, patterns, args.pairs, args.repeat,
                                       args.seed, progress=progress)
+        for layout in workload.layouts(layouts):
+            front_end.append(bench.run_front_end(workload, layout, args.repeat, args.seed))
+            progress()
     print(format_table(results))
+    print()
+    print(format_front_end(front_end))
     if args.json:
         with open(args.json, "w") as stream:
             json.dump({"machine": bench.machine_info(), "results": bench.as_json(results),
+                       "front_end": [vars(r) for r in front_end],
                        "arguments": {k: v for k, v in vars(args).items() if k != "func"}},
                       stream, indent=2)
+    if args.plot:
+        _plot(args.plot, results, front_end)
     return 0
 
 
@@ -105,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="timed runs per figure; the best is reported (default: 5)")
     bench.add_argument("--seed", type=int, default=0, help="workload seed (default: 0)")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="PATH",
+                       help="also draw throughput and memory by layout as a PNG (needs matplotlib)")
     bench.set_defaults(func=_bench)
     return parser
 

@@ -336,23 +336,32 @@ class ITS:
         for packet in packets:
             if len(packet) != commands.COMMAND_BYTES:
                 raise ValueError(f"a command is {commands.COMMAND_BYTES} bytes, got {len(packet)}")
+        image = np.frombuffer(b"".join(packets), "<u8").reshape(-1, 4)
+        self.submit_many(image)
+
+    def submit_many(self, dwords) -> None:
+        """`submit` for commands given as an (n, 4) array of doublewords (as
+        `commands.encode_many` makes them), copied into the queue with numpy."""
+        dwords = np.asarray(dwords)
+        if dwords.ndim != 2 or dwords.shape[1] != 4 or dwords.dtype.kind not in "u":
+            raise ValueError("commands must be an (n, 4) array of unsigned doublewords")
         if not _CBASER_VALID.extract(self._regs["GITS_CBASER"]):
             raise ITSError("submit: GITS_CBASER is not valid")
         base, queue_bytes = self._queue()
         slots = queue_bytes // 32
-        pending = list(packets)
-        while pending:
+        queue = self.memory.view(base, slots * 4, "<u8").reshape(slots, 4)
+        done = 0
+        while done < dwords.shape[0]:
             creadr = _OFFSET.extract(self._regs["GITS_CREADR"])
             cwriter = _OFFSET.extract(self._regs["GITS_CWRITER"])
             free = (creadr - cwriter - 1) % slots
             if free == 0:
                 raise ITSError("submit: the command queue is full and not draining "
                                "(ITS disabled or stalled)")
-            batch, pending = pending[:free], pending[free:]
-            for packet in batch:
-                self.memory.write(base + cwriter * 32, packet)
-                cwriter = (cwriter + 1) % slots
-            self.mmio_write(registers.GITS_CWRITER.offset, cwriter * 32, 8)
+            count = min(free, dwords.shape[0] - done, slots - cwriter)   # up to the wrap
+            queue[cwriter:cwriter + count] = dwords[done:done + count]
+            done += count
+            self.mmio_write(registers.GITS_CWRITER.offset, (cwriter + count) % slots * 32, 8)
 
     # ------------------------------------------------------------------ translation
 

@@ -39,7 +39,8 @@ class GuestMap:
     page_size: PageSize = PageSize.SIZE_64K
     indirect: bool = False
     level2_tables: int = 0x0020_0000    # indirect: level-2 pages, one per level-1 entry
-    level2_pages: int = 0               # indirect: how many level-1 entries are valid
+    level2_pages: int = 0               # indirect: level-1 entries 0..level2_pages-1 are valid
+    level1_indexes: tuple = ()          # indirect: or exactly these level-1 entries
     collection_table: int = 0x0030_0000
     config_table: int = 0x0040_0000     # LPI configuration table
     pending_tables: int = 0x0080_0000   # one per CPU, `pending_stride` apart
@@ -100,9 +101,10 @@ def bring_up(its, guest: GuestMap | None = None, *, intid_bits: int | None = Non
         rd.mmio_write(cpu, R.GICR_PENDBASER.offset, guest.pendbaser(cpu), 8)
         rd.mmio_write(cpu, R.GICR_CTLR.offset, 1, 4)
     if guest.indirect:
-        for index in range(guest.level2_pages):
+        indexes = guest.level1_indexes or range(guest.level2_pages)
+        for page, index in enumerate(indexes):
             memory.write_u64(guest.device_table + 8 * index,
-                             (1 << 63) | (guest.level2_tables + index * guest.page_bytes))
+                             (1 << 63) | (guest.level2_tables + page * guest.page_bytes))
     its.mmio_write(R.GITS_BASER0.offset, guest.baser0(), 8)
     its.mmio_write(R.GITS_BASER1.offset, guest.baser1(), 8)
     its.mmio_write(R.GITS_CBASER.offset, guest.cbaser(), 8)
@@ -137,6 +139,8 @@ def random_state(its, num_devices: int, events_per_device: int, *, seed: int = 0
     if guest.itt_base + num_devices * guest.itt_stride > its.memory.end:
         raise ValueError("guest memory too small for that many ITTs")
     if guest.indirect:
+        if guest.level1_indexes:
+            raise ValueError("random_state draws DeviceIDs from level-1 entries 0..level2_pages-1")
         space = guest.level2_pages * (guest.page_bytes // 8)
     else:
         space = guest.device_table_pages * guest.page_bytes // 8

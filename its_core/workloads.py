@@ -30,7 +30,7 @@ class Workload:
     sparse: bool = False           # DeviceIDs scattered over 32 bits
     num_collections: int = 64
     num_cpus: int = 8
-    intid_bits: int = 24
+    intid_bits: int = 20
 
     @property
     def device_bits(self) -> int:
