@@ -1,7 +1,8 @@
 """The ``its-core`` command line.
 
 ``its-core bench`` measures translation throughput for each storage layout
-on the standard workloads and prints a table (the README's main job).
+on the standard workloads and prints a table (the README's main job);
+``its-core dump`` decodes a saved guest-memory image.
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ def _bench(args) -> int:
     return 0
 
 
+def _dump(args) -> int:
+    from its_core import dump
+    return dump.main(args.image, args.base, args.registers, args.json, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="its-core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="PATH",
                        help="also draw throughput and memory by layout as a PNG (needs matplotlib)")
     bench.set_defaults(func=_bench)
+
+    dump = commands.add_parser(
+        "dump", help="decode a saved guest-memory image",
+        description="Decode a guest-memory image plus the register state ITS.save() returned "
+        "(as JSON) into devices, events, collections and pending LPIs. A corrupt image is "
+        "reported with what is wrong and where (exit status 2).")
+    dump.add_argument("image", help="raw guest memory, starting at --base")
+    dump.add_argument("--base", type=lambda text: int(text, 0), default=0,
+                      help="guest-physical address of the image's first byte (default 0)")
+    dump.add_argument("--registers", required=True, metavar="REGS.json",
+                      help="the register state saved with the image")
+    dump.add_argument("--json", action="store_true", help="machine-readable output")
+    dump.set_defaults(func=_dump)
     return parser
 
 

@@ -172,8 +172,9 @@ def save_pending_tables(its) -> None:
 
 
 def save_registers(its) -> dict:
-    """The ITS registers a restore needs, by mnemonic."""
-    names = ("GITS_CTLR",) + ITS_REGISTER_ORDER
+    """The ITS registers a restore needs, by mnemonic (plus GITS_TYPER, which
+    is read-only: it tells a reader the DeviceID and EventID widths)."""
+    names = ("GITS_CTLR",) + ITS_REGISTER_ORDER + ("GITS_TYPER",)
     return {name: its.register(name) for name in names}
 
 
