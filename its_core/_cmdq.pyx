@@ -29,7 +29,7 @@ _STATUSES = tuple(sorted(TranslationStatus, key=int))
 #: Numpy layout of the error log.
 ERROR_DTYPE = np.dtype([("offset", np.uint32), ("opcode", np.uint8), ("code", np.uint32)])
 
-DEF_COMMAND_BYTES = commands.COMMAND_BYTES
+cdef uint64_t COMMAND_BYTES = commands.COMMAND_BYTES
 
 # ---------------------------------------------------------------------------
 # The field table, from commands.FIELD_ROWS.
@@ -339,14 +339,14 @@ cdef class CommandProcessor:
         cdef uint64_t dwords[4]
         cdef uint64_t addr, step
         cdef uint32_t code, opcode
-        cdef uint64_t budget = queue_bytes // DEF_COMMAND_BYTES
+        cdef uint64_t budget = queue_bytes // COMMAND_BYTES
         if (queue_bytes == 0 or creadr >= queue_bytes or cwriter >= queue_bytes
-                or creadr % DEF_COMMAND_BYTES or cwriter % DEF_COMMAND_BYTES):
+                or creadr % COMMAND_BYTES or cwriter % COMMAND_BYTES):
             return creadr, False
         while creadr != cwriter and budget:
             budget -= 1
             addr = queue_base + creadr
-            if guest_contains(self.mem, addr, DEF_COMMAND_BYTES):
+            if guest_contains(self.mem, addr, COMMAND_BYTES):
                 for step in range(4):
                     dwords[step] = guest_read_u64(self.mem, addr + 8 * step)
                 opcode = dwords[0] & 0xFF
@@ -358,7 +358,7 @@ cdef class CommandProcessor:
                 self._record(creadr, opcode, code)
                 if stall_on_error:
                     return creadr, True
-            creadr += DEF_COMMAND_BYTES
+            creadr += COMMAND_BYTES
             if creadr == queue_bytes:
                 creadr = 0
         return creadr, False

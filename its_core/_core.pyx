@@ -40,6 +40,7 @@ cdef enum:
     DENSE_SLAB_FACTOR = 4       # ... beyond it, at most this many slots per event
 
 _UINT32_MAX = 0xFFFFFFFF
+cdef uint64_t ID_MAX = 0xFFFFFFFF          # DeviceIDs and EventIDs are 32-bit
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
@@ -592,7 +593,7 @@ cdef class TranslationTables:
             event = event_id
         except OverflowError:
             device = event = 1 << 32                    # reported just below
-        if device > _UINT32_MAX or event > _UINT32_MAX:
+        if device > ID_MAX or event > ID_MAX:
             raise ValueError(f"device_id {device_id} / event_id {event_id} "
                              "must be integers in 0..2**32-1")
         cdef uint8_t status = self._translate(<devid_t>device, <eventid_t>event, &intid, &cpu)

@@ -20,8 +20,11 @@ from its_core._core cimport OK, LPIS_DISABLED, INTID_OUT_OF_RANGE
 from its_core._guest cimport guest_contains
 from its_core._types cimport CPU_NONE, LPI_FIRST_INTID
 
+cdef enum:
+    RESERVED_BYTES = LPI_FIRST_INTID // 8
+
 #: Bytes of a pending table that are IMPLEMENTATION DEFINED (INTIDs < 8192).
-PENDING_RESERVED_BYTES = LPI_FIRST_INTID // 8
+PENDING_RESERVED_BYTES = RESERVED_BYTES
 
 
 def _guest_span(GuestWindow mem, uint64_t addr, uint64_t nbytes):
@@ -84,7 +87,7 @@ cdef class LPIState:
         if source == target:
             return
         if self.lpis_enabled[target]:
-            for index in range(PENDING_RESERVED_BYTES, self.pending.shape[1]):
+            for index in range(RESERVED_BYTES, self.pending.shape[1]):
                 self.pending[target, index] |= self.pending[source, index]
         memset(&self.pending[source, 0], 0, self.pending.shape[1])
 
