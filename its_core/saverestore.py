@@ -233,8 +233,10 @@ def restore_tables(its) -> None:
     _install_tables(its, _build_tables(its, its._regs["GITS_BASER0"], its._regs["GITS_BASER1"]))
 
 
-def _check_pending(its, cpu: int, addr: int) -> None:
-    start, end = its._lpi.pending_span()
+def _check_pending(its, cpu: int, addr: int, span: tuple[int, int] | None = None) -> None:
+    """RestoreError unless bytes `span` (default: the current limit's) of the
+    pending table at `addr` lie inside guest memory."""
+    start, end = span or its._lpi.pending_span()
     if end > start and not its.memory.contains(addr + start, end - start):
         raise RestoreError("pending", cpu, "GICR_PENDBASER",
                            f"pending table {addr:#x} outside guest memory")
@@ -316,13 +318,18 @@ def restore(its, state: dict) -> None:
                                f"expected {its.num_cpus} {width}-bit values, one per CPU")
         gicr[name] = column
     ctlr = state.get("GITS_CTLR")
-    if not isinstance(ctlr, int) or not 0 <= ctlr < 1 << 32:
+    if isinstance(ctlr, bool) or not isinstance(ctlr, int) or not 0 <= ctlr < 1 << 32:
         raise RestoreError("registers", "GITS_CTLR", "GITS_CTLR", f"{ctlr!r} is not a 32-bit value")
     pend_field = registers.GICR_PENDBASER.field("Physical_Address")
     enable_field = registers.GICR_CTLR.field("EnableLPIs")
+    # The pending bytes that will be read are those below the limit the saved
+    # PROPBASER sets (one register for every CPU: the last write wins).
+    id_bits = registers.GICR_PROPBASER.field("IDbits").extract(gicr["GICR_PROPBASER"][-1])
+    limit = 1 << min(id_bits + 1, its._lpi.intid_bits)
+    span = (its._lpi.pending_span()[0], max(its._lpi.pending_span()[0], limit // 8))
     for cpu in range(its.num_cpus):
         if enable_field.extract(gicr["GICR_CTLR"][cpu]):
-            _check_pending(its, cpu, gicr["GICR_PENDBASER"][cpu] & pend_field.mask)
+            _check_pending(its, cpu, gicr["GICR_PENDBASER"][cpu] & pend_field.mask, span)
     tables = _build_tables(its, values["GITS_BASER0"], values["GITS_BASER1"])
     # Everything has passed: apply.
     rd = its.redistributors
