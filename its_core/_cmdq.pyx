@@ -17,7 +17,7 @@ from its_core import commands
 from its_core._guest cimport guest_contains, guest_read_u64, guest_write_u64
 from its_core._core cimport (DEVICE_ID_OUT_OF_RANGE, DEVICE_NOT_MAPPED,
                              EVENT_ID_OUT_OF_RANGE, INTID_OUT_OF_RANGE, ITS_DISABLED,
-                             LPIS_DISABLED, OK)
+                             LPIS_DISABLED, OK, message_ids)
 from its_core._core import TranslationStatus
 from its_core._types cimport uint16_t
 from its_core._types cimport (CPU_NONE, LPI_FIRST_INTID, device_t, icid_t, ite_icid, ite_intid,
@@ -390,14 +390,7 @@ cdef class CommandProcessor:
         cdef intid_t intid
         cdef cpu_t cpu
         cdef uint8_t status
-        try:
-            device = device_id
-            event = event_id
-        except OverflowError:
-            device = event = 1 << 32                    # reported just below
-        if device > 0xFFFFFFFF or event > 0xFFFFFFFF:
-            raise ValueError(f"device_id {device_id} / event_id {event_id} "
-                             "must be integers in 0..2**32-1")
+        message_ids(device_id, event_id, &device, &event)
         if not self.its_enabled:
             status = ITS_DISABLED
         else:

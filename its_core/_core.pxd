@@ -76,3 +76,7 @@ cdef class TranslationTables:
     cdef int _sync_view(self) except -1
     cdef uint8_t _translate(self, devid_t device_id, eventid_t event_id,
                             intid_t* intid, cpu_t* cpu) except 255
+
+
+cdef int message_ids(object device_id, object event_id, uint64_t* device,
+                     uint64_t* event) except -1

@@ -21,14 +21,12 @@ from its_core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
 from its_core._events cimport find_ite, sparse_key
 from its_core._types cimport ITS_CORE_DEBUG, lookup_t
 
-from its_core._layouts import FLAT_MAX_DEVICE_BITS
+from its_core.parameters import LAYOUTS, check_table_parameters
 from its_core.errors import MappingError, TranslationError
 
 #: True in a debug build (Cython bounds/wraparound/initialisation checks on).
 DEBUG_BUILD = bool(ITS_CORE_DEBUG)
 
-#: Layout names accepted by `TranslationTables`.
-LAYOUTS = ("flat", "twolevel", "hash")
 
 cdef enum:
     LAYOUT_FLAT = 0
@@ -97,6 +95,21 @@ cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t le
                                         &intid, &cpu)
         intids[index] = intid
         cpus[index] = cpu
+
+
+cdef int message_ids(object device_id, object event_id, uint64_t* device,
+                     uint64_t* event) except -1:
+    """Convert the (DeviceID, EventID) of one MSI from Python ints; ValueError
+    unless both are in 0..2**32-1, TypeError for non-integers."""
+    try:
+        device[0] = device_id
+        event[0] = event_id
+    except OverflowError:
+        device[0] = event[0] = ID_MAX + 1                # reported just below
+    if device[0] > ID_MAX or event[0] > ID_MAX:
+        raise ValueError(f"device_id {device_id} / event_id {event_id} "
+                         "must be integers in 0..2**32-1")
+    return 0
 
 
 _FAILURE_TEXT = {
@@ -185,24 +198,10 @@ cdef class TranslationTables:
         Collections target CPU numbers below this (>= 1).
     """
 
-    def __init__(self, str layout="flat", *, int device_bits=16, int event_bits=16,
-                 int intid_bits=16, int num_collections=ICID_SPACE, int num_cpus=8):
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if not 1 <= device_bits <= 32:
-            raise ValueError(f"device_bits must be in 1..32, got {device_bits}")
-        if layout == "flat" and device_bits > FLAT_MAX_DEVICE_BITS:
-            raise ValueError(
-                f"the flat layout holds at most {FLAT_MAX_DEVICE_BITS} DeviceID bits "
-                f"(got {device_bits}); use layout='twolevel' or 'hash' for wider IDs")
-        if not 1 <= event_bits <= 32:
-            raise ValueError(f"event_bits must be in 1..32, got {event_bits}")
-        if not 14 <= intid_bits <= 32:
-            raise ValueError(f"intid_bits must be in 14..32, got {intid_bits}")
-        if not 1 <= num_collections <= ICID_SPACE:
-            raise ValueError(f"num_collections must be in 1..{ICID_SPACE}, got {num_collections}")
-        if num_cpus < 1:
-            raise ValueError(f"num_cpus must be >= 1, got {num_cpus}")
+    def __init__(self, str layout="flat", *, device_bits=16, event_bits=16, intid_bits=16,
+                 num_collections=ICID_SPACE, num_cpus=8):
+        check_table_parameters(layout, device_bits, event_bits, intid_bits, num_collections,
+                               num_cpus)
         self.layout = layout
         self.layout_code = LAYOUTS.index(layout)
         self.device_bits = device_bits
@@ -392,10 +391,8 @@ cdef class TranslationTables:
         cdef device_t* device
         cdef ite_t ite
         cdef int failure = self._find_event(device_id, event_id, &device, &ite)
-        if failure:
-            return failure
-        if ite == 0:
-            return EVENT_NOT_MAPPED
+        if failure or ite == 0:
+            return failure or EVENT_NOT_MAPPED
         if device.flags & DEVICE_SPARSE:
             self.sparse.pop(sparse_key(device.device_id, <eventid_t>event_id))
         else:
@@ -409,10 +406,8 @@ cdef class TranslationTables:
         cdef device_t* device
         cdef ite_t ite
         cdef int failure = self._find_event(device_id, event_id, &device, &ite)
-        if failure:
-            return failure
-        if ite == 0:
-            return EVENT_NOT_MAPPED
+        if failure or ite == 0:
+            return failure or EVENT_NOT_MAPPED
         if icid < 0 or icid >= self.num_collections:
             return ICID_OUT_OF_RANGE
         self._store_ite(device, <eventid_t>event_id, ite_pack(ite_intid(ite), <icid_t>icid))
@@ -588,14 +583,7 @@ cdef class TranslationTables:
         cdef uint64_t device, event
         cdef intid_t intid
         cdef cpu_t cpu
-        try:
-            device = device_id
-            event = event_id
-        except OverflowError:
-            device = event = 1 << 32                    # reported just below
-        if device > ID_MAX or event > ID_MAX:
-            raise ValueError(f"device_id {device_id} / event_id {event_id} "
-                             "must be integers in 0..2**32-1")
+        message_ids(device_id, event_id, &device, &event)
         cdef uint8_t status = self._translate(<devid_t>device, <eventid_t>event, &intid, &cpu)
         if status != OK:
             raise TranslationError(TranslationStatus(status), device_id, event_id)

@@ -35,8 +35,7 @@ DEVICE_DTYPE = np.dtype([
 ])
 assert DEVICE_DTYPE.itemsize == sizeof(device_t), "DEVICE_DTYPE does not match device_t"
 
-#: Largest DeviceID space the flat layout accepts (24 MiB of records).
-FLAT_MAX_DEVICE_BITS = 20
+from its_core.parameters import FLAT_MAX_DEVICE_BITS
 #: Devices per page of the two-level layout (1024 records = 24 KiB).
 TWOLEVEL_PAGE_SHIFT = 10
 _HASH_MIN_BUCKETS = 64

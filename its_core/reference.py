@@ -12,10 +12,9 @@ import numpy as np
 from its_core._core import MappingFailure, TranslationStatus
 from its_core.errors import MappingError, TranslationError
 
+from its_core.parameters import ICID_SPACE, check_table_parameters
+
 LPI_FIRST_INTID = 8192
-ICID_SPACE = 65536
-FLAT_MAX_DEVICE_BITS = 20
-LAYOUTS = ("flat", "twolevel", "hash")
 
 
 class ReferenceTables:
@@ -27,20 +26,8 @@ class ReferenceTables:
 
     def __init__(self, layout: str = "flat", *, device_bits: int = 16, event_bits: int = 16,
                  intid_bits: int = 16, num_collections: int = ICID_SPACE, num_cpus: int = 8):
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if not 1 <= device_bits <= 32:
-            raise ValueError(f"device_bits must be in 1..32, got {device_bits}")
-        if layout == "flat" and device_bits > FLAT_MAX_DEVICE_BITS:
-            raise ValueError(f"the flat layout holds at most {FLAT_MAX_DEVICE_BITS} DeviceID bits")
-        if not 1 <= event_bits <= 32:
-            raise ValueError(f"event_bits must be in 1..32, got {event_bits}")
-        if not 14 <= intid_bits <= 32:
-            raise ValueError(f"intid_bits must be in 14..32, got {intid_bits}")
-        if not 1 <= num_collections <= ICID_SPACE:
-            raise ValueError(f"num_collections must be in 1..{ICID_SPACE}, got {num_collections}")
-        if num_cpus < 1:
-            raise ValueError(f"num_cpus must be >= 1, got {num_cpus}")
+        check_table_parameters(layout, device_bits, event_bits, intid_bits, num_collections,
+                               num_cpus)
         self.layout = layout
         self.device_bits = device_bits
         self.event_bits = event_bits
@@ -102,8 +89,14 @@ class ReferenceTables:
         self.events[(device_id, event_id)] = (intid, icid)
 
     def map_events(self, device_ids, event_ids, intids, icids) -> np.ndarray:
-        """Row by row `map_event`; failures reported as MappingFailure codes."""
-        rows = list(zip(*(np.asarray(a).tolist() for a in (device_ids, event_ids, intids, icids))))
+        """Row by row `map_event`; failures reported as MappingFailure codes.
+        Like the core, values that do not fit 32 bits refuse the whole call."""
+        columns = [np.asarray(a) for a in (device_ids, event_ids, intids, icids)]
+        for column in columns:
+            if column.dtype.kind not in "iu" or (column.size and (
+                    column.min() < 0 or column.max() > 0xFFFFFFFF)):
+                raise ValueError("map_events takes integer arrays of values in 0..2**32-1")
+        rows = list(zip(*(column.tolist() for column in columns)))
         failures = np.zeros(len(rows), np.uint8)
         for index, row in enumerate(rows):
             try:

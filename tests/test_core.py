@@ -1022,11 +1022,35 @@ def test_sparse_then_dense(layout):
     check_all(tables, expected, cpu_of_icid)
     assert status_of(tables, 3, 100000) == S.NO_MAPPING
     assert tables.snapshot()["events"] == expected
-    # Unmapping device 4 leaves device 5.
+    for cpu in range(4):
+        assert sorted(tables.intids_targeting(cpu).tolist()) == sorted(
+            intid for intid, icid in expected.values() if cpu_of_icid[icid] == cpu)
+    # Spread-out again after the remap: none of the old events comes back.
+    map_event(3, 7000, 0)
+    map_event(3, 1, 0)
+    event_ids, _, _ = tables.events_of(3)
+    assert event_ids.tolist() == [1, 7000]
+    for event_id in (0, 2, 5000, 100000, 2998):
+        assert status_of(tables, 3, event_id) == S.NO_MAPPING
+    tables.map_event(3, 100000, 8192, 0)                # free again: no EVENT_ALREADY_MAPPED
+    expected[(3, 100000)] = (8192, 0)
+    check_all(tables, expected, cpu_of_icid)
+    assert tables.snapshot()["events"] == expected
+    assert tables.num_events == len(expected)
+    # Unmapping device 4 leaves device 5 (and device 3).
     assert tables.unmap_device(4) is True
     expected = {key: value for key, value in expected.items() if key[0] != 4}
     check_all(tables, expected, cpu_of_icid)
-    assert tables.num_events == len(expected) == 60
+    assert tables.num_events == len(expected) == 60 + 3
+    # A new device 4 that becomes sparse does not inherit the old events.
+    tables.map_device(4, 20)
+    map_event(4, 150000, 6)
+    event_ids, intids, _ = tables.events_of(4)
+    assert event_ids.tolist() == [150000]
+    for event_id in (0, 5000, 100000, 200000, 200499):
+        assert status_of(tables, 4, event_id) == S.NO_MAPPING
+    assert tables.snapshot()["events"] == expected
+    assert sorted(tables.intids_targeting(2).tolist()) == [expected[(4, 150000)][0]]
 
 
 @pytest.mark.parametrize("count", [1, 17, 32, 33, 64, 100, 1000])

@@ -57,7 +57,7 @@ CONFIGS = {
                                 *colliding_ids([5, 6], per_slot=4, bits=11)})),
 }
 
-MACHINE_SETTINGS = settings(max_examples=30, stateful_step_count=40, deadline=None,
+MACHINE_SETTINGS = settings(max_examples=25, stateful_step_count=40, deadline=None,
                             database=None,
                             suppress_health_check=[HealthCheck.too_slow,
                                                    HealthCheck.filter_too_much,
@@ -400,7 +400,7 @@ def _populate(data, layout, device_bits):
 
 @pytest.mark.parametrize("layout,device_bits", [("flat", 8), ("twolevel", 32), ("hash", 32),
                                                 ("hash", 5)])
-@settings(max_examples=60, deadline=None, database=None,
+@settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_random_batches(layout, device_bits, data):
