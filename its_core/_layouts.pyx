@@ -91,11 +91,13 @@ cdef class DeviceDirectory:
 
     def records(self):
         """Structured array (DEVICE_DTYPE) of the present devices, by DeviceID."""
-        parts = [records[records["event_bits"] != 0] for records in self.storage()]
+        # np.take, not fancy indexing: much faster on structured arrays.
+        parts = [np.take(records, np.flatnonzero(records["event_bits"]))
+                 for records in self.storage()]
         merged = np.concatenate(parts) if len(parts) != 1 else parts[0]
         ids = merged["device_id"]
         if ids.size > 1 and not (ids[1:] > ids[:-1]).all():    # flat: already in order
-            merged = merged[np.argsort(ids, kind="stable")]
+            merged = np.take(merged, np.argsort(ids))           # IDs are unique
         return merged
 
 
