@@ -691,6 +691,7 @@ cdef class TranslationTables:
             last = row + count - 1
             for position in range(row, last + 1):
                 if (words[position] >> ITE_INTID_SHIFT) < LPI_FIRST_INTID or \
+                        (words[position] >> ITE_INTID_SHIFT) >> self.intid_bits or \
                         (position > row and events[position] <= events[position - 1]) or \
                         (<uint64_t>events[position]) >> bits[index] or \
                         ite_icid(words[position]) >= self.num_collections:

@@ -1349,3 +1349,30 @@ def test_layouts_agree_on_a_scripted_history():
         results.append((tables.snapshot(), [a.tolist() for a in batch(tables, pairs)]))
     assert results[0][0]["events"]                         # the history did map events
     assert results[0] == results[1] == results[2]
+
+
+def test_load_devices_refuses_rows_the_core_would_refuse(layout):
+    """The bulk loader is the trusted path behind restore: it must still refuse any
+    ITE word that map_event would refuse, so nothing out of range reaches the stores
+    (an INTID at or above 2**intid_bits would index past the pending bitmaps)."""
+    from its_core import TranslationStatus, TranslationTables
+
+    def load(ites, events=(3,)):
+        tables = TranslationTables(layout, device_bits=16, event_bits=8, intid_bits=16,
+                                   num_collections=8)
+        tables.load_devices([5], [4], [0x1000], [len(events)], list(events), ites)
+        return tables
+
+    good = load([8200 << 16 | 2])
+    assert good.translate_batch([5], [3])[2][0] == TranslationStatus.NO_COLLECTION
+    assert good.lookup_event(5, 3) == (8200, 2)
+    for bad in ([100 << 16 | 1],             # not an LPI
+                [(1 << 16) << 16 | 1],       # INTID == 2**intid_bits
+                [(1 << 40) << 16 | 1],       # INTID far beyond
+                [8200 << 16 | 9]):           # ICID beyond num_collections
+        with pytest.raises(ValueError):
+            load(bad)
+    with pytest.raises(ValueError):
+        load([8200 << 16, 8201 << 16], events=(3, 3))       # EventIDs not increasing
+    with pytest.raises(ValueError):
+        load([8200 << 16], events=(16,))                     # EventID beyond 2**4
