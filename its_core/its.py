@@ -19,6 +19,7 @@ types, offsets outside the region) raise.
 from __future__ import annotations
 
 import operator
+from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,6 +36,8 @@ from its_core.redistributors import Redistributors
 
 __all__ = ["ITS", "CommandError", "AccessError"]
 
+#: How many invalid register accesses `ITS.access_errors` keeps (the most recent).
+ACCESS_ERRORS_KEPT = 1 << 16
 #: Size of the ITS MMIO region: control frame + translation frame.
 ITS_REGION_BYTES = 0x2_0000
 _TRANSLATER = registers.GITS_TRANSLATER.offset
@@ -154,7 +157,8 @@ class ITS:
         self._lpi = LPIState(self._window, num_cpus, intid_bits)
         self._processor = CommandProcessor(self.tables, self._lpi, self._window)
         self.errors = CommandErrorLog(self._processor)
-        self.access_errors: list[AccessError] = []
+        # The most recent invalid accesses: a guest cannot grow this without bound.
+        self.access_errors: deque[AccessError] = deque(maxlen=ACCESS_ERRORS_KEPT)
         self._regs = registers.ITS_REGISTERS.reset_values()
         self._regs["GITS_TYPER"] = registers.GITS_TYPER.encode(
             Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1)
