@@ -72,6 +72,17 @@ def format_front_end(results) -> str:
     return "\n".join(lines)
 
 
+def _grouped_bars(axes, groups, names, value, tick_labels) -> None:
+    """One bar per layout name within each group; `value(group, name)` gives its height."""
+    width = 0.8 / max(1, len(names))
+    for offset, name in enumerate(names):
+        axes.bar([i + offset * width for i in range(len(groups))],
+                 [value(group, name) for group in groups], width, label=name)
+    axes.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(groups))])
+    axes.set_xticklabels(tick_labels, fontsize=8)
+    axes.legend()
+
+
 def _plot(path: str, results, front_end) -> None:
     try:
         import matplotlib
@@ -80,31 +91,24 @@ def _plot(path: str, results, front_end) -> None:
     except ImportError:
         raise SystemExit("--plot needs matplotlib: pip install 'its_core[plot]'") from None
     layouts = [r for r in results if r.layout not in ("ceiling", "reference")]
-    labels = sorted({(r.workload, r.pattern) for r in layouts})
     names = sorted({r.layout for r in layouts}, key=LAYOUTS.index)
     figure, (speed, memory) = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.8 / max(1, len(names))
-    for offset, name in enumerate(names):
-        rates = [next((r.batch_per_s / 1e6 for r in layouts
-                       if (r.workload, r.pattern, r.layout) == (*label, name)), 0)
-                 for label in labels]
-        speed.bar([i + offset * width for i in range(len(labels))], rates, width, label=name)
-    speed.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(labels))])
-    speed.set_xticklabels([f"{w}\n{p}" for w, p in labels], fontsize=8)
+    labels = sorted({(r.workload, r.pattern) for r in layouts})
+    _grouped_bars(speed, labels, names,
+                  lambda label, name: next((r.batch_per_s / 1e6 for r in layouts
+                                            if (r.workload, r.pattern, r.layout)
+                                            == (*label, name)), 0),
+                  [f"{w}\n{p}" for w, p in labels])
     speed.set_ylabel("batch translations (M/s)")
     speed.set_title("Translation throughput")
-    speed.legend()
     workloads = sorted({r.workload for r in layouts})
-    for offset, name in enumerate(names):
-        sizes = [next((r.nbytes / 2**20 for r in layouts
-                       if (r.workload, r.layout) == (w, name)), 0) for w in workloads]
-        memory.bar([i + offset * width for i in range(len(workloads))], sizes, width, label=name)
-    memory.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(workloads))])
-    memory.set_xticklabels(workloads)
+    _grouped_bars(memory, workloads, names,
+                  lambda workload, name: next((r.nbytes / 2**20 for r in layouts
+                                               if (r.workload, r.layout) == (workload, name)), 0),
+                  workloads)
     memory.set_yscale("log")
     memory.set_ylabel("memory footprint (MiB, log)")
     memory.set_title("Memory")
-    memory.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
