@@ -25,6 +25,8 @@ ITS_CORE_BUILD_JOBS=N
 ITS_CORE_BUILD_QUIET=1
     No progress lines.
 """
+import glob
+import hashlib
 import os
 import sys
 import time
@@ -54,6 +56,10 @@ MODULES = ["_layouts", "_events", "_core", "_ceiling", "_guest", "_lpi", "_cmdq"
 SHARED_UTILITY = "its_core._cyutility"
 
 _START = time.monotonic()
+BUILD_DIR = "build/cython-debug" if DEBUG else "build/cython"
+#: Fingerprint of the extensions last compiled into build/ (release and debug
+#: builds share build/lib and build/temp, so one stamp says which is there).
+STAMP = os.path.join("build", "its_core-extensions.stamp")
 
 
 def _open_progress_stream():
@@ -77,8 +83,51 @@ def progress(message: str) -> None:
         _PROGRESS.flush()
 
 
+def fingerprint() -> str:
+    """What the compiled extensions depend on: every .pyx/.pxd, the Cython and
+    numpy versions, the Python ABI and the build switches.  The same
+    fingerprint means the C files and objects of the last build can be reused
+    as they are, even from a fresh pip build environment (whose newly
+    installed .pxd files would otherwise look newer and force a rebuild)."""
+    import Cython
+
+    digest = hashlib.sha256()
+    for path in sorted(glob.glob("src/its_core/*.pyx") + glob.glob("src/its_core/*.pxd")):
+        with open(path, "rb") as stream:
+            digest.update(path.encode() + b"\0" + stream.read() + b"\0")
+    digest.update(repr((Cython.__version__, numpy.__version__, sys.version, sys.platform,
+                        sorted(DIRECTIVES.items()), DEBUG, MODULES)).encode())
+    return digest.hexdigest()
+
+
+def _generated_c(ext: Extension) -> str:
+    """Where cythonize puts the C file of `ext` (its source under BUILD_DIR)."""
+    return os.path.join(BUILD_DIR, os.path.splitext(ext.sources[0])[0] + ".c")
+
+
+def translate(extensions: list, reuse: bool) -> list:
+    """Cython -> C for every extension, or (`reuse`) the C files of the
+    previous build with the same fingerprint."""
+    if reuse:
+        progress("sources unchanged since the last build: reusing its C files and objects")
+        return [Extension(ext.name, [_generated_c(ext)]) for ext in extensions]
+    progress(f"translating {len(MODULES)} Cython modules with {JOBS} jobs")
+    return cythonize(
+        extensions,
+        compiler_directives=DIRECTIVES,
+        nthreads=JOBS,
+        quiet=True,
+        force=True,         # the fingerprint decides: mtimes in a fresh build env cannot
+        shared_utility_qualified_name=SHARED_UTILITY,
+        # Debug and release C files are kept apart, so neither build can pick
+        # up the other's generated code.
+        build_dir=BUILD_DIR,
+    )
+
+
 class ParallelBuildExt(build_ext):
-    """build_ext that compiles on every core and reports each extension."""
+    """build_ext that translates and compiles on every core, reuses an
+    unchanged previous build, and reports each step."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -86,12 +135,25 @@ class ParallelBuildExt(build_ext):
             self.parallel = JOBS
 
     def run(self):
+        current = fingerprint()
+        previous = None
+        if os.path.exists(STAMP):
+            with open(STAMP) as stream:
+                previous = stream.read().strip()
+        reuse = (previous == current and not self.force
+                 and all(os.path.exists(_generated_c(ext)) for ext in self.extensions))
+        translated = {ext.name: ext for ext in translate(self.extensions, reuse)}
+        for ext in self.extensions:         # keep the objects finalize_options prepared
+            ext.sources = translated[ext.name].sources
         self._total = len(self.extensions)
         self._done = 0
         progress(f"compiling {self._total} C extensions with {self.parallel} jobs"
                  f"{' (debug build)' if DEBUG else ''}")
         super().run()
-        progress("compiled")
+        os.makedirs(os.path.dirname(STAMP), exist_ok=True)
+        with open(STAMP, "w") as stream:
+            stream.write(current + "\n")
+        progress("done")
 
     def build_extension(self, ext):
         super().build_extension(ext)
@@ -113,16 +175,4 @@ def extension(name: str, source: str) -> Extension:
 extensions = [extension(f"its_core.{name}", f"src/its_core/{name}.pyx") for name in MODULES]
 extensions.append(extension(SHARED_UTILITY, f"src/{SHARED_UTILITY.replace('.', '/')}.c"))
 
-progress(f"translating {len(MODULES)} Cython modules with {JOBS} jobs")
-ext_modules = cythonize(
-    extensions,
-    compiler_directives=DIRECTIVES,
-    nthreads=JOBS,
-    quiet=True,
-    shared_utility_qualified_name=SHARED_UTILITY,
-    # Debug and release C files are kept apart, so neither build can pick
-    # up the other's generated code.
-    build_dir="build/cython-debug" if DEBUG else "build/cython",
-)
-
-setup(ext_modules=ext_modules, cmdclass={"build_ext": ParallelBuildExt})
+setup(ext_modules=extensions, cmdclass={"build_ext": ParallelBuildExt})
