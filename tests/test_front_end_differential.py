@@ -616,10 +616,9 @@ class FrontEndModel:
             return
         reg, half = access
         if reg is R.GITS_TRANSLATER:
-            if device_id is None:
-                self.access_errors += 1
-            else:
-                self.ref.msi(device_id, value)
+            if device_id is None:            # the host dropped the bus DeviceID: its bug
+                raise ValueError("a GITS_TRANSLATER write needs device_id=")
+            self.ref.msi(device_id, value)
             return
         if reg.access == "RO":
             return
@@ -739,11 +738,22 @@ class FuzzDriver:
     def both(self, action):
         return action(self.its), action(self.model)
 
+    def both_refuse(self, action):
+        """A host mistake: both raise ValueError (and change nothing)."""
+        for machine in (self.its, self.model):
+            with pytest.raises(ValueError):
+                action(machine)
+
     def apply(self, op):
         kind = op[0]
         if kind == "w":
             _, offset, size, value = op
-            self.both(lambda m: m.mmio_write(offset, value % (1 << 8 * size), size))
+            access = R.lookup(offset, size)
+            write = lambda m: m.mmio_write(offset, value % (1 << 8 * size), size)  # noqa: E731
+            if access is not None and access.register is R.GITS_TRANSLATER:
+                self.both_refuse(write)                  # a doorbell without a DeviceID
+            else:
+                self.both(write)
         elif kind == "r":
             access = R.lookup(op[1], op[2])
             if access is not None and access.register is R.GITS_TRANSLATER:
@@ -771,7 +781,7 @@ class FuzzDriver:
         elif kind == "doorbell":
             _, d, e, size = op
             if size is None:
-                self.both(lambda m: m.mmio_write(GITS_TRANSLATER, e & 0xFFFF_FFFF, 4))
+                self.both_refuse(lambda m: m.mmio_write(GITS_TRANSLATER, e & 0xFFFF_FFFF, 4))
             else:
                 value = e & ((1 << 8 * size) - 1)
                 self.both(lambda m: m.mmio_write(GITS_TRANSLATER, value, size, device_id=d))

@@ -1,26 +1,53 @@
 """its_core: a fast, exact software model of the Arm GICv3/GICv4 ITS.
 
-The translation core (`TranslationTables`) maps (DeviceID, EventID) to an LPI
-INTID and a target CPU in one of three storage layouts; `its_core.reference`
-is the pure-Python model it is tested against.
+`ITS` is the whole device as a guest sees it: the register frame
+(`mmio_read` / `mmio_write`), the command queue in guest memory, the
+GITS_TRANSLATER doorbell (`msi`), the LPI side of the redistributors and
+save/restore in the KVM table ABI.  `bring_up` programs one from byte
+addresses (`GuestMap`) as a guest driver does.
+
+Underneath, `TranslationTables` maps (DeviceID, EventID) to an LPI INTID and
+a target CPU in one of three storage layouts (`LAYOUTS`); `its_core.reference`
+is the pure-Python model it is tested against.  `its_core.registers` and
+`its_core.commands` declare the register and command layouts.
 """
 
+import pathlib as _pathlib
+
 from its_core._version import __version__
-from its_core.errors import ITSError, MappingError, RestoreError, SaveError, TranslationError
-from its_core._core import (DEBUG_BUILD, LAYOUTS, MappingFailure, TranslationStatus,
-                            TranslationTables)
+from its_core.errors import (InvalidAccessError, ITSError, MappingError, RestoreError,
+                             SaveError, TranslationError)
+
+try:
+    from its_core._core import (DEBUG_BUILD, LAYOUTS, MappingFailure, TranslationStatus,
+                                TranslationTables)
+except ImportError as _error:                      # pragma: no cover - depends on the checkout
+    _here = _pathlib.Path(__file__).resolve().parent
+    if (_here.parent.parent / "setup.py").exists():
+        raise ImportError(
+            f"its_core is being imported from its source tree ({_here}), where the compiled "
+            "extensions are not built: install it with `pip install .` and run Python "
+            "outside src/ (or build in place: `python setup.py build_ext --inplace`)"
+        ) from _error
+    raise
+
 from its_core.guest_memory import GuestMemory, GuestMemoryError
-from its_core import commands
+from its_core import commands, registers
 from its_core.its import ITS
+from its_core.bringup import GuestMap, bring_up
 
 __all__ = [
     "__version__",
     "DEBUG_BUILD",
+    "GuestMap",
     "GuestMemory",
     "GuestMemoryError",
     "ITS",
     "ITSError",
+    "InvalidAccessError",
+    "bring_up",
     "commands",
+    "registers",
     "LAYOUTS",
     "MappingError",
     "MappingFailure",

@@ -23,9 +23,60 @@ from its_core._types cimport ITS_CORE_DEBUG, lookup_t
 
 from its_core.parameters import LAYOUTS, check_table_parameters
 from its_core.errors import MappingError, TranslationError
+from its_core.validation import as_int, as_uint
 
 #: True in a debug build (Cython bounds/wraparound/initialisation checks on).
 DEBUG_BUILD = bool(ITS_CORE_DEBUG)
+
+TranslationStatus.__doc__ = """Outcome of translating one (DeviceID, EventID), an IntEnum.
+
+The first six come from the tables (`TranslationTables.translate_batch`,
+`TranslationError.status`); the last three only from the front end's doorbell
+(`ITS.msi`, `ITS.msi_batch`), where the LPI is then dropped.
+
+OK
+    Translated (and, through the doorbell, made pending).
+NO_DEVICE
+    The DeviceID has no mapped device (no valid DTE).
+EVENT_OUT_OF_RANGE
+    EventID >= 2**(the device's EventID bits).
+NO_MAPPING
+    The EventID has no ITE.
+NO_COLLECTION
+    The ITE's collection is not mapped to a CPU.
+DEVICE_OUT_OF_RANGE
+    DeviceID >= 2**device_bits.
+ITS_DISABLED
+    GITS_CTLR.Enabled is 0.
+LPIS_DISABLED
+    The target CPU's GICR_CTLR.EnableLPIs is 0.
+INTID_OUT_OF_RANGE
+    The INTID lies beyond GICR_PROPBASER.IDbits.
+"""
+
+MappingFailure.__doc__ = """Why a table operation was refused (`MappingError.reason`), an IntEnum.
+
+`map_events` and the command processor report the same codes per row.
+
+DEVICE_ID_OUT_OF_RANGE
+    DeviceID >= 2**device_bits.
+EVENT_BITS_OUT_OF_RANGE
+    EventID bits not in 1..event_bits.
+DEVICE_NOT_MAPPED
+    No device with that DeviceID.
+EVENT_ID_OUT_OF_RANGE
+    EventID >= 2**(the device's EventID bits).
+INTID_NOT_LPI
+    INTID < 8192 or >= 2**intid_bits.
+EVENT_ALREADY_MAPPED
+    The EventID already has an ITE.
+ICID_OUT_OF_RANGE
+    ICID >= num_collections.
+EVENT_NOT_MAPPED
+    The EventID has no ITE.
+CPU_OUT_OF_RANGE
+    CPU number >= num_cpus.
+"""
 
 
 cdef enum:
@@ -99,16 +150,28 @@ cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t le
 
 cdef int message_ids(object device_id, object event_id, uint64_t* device,
                      uint64_t* event) except -1:
-    """Convert the (DeviceID, EventID) of one MSI from Python ints; ValueError
-    unless both are in 0..2**32-1, TypeError for non-integers."""
+    """Convert the (DeviceID, EventID) of one MSI from Python ints.
+
+    Exact ints take a C fast path; anything else goes through the package's
+    one integer check (`its_core.validation.as_uint`), so numpy integers are
+    accepted and bools and floats refused with TypeError.  ValueError unless
+    both are in 0..2**32-1."""
+    if type(device_id) is not int:
+        device_id = as_uint(device_id, "device_id")
+    if type(event_id) is not int:
+        event_id = as_uint(event_id, "event_id")
     try:
         device[0] = device_id
+    except OverflowError:
+        device[0] = ID_MAX + 1                           # reported just below
+    try:
         event[0] = event_id
     except OverflowError:
-        device[0] = event[0] = ID_MAX + 1                # reported just below
-    if device[0] > ID_MAX or event[0] > ID_MAX:
-        raise ValueError(f"device_id {device_id} / event_id {event_id} "
-                         "must be integers in 0..2**32-1")
+        event[0] = ID_MAX + 1
+    if device[0] > ID_MAX:
+        as_uint(device_id, "device_id", 32)              # raises with the right words
+    if event[0] > ID_MAX:
+        as_uint(event_id, "event_id", 32)
     return 0
 
 
@@ -127,12 +190,8 @@ _FAILURE_TEXT = {
 
 def _wide(value, str name):
     """`value` as a Python int that fits int64 (over-wide values are clamped
-    to a bound that every range check rejects)."""
-    try:
-        value = value.__index__()
-    except AttributeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    return min(max(value, _INT64_MIN), _INT64_MAX)
+    to a bound that every range check rejects); TypeError as `as_int`."""
+    return min(max(as_int(value, name), _INT64_MIN), _INT64_MAX)
 
 
 cdef _check(int code, str operation, dict arguments):
@@ -190,12 +249,16 @@ cdef class TranslationTables:
         DeviceIDs are below ``2**device_bits`` (1..32; flat allows up to 20).
     event_bits : int
         Largest number of EventID bits a device may be mapped with (1..32).
-    intid_bits : int
-        LPI INTIDs are in ``[8192, 2**intid_bits)`` (14..32).
+    intid_bits : int, default 16
+        LPI INTIDs are in ``[8192, 2**intid_bits)`` (14..32: the ITE's INTID
+        field is 32 bits wide; an `ITS` allows 14..24, what a CPU interface
+        reports and what it keeps pending bitmaps for).
     num_collections : int
         ICIDs are below this (1..65536).
-    num_cpus : int
-        Collections target CPU numbers below this (>= 1).
+    num_cpus : int, default 8
+        Collections target CPU numbers below this (1..2**31).  Here it only
+        bounds MAPC targets and costs nothing per CPU; an `ITS` defaults to
+        4 redistributors, each with its own pending bitmap.
     """
 
     def __init__(self, str layout="flat", *, device_bits=16, event_bits=16, intid_bits=16,
@@ -441,9 +504,7 @@ cdef class TranslationTables:
         `itt_addr` is kept for the front end and for saving; the core does not
         interpret it.  Raises `MappingError` (nothing changed) on bad input.
         """
-        itt = itt_addr.__index__()
-        if not 0 <= itt < (1 << 64):
-            raise ValueError(f"itt_addr {itt:#x} does not fit 64 bits")
+        itt = as_uint(itt_addr, "itt_addr", 64)
         _check(self._map_device(_wide(device_id, "device_id"), _wide(event_bits, "event_bits"),
                                 itt),
                "map_device", {"device_id": device_id, "event_bits": event_bits,

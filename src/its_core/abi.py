@@ -1,6 +1,7 @@
 """The KVM ITS table ABI, revision 0: entry layouts declared once as data.
 
-Every entry is 8 bytes, little-endian, in guest memory (digest section 7):
+Every entry is 8 bytes, little-endian, in guest memory (the Linux kernel's
+Documentation/virt/kvm/devices/arm-vgic-its.rst, "ITS Table ABI REV0"):
 
 * DTE, at the DeviceID's slot of the device table (flat or two-level):
   V [63], next [62:49] (DeviceID distance to the next valid DTE, 0 = last),

@@ -32,12 +32,12 @@ to its name.
 
 from __future__ import annotations
 
-import operator
 import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from its_core.fields import Field
+from its_core.validation import as_int, as_uint
 
 __all__ = [
     "COMMAND_BYTES", "COMMAND_TABLE", "OPCODES", "OPCODE_NAMES", "GICV4_OPCODES",
@@ -114,10 +114,7 @@ class CommandField(NamedTuple):
             Not an integer.
         """
         label = f"{command}.{self.name} ({self.where})"
-        try:
-            number = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{label}: expected an integer, got {type(value).__name__}") from None
+        number = as_int(value, label, flag=self.field.width == 1)
         if not self.lowest <= number <= self.highest:
             raise ValueError(
                 f"{label}: {number:#x} is out of range {self.lowest:#x}..{self.highest:#x}"
@@ -184,8 +181,9 @@ class Command(NamedTuple):
 
 # -- the table ------------------------------------------------------------------
 #
-# Positions from the Arm command layouts (digest section 3.3).  Each Field names
-# the Arm mnemonic of the command field; the row name is the Python parameter.
+# Positions from the Arm command layouts (GIC architecture specification, Arm IHI
+# 0069, "ITS commands").  Each Field names the Arm mnemonic of the command field;
+# the row name is the Python parameter.
 
 _DEVICE_ID = CommandField("device_id", 0, Field.bits("DeviceID", 63, 32))
 _EVENT_ID = CommandField("event_id", 1, Field.bits("EventID", 31, 0))
@@ -391,10 +389,7 @@ def decode_dwords(dwords: Sequence[int]) -> Command:
     """
     if len(dwords) != 4:
         raise ValueError(f"a command has 4 doublewords, got {len(dwords)}")
-    words = [operator.index(w) for w in dwords]
-    for i, w in enumerate(words):
-        if not 0 <= w < 1 << 64:
-            raise ValueError(f"DW{i} {w:#x} is not a 64-bit value")
+    words = [as_uint(word, f"DW{index}", 64) for index, word in enumerate(dwords)]
     code = OPCODE.extract(words[0])
     spec = _BY_CODE.get(code)
     if spec is None:
@@ -543,8 +538,7 @@ def error_code(opcode: int, reason: int) -> int:
     int
     """
     for what, value in (("opcode", opcode), ("reason", reason)):
-        if not 0 <= operator.index(value) <= 0xFF:
-            raise ValueError(f"{what} must be a byte, got {value}")
+        as_uint(value, what, 8)
     return 0x010000 | opcode << 8 | reason
 
 

@@ -59,7 +59,8 @@ class _TableError(ITSError):
         ``"device"``, ``"level1"``, ``"itt"``, ``"collection"``, ``"pending"``
         or ``"registers"``.
     id : object
-        DeviceID, (DeviceID, EventID), ICID, table position or register name.
+        DeviceID, (DeviceID, EventID), ICID, table position, CPU number (table
+        ``"pending"``, printed in decimal; the others print in hex) or register name.
     field : str
         The entry field (or register) at fault.
     reason : str
@@ -72,7 +73,14 @@ class _TableError(ITSError):
         self.field = field
         self.reason = reason
         where = f"{table} table" if table != "registers" else "registers"
-        ident = "" if id is None else f" {id!r}" if not isinstance(id, int) else f" {id:#x}"
+        if id is None:
+            ident = ""
+        elif table == "pending":            # the id is a CPU number: decimal, like everywhere
+            ident = f" of CPU {id}"
+        elif isinstance(id, int):           # DeviceID, ICID, table position
+            ident = f" {id:#x}"
+        else:
+            ident = f" {id!r}"
         super().__init__(f"{where}{ident}: {field}: {reason}")
 
     def __reduce__(self):
@@ -85,3 +93,22 @@ class SaveError(_TableError):
 
 class RestoreError(_TableError):
     """A saved image is invalid; the ITS is exactly as it was before the restore."""
+
+
+class InvalidAccessError(ITSError, ValueError):
+    """A register access that hits no register (a hole, a wrong size, a
+    misaligned access), raised instead of being read as zero / ignored
+    because the ITS was built with ``strict=True``.
+
+    Attributes
+    ----------
+    access : AccessError
+        What was accessed: frame, offset, size, write, value, reason.
+    """
+
+    def __init__(self, access):
+        self.access = access
+        super().__init__(f"strict mode: {access}")
+
+    def __reduce__(self):
+        return (type(self), (self.access,))

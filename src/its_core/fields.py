@@ -21,28 +21,19 @@ Field names are the Arm mnemonics (``Physical_Address``, ``ITT_entry_size``)
 so that the code reads like the architecture tables.  Every value that does
 not fit its field is refused with a `ValueError` naming the field: silently
 truncating a guest-visible value is exactly the kind of bug these objects
-exist to prevent.  Values are plain non-negative Python ints; anything that
-implements ``__index__`` (numpy integers, bool) is accepted.
+exist to prevent.  Values are checked by `its_core.validation`: plain
+non-negative ints, numpy integers and other ``__index__`` types are accepted,
+bools and floats are refused (TypeError).
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from its_core.validation import as_int, as_uint
+
 __all__ = ["Field", "Layout"]
-
-
-def _as_uint(value: object, what: str) -> int:
-    """Return `value` as a non-negative int or raise (TypeError / ValueError)."""
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
-    if number < 0:
-        raise ValueError(f"{what} must be non-negative, got {number}")
-    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +114,7 @@ class Field:
     def fits(self, field_value: object) -> bool:
         """True if `field_value` is an integer in ``0 .. max``; never raises."""
         try:
-            number = operator.index(field_value)  # type: ignore[arg-type]
+            number = as_int(field_value, self.name, flag=self.width == 1)
         except TypeError:
             return False
         return 0 <= number <= self.max
@@ -151,13 +142,8 @@ class Field:
             message names the field.
         """
         label = f"{owner}.{self.name}" if owner else self.name
-        try:
-            number = operator.index(field_value)  # type: ignore[arg-type]
-        except TypeError:
-            raise TypeError(
-                f"{label}: value must be an integer, got {type(field_value).__name__}"
-            ) from None
-        if not 0 <= number <= self.max:
+        number = as_uint(field_value, label, flag=self.width == 1)
+        if number > self.max:
             raise ValueError(
                 f"{label}: value {number:#x} does not fit the {self.width}-bit field {self.span}"
             )
@@ -176,7 +162,7 @@ class Field:
         int
             ``(value >> lsb) & max``.
         """
-        return (_as_uint(value, f"field {self.name}: container") >> self.lsb) & self.max
+        return (as_uint(value, f"field {self.name}: container") >> self.lsb) & self.max
 
     def deposit(self, value: int, field_value: int) -> int:
         """Return `value` with this field replaced by `field_value`.
@@ -192,7 +178,7 @@ class Field:
         -------
         int
         """
-        container = _as_uint(value, f"field {self.name}: container")
+        container = as_uint(value, f"field {self.name}: container")
         return (container & ~self.mask) | (self.check(field_value) << self.lsb)
 
     def __repr__(self) -> str:
@@ -295,7 +281,7 @@ class Layout:
     # -- conversions ---------------------------------------------------------
 
     def _check_word(self, value: object) -> int:
-        word = _as_uint(value, f"{self.name}: value")
+        word = as_uint(value, f"{self.name}: value")
         if word >> self.width:
             raise ValueError(f"{self.name}: value {word:#x} is wider than {self.width} bits")
         return word

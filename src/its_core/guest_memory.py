@@ -26,12 +26,12 @@ Design rules
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 
 from its_core.errors import ITSError
+from its_core.validation import as_int, as_uint
 
 __all__ = ["ADDRESS_LIMIT", "GuestMemory", "GuestMemoryError"]
 
@@ -125,10 +125,8 @@ class GuestMemory:
     __slots__ = ("_array", "_base", "_size", "_source")
 
     def __init__(self, buffer_or_size: Any, base: int = 0) -> None:
-        if isinstance(buffer_or_size, bool):
-            raise TypeError("GuestMemory needs a size or a buffer, not a bool")
-        if isinstance(buffer_or_size, (int, np.integer)):
-            size = int(buffer_or_size)
+        if isinstance(buffer_or_size, (bool, int, np.integer, np.bool_)):
+            size = as_int(buffer_or_size, "guest memory size")
             if size <= 0:
                 raise ValueError(f"guest memory size must be positive, got {size}")
             array = np.zeros(size, dtype=np.uint8)
@@ -152,11 +150,8 @@ class GuestMemory:
                 raise ValueError("guest memory size must be positive, got an empty buffer")
             array = np.frombuffer(view.cast("B"), dtype=np.uint8)
             source = buffer_or_size
-        try:
-            base = operator.index(base)
-        except TypeError:
-            raise TypeError(f"base must be an integer, got {type(base).__name__}") from None
-        if base < 0 or base + array.size > ADDRESS_LIMIT:
+        base = as_uint(base, "base")
+        if base + array.size > ADDRESS_LIMIT:
             raise ValueError(
                 f"guest memory [{base:#x}, +{array.size:#x}) does not fit the 64-bit address space"
             )
@@ -218,8 +213,8 @@ class GuestMemory:
         bool
         """
         try:
-            addr = operator.index(addr)
-            nbytes = operator.index(nbytes)
+            addr = as_int(addr, "guest address")
+            nbytes = as_int(nbytes, "access size")
         except TypeError:
             return False
         return nbytes >= 0 and self._base <= addr and addr + nbytes <= self._base + self._size
@@ -236,13 +231,8 @@ class GuestMemory:
         TypeError
             An argument is not an integer.
         """
-        try:
-            addr = operator.index(addr)
-            nbytes = operator.index(nbytes)
-        except TypeError:
-            raise TypeError("guest address and size must be integers") from None
-        if nbytes < 0:
-            raise ValueError(f"access size must be non-negative, got {nbytes}")
+        addr = as_int(addr, "guest address")
+        nbytes = as_uint(nbytes, "access size")
         if not (self._base <= addr and addr + nbytes <= self._base + self._size):
             raise GuestMemoryError(addr, nbytes, self._base, self.end)
         return addr - self._base
@@ -285,8 +275,7 @@ class GuestMemory:
 
     def fill(self, addr: int, n: int, value: int = 0) -> None:
         """Set `n` bytes at `addr` to the byte `value`."""
-        if not 0 <= operator.index(value) <= 0xFF:
-            raise ValueError(f"fill value must be a byte, got {value}")
+        as_uint(value, "fill value", 8)
         off = self.offset_of(addr, n)
         self._array[off:off + n] = value
 
@@ -295,9 +284,7 @@ class GuestMemory:
         return int.from_bytes(self._array[off:off + nbytes].tobytes(), "little")
 
     def _write_uint(self, addr: int, nbytes: int, value: int) -> None:
-        number = operator.index(value)
-        if not 0 <= number < (1 << (8 * nbytes)):
-            raise ValueError(f"value {number:#x} does not fit in {8 * nbytes} bits")
+        number = as_uint(value, "value", 8 * nbytes)
         off = self.offset_of(addr, nbytes)
         self._array[off:off + nbytes] = np.frombuffer(
             number.to_bytes(nbytes, "little"), dtype=np.uint8)
@@ -353,9 +340,7 @@ class GuestMemory:
         dt = _little_endian(dtype)
         if dt.itemsize == 0:
             raise ValueError(f"cannot view guest memory as zero-sized dtype {dt}")
-        count = operator.index(count)
-        if count < 0:
-            raise ValueError(f"element count must be non-negative, got {count}")
+        count = as_uint(count, "element count")
         nbytes = count * dt.itemsize
         off = self.offset_of(addr, nbytes)
         out = self._array[off:off + nbytes].view(dt)

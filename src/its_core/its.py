@@ -11,14 +11,15 @@
   (`redistributors`, `pending`, `acknowledge`).
 
 Guest mistakes never raise: bad register accesses are read-as-zero /
-write-ignored and recorded in `access_errors`; bad commands are skipped (or
+write-ignored and recorded in `access_errors` (or raise `InvalidAccessError`
+with ``strict=True``, to find integration bugs); bad commands are skipped (or
 stall the queue) and recorded in `errors`.  Host mistakes (wrong argument
-types, offsets outside the region) raise.
+types, offsets outside the region, a doorbell write without its DeviceID)
+raise.
 """
 
 from __future__ import annotations
 
-import operator
 from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -30,9 +31,10 @@ from its_core._cmdq import CommandProcessor
 from its_core._core import TranslationStatus, TranslationTables
 from its_core._guest import GuestWindow
 from its_core._lpi import LPIState
-from its_core.errors import ITSError
+from its_core.errors import InvalidAccessError, ITSError
 from its_core.guest_memory import GuestMemory
 from its_core.redistributors import Redistributors
+from its_core.validation import as_uint
 
 __all__ = ["ITS", "CommandError", "AccessError"]
 
@@ -83,6 +85,11 @@ class AccessError(NamedTuple):
     value: int      # the value written (0 for reads)
     reason: str
 
+    def __str__(self) -> str:
+        what = f"{self.size}-byte write of {self.value:#x}" if self.write else \
+            f"{self.size}-byte read"
+        return f"{what} at {self.frame} offset {self.offset:#x}: {self.reason}"
+
 
 class CommandErrorLog(Sequence):
     """Read-only sequence view of the command processor's error log."""
@@ -114,43 +121,69 @@ class CommandErrorLog(Sequence):
         return f"<CommandErrorLog: {len(self)} errors>"
 
 
-def _host_int(value, name: str, bits: int) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if not 0 <= number < (1 << bits):
-        raise ValueError(f"{name} {number:#x} does not fit {bits} bits")
-    return number
-
-
 class ITS:
     """An ITS on guest memory `memory`, with `num_cpus` redistributors.
+
+    Bring it up from byte addresses with `its_core.bring_up` (as a guest
+    driver does), then drive it with `mmio_read` / `mmio_write`, `submit`,
+    `msi` and `acknowledge` (docs/embedding.md).
 
     Parameters
     ----------
     memory : GuestMemory
         Guest-physical memory holding the command queue and the tables.
-    num_cpus : int
-        Redistributors; collections target CPU numbers below this.
+    num_cpus : int, default 4
+        Redistributors (1..65536), each with an LPI pending bitmap;
+        collections target CPU numbers below this.  (A bare
+        `TranslationTables` defaults to 8: there it only bounds MAPC targets
+        and costs nothing per CPU.)
     layout : {"flat", "twolevel", "hash"}
         Storage layout of the translation core.
     device_bits, event_bits : int
         DeviceID and EventID widths (GITS_TYPER.Devbits + 1, ID_bits + 1).
-    intid_bits : int
-        LPI INTID width, 14..24 (pending bitmaps are 2**intid_bits / 8 bytes per CPU).
+    intid_bits : int, default 16
+        LPI INTID width, 14..24: the CPU interface reports INTIDs in 24 bits
+        (ICC_IAR1_EL1.INTID), and each CPU holds a 2**intid_bits-bit pending
+        bitmap.  A bare `TranslationTables` accepts up to 32, the width of
+        the ITE's INTID field.
     stall_on_error : bool
         Stop the queue at a failed command (CREADR.Stalled) instead of skipping it.
+    strict : bool, default False
+        Raise `InvalidAccessError` for every register access that would
+        otherwise read as zero / be ignored and be recorded in
+        `access_errors` (holes, wrong sizes, misaligned accesses, on the ITS
+        and the redistributor frames), so an integration bug surfaces at the
+        line that made it.  Architecturally ignored writes (to read-only
+        registers, BASER/CBASER while enabled, ...) are not errors.
+
+    Attributes
+    ----------
+    memory : GuestMemory
+        The guest memory given.
+    tables : TranslationTables
+        The translation core (replaced by a restore: do not keep a reference).
+    redistributors : Redistributors
+        The LPI side: GICR registers, pending bitmaps, config cache.
+    errors : CommandErrorLog
+        Commands that failed (`CommandError`), oldest first; bounded.
+    access_errors : collections.deque of AccessError
+        The most recent invalid register accesses (`ACCESS_ERRORS_KEPT`).
+    num_cpus : int
+    stall_on_error, strict : bool
+    layout : str
+    enabled, stalled : bool
+        GITS_CTLR.Enabled, GITS_CREADR.Stalled.
     """
 
     def __init__(self, memory: GuestMemory, num_cpus: int = 4, layout: str = "flat", *,
                  device_bits: int = 16, event_bits: int = 16, intid_bits: int = 16,
-                 stall_on_error: bool = False):
+                 stall_on_error: bool = False, strict: bool = False):
         if not isinstance(memory, GuestMemory):
             raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
         self.memory = memory
-        self.num_cpus = num_cpus
+        self.num_cpus = as_uint(num_cpus, "num_cpus")
         self.stall_on_error = bool(stall_on_error)
+        self.strict = bool(strict)
         self.tables = TranslationTables(layout, device_bits=device_bits, event_bits=event_bits,
                                         intid_bits=intid_bits, num_cpus=num_cpus)
         self._window = GuestWindow(memory)
@@ -182,8 +215,15 @@ class ITS:
         return self._stalled
 
     def register(self, name: str) -> int:
-        """Current value of an ITS register by mnemonic (as a read returns it)."""
-        return self._read_register(registers.ITS_REGISTERS[name])
+        """Current value of an ITS register by mnemonic, in any case
+        (``"GITS_CTLR"``, ``"gits_ctlr"``), as a guest read returns it.
+
+        Raises
+        ------
+        KeyError
+            No such register; the message lists the valid names.
+        """
+        return self._read_register(registers.ITS_REGISTERS.find(name))
 
     def _queue(self) -> tuple[int, int]:
         cbaser = self._regs["GITS_CBASER"]
@@ -193,10 +233,14 @@ class ITS:
 
     def _access_error(self, offset: int, size: int, write: bool, value: int, reason: str,
                       frame: str = "GITS") -> None:
-        self.access_errors.append(AccessError(frame, offset, size, write, value, reason))
+        """Record an invalid access (RAZ/WI), or raise it in strict mode."""
+        error = AccessError(frame, offset, size, write, value, reason)
+        if self.strict:
+            raise InvalidAccessError(error)
+        self.access_errors.append(error)
 
     def _check_host_access(self, offset, size) -> tuple[int, int]:
-        offset = _host_int(offset, "offset", 64)
+        offset = as_uint(offset, "offset", 64)
         if offset >= ITS_REGION_BYTES:
             raise ValueError(f"offset {offset:#x} is outside the 128 KiB ITS region")
         if size not in (1, 2, 4, 8):
@@ -234,21 +278,30 @@ class ITS:
         `device_id` is the bus side-band of a GITS_TRANSLATER write (the
         doorbell); it is ignored elsewhere.  A doorbell write returns its
         `TranslationStatus`; other writes return None.
+
+        Raises
+        ------
+        ValueError
+            A GITS_TRANSLATER write without `device_id` (every bus carries
+            one: the embedding code dropped it), an offset outside the ITS
+            region, a size not 1/2/4/8 or a value wider than `size`.
+        InvalidAccessError
+            With ``strict=True``: the access hits no register (RAZ/WI).
         """
-        if offset == _TRANSLATER and device_id is not None and (size == 4 or size == 2):
-            if not 0 <= value < (1 << (8 * size)):
-                raise ValueError(f"value {value:#x} does not fit {size} bytes")
+        if offset == _TRANSLATER and (size == 4 or size == 2) and device_id is not None:
+            if type(value) is not int or not 0 <= value < (1 << (8 * size)):
+                value = as_uint(value, "value", 8 * size)
             return self._processor.msi(device_id, value)
         offset, size = self._check_host_access(offset, size)
-        value = _host_int(value, "value", 8 * size)
+        value = as_uint(value, "value", 8 * size)
         access = registers.lookup(offset, size)
         if access is None:
             self._access_error(offset, size, True, value, "no register of that size there")
             return None
         register = access.register
         if register.name == "GITS_TRANSLATER":
-            self._access_error(offset, size, True, value, "doorbell write without a DeviceID")
-            return None
+            raise ValueError("a GITS_TRANSLATER write needs device_id=: the DeviceID the bus "
+                             "carries with the doorbell (the embedding code dropped it)")
         if register.access == "RO":
             return None                                  # write-ignored, architecturally
         old = self._regs[register.name]
@@ -352,6 +405,13 @@ class ITS:
         if not _CBASER_VALID.extract(self._regs["GITS_CBASER"]):
             raise ITSError("submit: GITS_CBASER is not valid")
         base, queue_bytes = self._queue()
+        if not self.memory.contains(base, queue_bytes):
+            raise ITSError(
+                f"submit: the command queue GITS_CBASER describes, [{base:#x}, "
+                f"{base + queue_bytes:#x}), is outside guest memory [{self.memory.base:#x}, "
+                f"{self.memory.end:#x}); note that CBASER.Physical_Address holds the "
+                "address >> 12: build it with GITS_CBASER.encode(address=...) or "
+                "its_core.bring_up")
         slots = queue_bytes // 32
         queue = self.memory.view(base, slots * 4, "<u8").reshape(slots, 4)
         done = 0
@@ -397,7 +457,7 @@ class ITS:
     # ------------------------------------------------------------------ LPI side
 
     def _check_cpu(self, cpu) -> int:
-        cpu = _host_int(cpu, "cpu", 32)
+        cpu = as_uint(cpu, "cpu")
         if cpu >= self.num_cpus:
             raise ValueError(f"cpu {cpu} is not in 0..{self.num_cpus - 1}")
         return cpu

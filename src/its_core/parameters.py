@@ -6,6 +6,8 @@ accept exactly the same arguments; this module says which.
 
 from __future__ import annotations
 
+from its_core.validation import as_int
+
 #: Layout names, in the order the native core numbers them.
 LAYOUTS = ("flat", "twolevel", "hash")
 #: Largest DeviceID space the flat layout accepts (24 MiB of device records).
@@ -21,8 +23,7 @@ def check_table_parameters(layout: str, device_bits: int, event_bits: int, intid
     for name, value in (("device_bits", device_bits), ("event_bits", event_bits),
                         ("intid_bits", intid_bits), ("num_collections", num_collections),
                         ("num_cpus", num_cpus)):
-        if isinstance(value, bool) or not hasattr(value, "__index__"):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        as_int(value, name)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if not 1 <= device_bits <= 32:

@@ -9,9 +9,8 @@ the native `LPIState`; see docs/front-end.md for when it loads what.
 
 from __future__ import annotations
 
-import operator
-
 from its_core import registers
+from its_core.validation import as_uint
 
 _ENABLE_LPIS = registers.GICR_CTLR.field("EnableLPIs")
 _PROP_ADDRESS = registers.GICR_PROPBASER.field("Physical_Address")
@@ -57,11 +56,11 @@ class Redistributors:
     # -- MMIO --------------------------------------------------------------------
 
     def _check(self, cpu, offset, size):
-        cpu = operator.index(cpu)
-        if not 0 <= cpu < self.num_cpus:
+        cpu = as_uint(cpu, "cpu")
+        if cpu >= self.num_cpus:
             raise ValueError(f"cpu {cpu} is not in 0..{self.num_cpus - 1}")
-        offset = operator.index(offset)
-        if not 0 <= offset < RD_FRAME_BYTES:
+        offset = as_uint(offset, "offset")
+        if offset >= RD_FRAME_BYTES:
             raise ValueError(f"offset {offset:#x} is outside the 64 KiB RD_base frame")
         if size not in (1, 2, 4, 8):
             raise ValueError(f"size must be 1, 2, 4 or 8 bytes, got {size!r}")
@@ -90,9 +89,7 @@ class Redistributors:
     def mmio_write(self, cpu: int, offset: int, value: int, size: int) -> None:
         """A guest write of `size` bytes at `offset` in `cpu`'s RD_base frame."""
         cpu, offset = self._check(cpu, offset, size)
-        value = operator.index(value)
-        if not 0 <= value < (1 << (8 * size)):
-            raise ValueError(f"value {value:#x} does not fit {size} bytes")
+        value = as_uint(value, "value", 8 * size)
         access = registers.lookup_gicr(offset, size)
         if access is None:
             self._its._access_error(offset, size, True, value, "no register of that size there",

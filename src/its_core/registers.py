@@ -42,16 +42,16 @@ map are from the redistributor's RD_base frame.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
 from its_core.fields import Field, Layout
+from its_core.validation import as_int, as_uint
 
 __all__ = [
-    "Register", "RegisterAccess", "RegisterMap", "ITS_REGISTERS", "GICR_REGISTERS",
+    "Register", "RegisterAccess", "RegisterMap", "UnknownRegister", "ITS_REGISTERS", "GICR_REGISTERS",
     "lookup", "lookup_gicr", "merge_half", "read_half",
     "Cacheability", "Shareability", "BaserType", "PageSize",
     "baser_page_size", "baser_address", "baser_table_bytes", "baser_entry_bytes",
@@ -196,9 +196,67 @@ class Register:
         """Split a register value into its fields (see `Layout.decode`)."""
         return self.layout.decode(value)
 
-    def encode(self, **fields: int) -> int:
-        """Build a register value from fields (see `Layout.encode`)."""
-        return self.layout.encode(**fields)
+    def encode(self, *, address: int | None = None, **fields: int) -> int:
+        """Build a register value from fields (see `Layout.encode`).
+
+        Parameters
+        ----------
+        address : int, optional
+            For a register that points at guest memory (CBASER, BASER<n>,
+            PROPBASER, PENDBASER): the **byte address** of the queue or table.
+            It is checked (alignment, range) and placed as the architecture
+            says, so nobody has to remember that ``Physical_Address`` holds
+            the address shifted right (or, for a BASER with 64 KiB pages,
+            that PA[51:48] goes to bits [15:12]).  Not with
+            ``Physical_Address=``.
+        **fields : int
+            Field values by name; fields not given are 0.
+
+        Raises
+        ------
+        ValueError
+            A value does not fit its field, the address is misaligned or too
+            wide (the message names the register), or both `address` and
+            ``Physical_Address`` were given.
+
+        Examples
+        --------
+        >>> hex(GITS_CBASER.encode(address=0x4001_0000, Size=0, Valid=1))
+        '0x8000000040010000'
+        """
+        if address is None:
+            return self.layout.encode(**fields)
+        if "Physical_Address" in fields:
+            raise ValueError(f"{self.name}: give address= or Physical_Address=, not both")
+        value = self.layout.encode(**fields)
+        return value | self.address_bits(address, page_size=fields.get("Page_Size", 0))
+
+    def address_bits(self, address: int, *, page_size: int = 0) -> int:
+        """The bits that encode byte address `address` in this register.
+
+        `page_size` is the BASER Page_Size code (`PageSize`), which sets a
+        BASER's alignment and encoding; other registers ignore it.
+        """
+        if "Physical_Address" not in self.layout:
+            raise ValueError(f"{self.name} holds no address")
+        address = as_uint(address, f"{self.name} address")
+        field = self.layout["Physical_Address"]
+        alignment, limit = 1 << field.lsb, 1 << (field.msb + 1)
+        packed_high = False
+        if self.layout is GITS_BASER_LAYOUT:
+            alignment = _PAGE_BYTES.get(page_size, 64 << 10)
+            packed_high = alignment == 64 << 10
+            if packed_high:
+                limit = 1 << 52                      # PA[51:48] in bits [15:12]
+        if address % alignment:
+            raise ValueError(f"{self.name}: address {address:#x} is not aligned to "
+                             f"{alignment:#x} bytes")
+        if address >= limit:
+            raise ValueError(f"{self.name}: address {address:#x} does not fit "
+                             f"{limit.bit_length() - 1} bits")
+        if packed_high:
+            return (address & field.mask) | ((address >> 48) << 12)
+        return address
 
     def merge_write(self, old: int, value: int) -> int:
         """The generic write path: the new value after a guest writes `value`.
@@ -215,9 +273,8 @@ class Register:
         -------
         int
         """
-        for what, v in (("old", old), ("value", value)):
-            if not 0 <= operator.index(v) <= self.mask:
-                raise ValueError(f"{self.name}: {what} {v:#x} is wider than {self.width} bits")
+        old = as_uint(old, f"{self.name}: old value", self.width)
+        value = as_uint(value, f"{self.name}: value", self.width)
         keep = self.mask & ~self.write_mask
         return (old & keep) | (value & self.write_mask)
 
@@ -238,6 +295,19 @@ class RegisterAccess(NamedTuple):
 
     register: Register
     half: int | None
+
+
+class UnknownRegister(KeyError):
+    """A register name that is not in a `RegisterMap`; the message lists the
+    valid names."""
+
+    def __init__(self, register_map: "RegisterMap", name: object):
+        self.name = name
+        super().__init__(f"{register_map.name} has no register {name!r}; valid names: "
+                         f"{', '.join(register_map.names)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class RegisterMap:
@@ -266,7 +336,25 @@ class RegisterMap:
             self._by_name[reg.name] = reg
 
     def __getitem__(self, name: str) -> Register:
-        return self._by_name[name]
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownRegister(self, name) from None
+
+    def find(self, name: str) -> Register:
+        """The register called `name`, in any case (``"gits_ctlr"``).
+
+        Raises
+        ------
+        KeyError
+            No such register; the message lists the valid names.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"a register name is a string, got {type(name).__name__}")
+        register = self._by_name.get(name) or self._by_name.get(name.upper())
+        if register is None:
+            raise UnknownRegister(self, name)
+        return register
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -312,8 +400,8 @@ class RegisterMap:
             32-bit half of a 64-bit register (or the low 16 bits of a register
             allowing 2-byte access).  The caller treats None as RAZ/WI.
         """
-        offset = operator.index(offset)
-        size = operator.index(size)
+        offset = as_int(offset, "offset")
+        size = as_int(size, "size")
         if size <= 0 or offset < 0 or offset % size:
             return None
         reg = self._by_word.get(offset & ~3)
@@ -344,12 +432,8 @@ def merge_half(old64: int, half: int, value32: int) -> int:
     int
         The merged 64-bit value.
     """
-    old64 = operator.index(old64)
-    value32 = operator.index(value32)
-    if not 0 <= old64 <= _U64:
-        raise ValueError(f"old64 {old64:#x} is not a 64-bit value")
-    if not 0 <= value32 <= _U32:
-        raise ValueError(f"value32 {value32:#x} is not a 32-bit value")
+    old64 = as_uint(old64, "old64", 64)
+    value32 = as_uint(value32, "value32", 32)
     if half not in (0, 1):
         raise ValueError(f"half must be 0 or 1, got {half!r}")
     shift = 32 * half
@@ -358,9 +442,7 @@ def merge_half(old64: int, half: int, value32: int) -> int:
 
 def read_half(value64: int, half: int) -> int:
     """Bits [31:0] (`half` 0) or [63:32] (`half` 1) of a 64-bit value."""
-    value64 = operator.index(value64)
-    if not 0 <= value64 <= _U64:
-        raise ValueError(f"value64 {value64:#x} is not a 64-bit value")
+    value64 = as_uint(value64, "value64", 64)
     if half not in (0, 1):
         raise ValueError(f"half must be 0 or 1, got {half!r}")
     return (value64 >> (32 * half)) & _U32
@@ -708,10 +790,7 @@ _PAGE_BYTES = {PageSize.SIZE_4K: 4 << 10, PageSize.SIZE_16K: 16 << 10, PageSize.
 
 
 def _u64(value: int) -> int:
-    value = operator.index(value)
-    if not 0 <= value <= _U64:
-        raise ValueError(f"{value:#x} is not a 64-bit register value")
-    return value
+    return as_uint(value, "register value", 64)
 
 
 def baser_page_size(value: int) -> int:

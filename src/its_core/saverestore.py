@@ -311,7 +311,12 @@ def restore(its, state: dict) -> None:
     for name in GICR_REGISTER_NAMES:
         column = state.get(name)
         width = registers.GICR_REGISTERS[name].width
-        if not isinstance(column, list) or len(column) != its.num_cpus or not all(
+        if isinstance(column, list) and len(column) != its.num_cpus:
+            raise RestoreError("registers", name, name,
+                               f"the state was saved from {len(column)} CPUs but this ITS has "
+                               f"{its.num_cpus}: restore into an ITS with "
+                               f"num_cpus={len(column)}")
+        if not isinstance(column, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << width
                 for v in column):
             raise RestoreError("registers", name, name,
