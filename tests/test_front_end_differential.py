@@ -635,7 +635,8 @@ class FrontEndModel:
         elif reg is R.GITS_CBASER:
             if not self.enabled:
                 self.cbaser = reg.merge_write(self.cbaser, new)
-                self.creadr, self.stalled = 0, False
+                self.creadr = self.cwriter = 0       # KVM: a new queue starts empty
+                self.stalled = False
         elif reg is R.GITS_CWRITER:
             offset = new & _OFFSET
             if offset >= R.cbaser_queue_bytes(self.cbaser):

@@ -325,7 +325,7 @@ def test_cwriter_beyond_queue_is_ignored():
     assert g.errors() == [(32 * i, 0, C.E_ITS_UNKNOWN_COMMAND) for i in range(4, 127)]
 
 
-def test_cbaser_write_resets_creadr_and_is_ignored_while_enabled(layout):
+def test_cbaser_write_resets_creadr_and_cwriter_and_is_ignored_while_enabled(layout):
     g = Guest(layout)
     its, s = g.its, g.setup
     assert g.creadr() == 128
@@ -334,8 +334,7 @@ def test_cbaser_write_resets_creadr_and_is_ignored_while_enabled(layout):
     assert read64(its, GITS_CBASER) == s.cbaser and g.creadr() == 128
     g.enable(False)
     its.mmio_write(GITS_CBASER + 4, s.cbaser >> 32, 4)               # accepted half write
-    assert g.creadr() == 0
-    write64(its, GITS_CWRITER, 0)
+    assert g.creadr() == 0 and read64(its, GITS_CWRITER) == 0        # KVM: both reset
     g.sent = 0
     g.enable()
     g.map_events(3, 2, [(1, 8200)])
@@ -955,6 +954,24 @@ def test_msi_batch_while_disabled():
     out = g.its.msi_batch(np.array([1, 1], np.uint32), np.array([0, 0], np.uint32))
     assert out.dtype == np.uint8 and list(out) == [TS.ITS_DISABLED, TS.ITS_DISABLED]
     assert g.pending(0) == []
+    with pytest.raises(ValueError, match="differ in length"):           # still checked
+        g.its.msi_batch(np.array([1, 1], np.uint32), np.array([0], np.uint32))
+
+
+def test_msi_batch_while_disabled_does_not_translate():
+    class Untouchable:
+        def translate_batch(self, *args, **kwargs):
+            raise AssertionError("a disabled ITS translated a batch")
+
+    g = Guest()
+    g.map_events(1, 4, [(0, 8192)])
+    g.enable(False)
+    tables, g.its.tables = g.its.tables, Untouchable()
+    try:
+        out = g.its.msi_batch(np.arange(1000, dtype=np.uint32) % 2, np.zeros(1000, np.uint32))
+    finally:
+        g.its.tables = tables
+    assert (out == TS.ITS_DISABLED).all() and g.pending(0) == []
 
 
 # =========================================================================================

@@ -13,7 +13,7 @@ stopped.  Every check and its error code follow docs/front-end.md.
 
 import numpy as np
 
-from its_core import commands
+from its_core import abi, commands
 from its_core._guest cimport guest_contains, guest_read_u64, guest_write_u64
 from its_core._core cimport (DEVICE_ID_OUT_OF_RANGE, DEVICE_NOT_MAPPED,
                              EVENT_ID_OUT_OF_RANGE, INTID_OUT_OF_RANGE, ITS_DISABLED,
@@ -107,11 +107,12 @@ cdef uint32_t E_DISCARD_UNMAPPED_INTERRUPT = commands.E_ITS_DISCARD_UNMAPPED_INT
 cdef uint32_t E_UNKNOWN_COMMAND = commands.E_ITS_UNKNOWN_COMMAND
 cdef uint32_t E_CMD_READ_FAULT = commands.E_ITS_CMD_READ_FAULT
 
-cdef enum:
-    ENTRY_BYTES = 8                 # DTE, CTE, ITE and level-1 descriptor size
-    NO_SLOT = 0xFFFFFFFFFFFFFFFF
-    L2_ADDRESS_MASK = 0x000FFFFFFFFFF000    # level-1 descriptor bits [51:12]
-    L1_VALID = 0x8000000000000000
+# 64-bit constants are typed globals, never C enum members (an enum holds an
+# int: a 64-bit value there is not portable).  Entry layouts come from abi.py.
+cdef uint64_t ENTRY_BYTES = abi.ENTRY_BYTES             # DTE, CTE, ITE, level-1 descriptor
+cdef uint64_t NO_SLOT = 0xFFFFFFFFFFFFFFFF
+cdef uint64_t L2_ADDRESS_MASK = abi.L1_DESCRIPTOR["Address"].mask
+cdef uint64_t L1_VALID = abi.L1_DESCRIPTOR["V"].mask
 
 
 cdef class CommandProcessor:

@@ -33,6 +33,9 @@ class MappingFailure(IntEnum):
 
 _Batch = tuple[npt.NDArray[np.uint32], npt.NDArray[np.int32], npt.NDArray[np.uint8]]
 
+def message_arrays(device_ids: npt.ArrayLike, event_ids: npt.ArrayLike
+                   ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]: ...
+
 class TranslationTables:
     layout: str
     device_bits: int

@@ -221,6 +221,17 @@ def _as_id_array(values, str name):
     return array
 
 
+def message_arrays(device_ids, event_ids):
+    """The (DeviceID, EventID) columns of a batch as equal-length uint32 arrays
+    (no copy when they already are), ValueError naming what is wrong."""
+    devices = _as_id_array(device_ids, "device_ids")
+    events = _as_id_array(event_ids, "event_ids")
+    if events.shape[0] != devices.shape[0]:
+        raise ValueError(f"device_ids and event_ids differ in length "
+                         f"({devices.shape[0]} != {events.shape[0]})")
+    return devices, events
+
+
 def _check_out(out, Py_ssize_t length):
     try:
         intids, cpus, statuses = out
@@ -672,12 +683,8 @@ cdef class TranslationTables:
         statuses : ndarray of uint8
             `TranslationStatus` of each pair.
         """
-        devices = _as_id_array(device_ids, "device_ids")
-        events = _as_id_array(event_ids, "event_ids")
+        devices, events = message_arrays(device_ids, event_ids)
         cdef Py_ssize_t length = devices.shape[0]
-        if events.shape[0] != length:
-            raise ValueError(f"device_ids and event_ids differ in length "
-                             f"({length} != {events.shape[0]})")
         if out is None:
             out = (np.empty(length, np.uint32), np.empty(length, np.int32),
                    np.empty(length, np.uint8))

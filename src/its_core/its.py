@@ -28,7 +28,7 @@ import numpy as np
 
 from its_core import commands, registers, saverestore
 from its_core._cmdq import CommandProcessor
-from its_core._core import TranslationStatus, TranslationTables
+from its_core._core import TranslationStatus, TranslationTables, message_arrays
 from its_core._guest import GuestWindow
 from its_core._lpi import LPIState
 from its_core.errors import InvalidAccessError, ITSError
@@ -314,9 +314,9 @@ class ITS:
         if name == "GITS_CTLR":
             self._write_ctlr(new)
         elif name == "GITS_CBASER":
-            if not self.enabled:
+            if not self.enabled:                         # KVM: a new queue starts empty
                 self._regs[name] = register.merge_write(old, new)
-                self._regs["GITS_CREADR"] = 0
+                self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
                 self._stalled = False
         elif name == "GITS_CWRITER":
             self._write_cwriter(new)
@@ -446,11 +446,15 @@ class ITS:
         return self._processor.msi(device_id, event_id)
 
     def msi_batch(self, device_ids, event_ids) -> np.ndarray:
-        """Many doorbells; returns a uint8 array of `TranslationStatus`."""
-        intids, cpus, statuses = self.tables.translate_batch(device_ids, event_ids)
+        """Many doorbells; returns a uint8 array of `TranslationStatus`.
+
+        A disabled ITS translates nothing: every status is ITS_DISABLED (the
+        arguments are still checked as `translate_batch` checks them).
+        """
         if not self.enabled:
-            statuses[:] = TranslationStatus.ITS_DISABLED
-            return statuses
+            devices, _ = message_arrays(device_ids, event_ids)
+            return np.full(devices.shape[0], TranslationStatus.ITS_DISABLED, np.uint8)
+        intids, cpus, statuses = self.tables.translate_batch(device_ids, event_ids)
         self._lpi.deliver(intids, cpus, statuses)
         return statuses
 

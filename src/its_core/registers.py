@@ -674,7 +674,7 @@ GITS_TYPER = _ro64(
     "capabilities; KVM's values (8-byte ITEs, 16 EventID and DeviceID bits, PTA=0)")
 GITS_CBASER = _rw64(
     "GITS_CBASER", 0x0080, GITS_CBASER_LAYOUT, 0,
-    description="writes ignored while Enabled; a write resets CREADR (and CWRITER in KVM)")
+    description="writes ignored while Enabled; a write resets CREADR and CWRITER (KVM)")
 GITS_CWRITER = _rw64(
     "GITS_CWRITER", 0x0088, GITS_CWRITER_LAYOUT, 0,
     description="Retry is write-1-to-restart and reads as 0; offsets past the queue ignored")

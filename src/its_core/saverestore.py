@@ -345,6 +345,9 @@ def restore(its, state: dict) -> None:
         rd.mmio_write(cpu, registers.GICR_PENDBASER.offset, gicr["GICR_PENDBASER"][cpu], 8)
     for cpu in range(its.num_cpus):
         rd.mmio_write(cpu, registers.GICR_CTLR.offset, gicr["GICR_CTLR"][cpu], 4)
-    _apply_its_registers(its, values)
+    # The restored tables go in before the BASER writes, so a saved BASER with
+    # Valid = 0 drops (the empty) restored mappings, never the old ones with
+    # the pending bits just read from the pending tables.
     _install_tables(its, tables)
+    _apply_its_registers(its, values)
     its.mmio_write(registers.GITS_CTLR.offset, ctlr & registers.GITS_CTLR.write_mask, 4)
