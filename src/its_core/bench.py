@@ -1,8 +1,12 @@
-"""Measurements behind ``its-core bench``: translation throughput per layout.
+"""Measurements behind ``its-core bench``: translation throughput per layout,
+then command-queue, save and restore throughput.
 
 Each measurement is the best of `repeat` timed runs (the least disturbed
 one), over the same seeded pairs for every layout, the bare-loop ceiling and
 the pure-Python reference model, so the rows of one workload compare directly.
+The ratios to those same-run baselines (`relative_rates`, and save or restore
+over a numpy copy) are the figures that reproduce from run to run; absolute
+rates on a shared machine do not.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -53,6 +58,25 @@ def best_time(function, repeat: int) -> float:
     return best
 
 
+def best_times(functions: dict, repeat: int) -> dict:
+    """Shortest wall time of each of `functions` (name -> callable) over
+    `repeat` rounds that call every function once in turn, after one warm-up
+    call each.
+
+    Interleaving spreads a disturbance of the machine over every function
+    instead of all the runs of one, so the ratios between them hold up.
+    """
+    for function in functions.values():
+        function()
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeat):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def _scalar_rate(translate, device_ids, event_ids, repeat) -> float:
     pairs = list(zip(device_ids[:SCALAR_CALLS].tolist(), event_ids[:SCALAR_CALLS].tolist()))
 
@@ -65,7 +89,12 @@ def _scalar_rate(translate, device_ids, event_ids, repeat) -> float:
 
 def run_workload(workload: Workload, layouts, patterns, pairs: int, repeat: int, seed: int,
                  progress=None, reference: bool = True) -> list[Result]:
-    """Measure every layout of one workload (plus ceiling and reference)."""
+    """Measure every layout of one workload (plus ceiling and reference).
+
+    For each pattern the batch calls of the ceiling, every layout and the
+    reference take turns (`best_times`); the reference runs on the first
+    REFERENCE_PAIRS pairs only.
+    """
     results = []
     built, build_seconds = {}, {}
     for layout in workload.layouts(layouts):
@@ -75,40 +104,59 @@ def run_workload(workload: Workload, layouts, patterns, pairs: int, repeat: int,
     reference_tables = (build(workload, "hash", seed, tables_class=ReferenceTables)
                         if reference else None)
     device_base, ites, collection_cpu, position_of = ceiling_tables(workload, seed)
+    reference_count = min(pairs, REFERENCE_PAIRS)
     for pattern in patterns:
         device_ids, event_ids = access(workload, pattern, pairs, seed)
         intids = np.empty(pairs, np.uint32)
         cpus = np.empty(pairs, np.int32)
         positions = position_of(device_ids)
-        elapsed = best_time(lambda: bare_translate(device_base, ites, collection_cpu, positions,
-                                                   event_ids, intids, cpus), repeat)
-        results.append(Result(workload.name, "ceiling", pattern, pairs / elapsed, None,
-                              None, None))
+        outputs = {layout: (np.empty(pairs, np.uint32), np.empty(pairs, np.int32),
+                            np.empty(pairs, np.uint8)) for layout in built}
+        batch_calls = {"ceiling": partial(bare_translate, device_base, ites, collection_cpu,
+                                          positions, event_ids, intids, cpus)}
+        for layout, tables in built.items():
+            batch_calls[layout] = partial(tables.translate_batch, device_ids, event_ids,
+                                          out=outputs[layout])
+        if reference_tables is not None:
+            batch_calls["reference"] = partial(reference_tables.translate_batch,
+                                               device_ids[:reference_count],
+                                               event_ids[:reference_count])
+        elapsed = best_times(batch_calls, repeat)
+        results.append(Result(workload.name, "ceiling", pattern, pairs / elapsed["ceiling"],
+                              None, None, None))
         if progress:
             progress()
-        out = (np.empty(pairs, np.uint32), np.empty(pairs, np.int32), np.empty(pairs, np.uint8))
         for layout, tables in built.items():
-            elapsed = best_time(lambda: tables.translate_batch(device_ids, event_ids, out=out),
-                                repeat)
-            if not (np.array_equal(out[0], intids) and np.array_equal(out[1], cpus)):
+            if not (np.array_equal(outputs[layout][0], intids)
+                    and np.array_equal(outputs[layout][1], cpus)):
                 raise AssertionError(f"{layout} disagrees with the ceiling on {workload.name}")
             scalar = (_scalar_rate(tables.translate, device_ids, event_ids, repeat)
                       if pattern == "random" else None)
-            results.append(Result(workload.name, layout, pattern, pairs / elapsed, scalar,
+            results.append(Result(workload.name, layout, pattern, pairs / elapsed[layout], scalar,
                                   tables.nbytes, build_seconds[layout]))
             if progress:
                 progress()
         if reference_tables is not None:
-            count = min(pairs, REFERENCE_PAIRS)
-            elapsed = best_time(lambda: reference_tables.translate_batch(
-                device_ids[:count], event_ids[:count]), 1)
-            scalar = (_scalar_rate(reference_tables.translate, device_ids[:count],
-                                   event_ids[:count], 1) if pattern == "random" else None)
-            results.append(Result(workload.name, "reference", pattern, count / elapsed, scalar,
-                                  None, None))
+            scalar = (_scalar_rate(reference_tables.translate, device_ids[:reference_count],
+                                   event_ids[:reference_count], repeat)
+                      if pattern == "random" else None)
+            results.append(Result(workload.name, "reference", pattern,
+                                  reference_count / elapsed["reference"], scalar, None, None))
             if progress:
                 progress()
     return results
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it, else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:
@@ -120,15 +168,47 @@ def machine_info() -> dict:
         "its_core": __version__,
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
     }
 
 
+def machine_summary(machine: dict) -> str:
+    """One line naming a `machine_info()` machine, for titles."""
+    return (f"{machine['cpu_model']}, {machine['cpus']} CPUs, {platform.system()}, "
+            f"Python {machine['python']}, numpy {machine['numpy']}")
+
+
+def relative_rates(results: list[Result], baseline: str) -> list[float | None]:
+    """Each result's batch rate divided by that of the `baseline` row ("ceiling"
+    or "reference") of the same workload and pattern, measured in the same run;
+    None where the run has no such row."""
+    rates = {(r.workload, r.pattern): r.batch_per_s for r in results if r.layout == baseline}
+    return [r.batch_per_s / rates[r.workload, r.pattern] if (r.workload, r.pattern) in rates
+            else None for r in results]
+
+
+def format_ratio(ratio: float | None) -> str:
+    """A ratio with the two or three significant digits a timing supports ("-" for None)."""
+    if ratio is None:
+        return "-"
+    if ratio >= 10:
+        return f"{ratio:.0f}"
+    if ratio >= 0.1:
+        return f"{ratio:.2f}"
+    return f"{ratio:#.2g}"
+
+
 def as_json(results: list[Result]) -> list[dict]:
+    """The translation rows as dicts, with ns per translation and the ratios
+    to the same run's ceiling (`x_ceiling`) and reference (`x_reference`)."""
     rows = []
-    for result in results:
+    for result, of_ceiling, of_reference in zip(results, relative_rates(results, "ceiling"),
+                                                relative_rates(results, "reference")):
         row = asdict(result)
         row["ns_per_translation"] = result.ns_per_translation
+        row["x_ceiling"] = of_ceiling
+        row["x_reference"] = of_reference
         rows.append(row)
     return rows
 
@@ -148,6 +228,22 @@ class FrontEndResult:
     copy_per_s: float            # numpy copy of as many 8-byte entries, same run
     entries: int
     nbytes: int
+
+    @property
+    def save_x_copy(self) -> float:
+        """Save rate as a fraction of the same run's numpy copy."""
+        return self.save_per_s / self.copy_per_s
+
+    @property
+    def restore_x_copy(self) -> float:
+        """Restore rate as a fraction of the same run's numpy copy."""
+        return self.restore_per_s / self.copy_per_s
+
+
+def front_end_as_json(results: list[FrontEndResult]) -> list[dict]:
+    """The front-end rows as dicts, with `save_x_copy` and `restore_x_copy`."""
+    return [{**asdict(r), "save_x_copy": r.save_x_copy, "restore_x_copy": r.restore_x_copy}
+            for r in results]
 
 
 def guest_for(workload: Workload):
@@ -181,8 +277,9 @@ def guest_for(workload: Workload):
     return (memory_bytes + 0xFFFF) & ~0xFFFF, guest
 
 
-def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> FrontEndResult:
-    """Map the workload through the command queue, then save and restore it."""
+def _its_with_devices(workload: Workload, layout: str, seed: int):
+    """A brought-up ITS with the workload's collections and devices mapped,
+    and the MAPTI commands that map its events."""
     from its_core import ITS, GuestMemory
     from its_core.testing import bring_up
 
@@ -202,17 +299,30 @@ def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> Fr
     device_column, events, intids, icids = mappings(workload, seed)
     mapti = commands.encode_many("MAPTI", device_id=device_column, event_id=events,
                                  intid=intids, icid=icids)
-    start = time.perf_counter()
-    its.submit_many(mapti)
-    commands_per_s = len(mapti) / (time.perf_counter() - start)
-    if len(its.errors) or its.tables.num_events != len(mapti):
-        raise AssertionError(f"{layout}: the workload did not map cleanly through the queue")
+    return its, mapti
+
+
+def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> FrontEndResult:
+    """Map the workload through the command queue, then save and restore it.
+
+    Each figure is the best of `repeat` timed runs; the commands run on a
+    fresh ITS each time, since MAPTI maps an event only once.  Save, restore
+    and the numpy copy they are compared with take turns (`best_times`).
+    """
+    commands_s = float("inf")
+    for _ in range(repeat):
+        its, mapti = _its_with_devices(workload, layout, seed)
+        start = time.perf_counter()
+        its.submit_many(mapti)
+        commands_s = min(commands_s, time.perf_counter() - start)
+        if len(its.errors) or its.tables.num_events != len(mapti):
+            raise AssertionError(f"{layout}: the workload did not map cleanly through the queue")
     entries = its.tables.num_events
-    save_s = best_time(its.save_tables, repeat)
     its.mmio_write(0, 0, 4)                                 # restore needs the ITS disabled
-    restore_s = best_time(its.restore_tables, repeat)
     source = np.arange(entries, dtype=np.uint64)
     target = np.empty_like(source)
-    copy_s = best_time(lambda: np.copyto(target, source), repeat)
-    return FrontEndResult(workload.name, layout, commands_per_s, entries / save_s,
-                          entries / restore_s, entries / copy_s, entries, its.tables.nbytes)
+    elapsed = best_times({"save": its.save_tables, "restore": its.restore_tables,
+                          "copy": partial(np.copyto, target, source)}, repeat)
+    return FrontEndResult(workload.name, layout, len(mapti) / commands_s,
+                          entries / elapsed["save"], entries / elapsed["restore"],
+                          entries / elapsed["copy"], entries, its.tables.nbytes)

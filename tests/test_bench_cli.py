@@ -1,0 +1,132 @@
+"""its-core bench: the matplotlib check before measuring, --json - and --json PATH,
+the ratio columns and their legends, and the --plot picture."""
+
+import json
+import sys
+
+import pytest
+
+from its_core import bench, cli
+from its_core.bench import FrontEndResult, Result, format_ratio
+from its_core.workloads import PATTERNS
+
+TINY_RUN = ["bench", "--layouts", "flat", "hash", "--workloads", "dense-1k", "--pairs", "2000",
+            "--repeat", "1"]
+RESULT_KEYS = {"workload", "layout", "pattern", "batch_per_s", "scalar_per_s", "nbytes",
+               "build_s", "extra", "ns_per_translation", "x_ceiling", "x_reference"}
+FRONT_END_KEYS = {"workload", "layout", "commands_per_s", "save_per_s", "restore_per_s",
+                  "copy_per_s", "entries", "nbytes", "save_x_copy", "restore_x_copy"}
+
+
+@pytest.fixture()
+def measurements_run(monkeypatch):
+    """The benchmark functions the CLI calls, recording whether any ran."""
+    calls = []
+    for name in ("run_workload", "run_front_end"):
+        monkeypatch.setattr(bench, name, lambda *args, name=name, **kwargs: calls.append(name))
+    return calls
+
+
+def table_rows(text: str) -> dict:
+    """{(workload, pattern, layout): columns} of the translation table in `text`."""
+    rows = {}
+    for line in text.splitlines():
+        columns = line.split()
+        if len(columns) > 3 and columns[1] in PATTERNS:
+            rows[tuple(columns[:3])] = columns[3:]
+    return rows
+
+
+def test_plot_without_matplotlib_stops_before_measuring(monkeypatch, tmp_path, measurements_run):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*TINY_RUN, "--plot", str(tmp_path / "bench.png")])
+    message = str(stop.value.code)
+    assert "matplotlib" in message and "pip install" in message and "\n" not in message
+    assert measurements_run == []
+    assert not (tmp_path / "bench.png").exists()
+
+
+def test_unwritable_output_stops_before_measuring(tmp_path, measurements_run):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*TINY_RUN, "--json", str(tmp_path / "missing" / "bench.json")])
+    assert "no such directory" in str(stop.value.code)
+    assert measurements_run == []
+
+
+def test_json_to_stdout_and_tables_to_stderr(capsys):
+    assert cli.main([*TINY_RUN, "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert set(report) == {"machine", "results", "front_end", "arguments"}
+    assert report["machine"]["cpu_model"] and report["machine"]["cpus"] >= 1
+
+    table = table_rows(captured.err)
+    results = report["results"]
+    assert {(r["layout"], r["pattern"]) for r in results} == {
+        (layout, pattern) for layout in ("ceiling", "flat", "hash", "reference")
+        for pattern in ("random", "sequential")}
+    rates = {(r["pattern"], r["layout"]): r["batch_per_s"] for r in results}
+    for row in results:
+        assert set(row) == RESULT_KEYS
+        assert row["x_ceiling"] == pytest.approx(
+            row["batch_per_s"] / rates[row["pattern"], "ceiling"])
+        assert row["x_reference"] == pytest.approx(
+            row["batch_per_s"] / rates[row["pattern"], "reference"])
+        columns = table[row["workload"], row["pattern"], row["layout"]]
+        assert columns[:3] == [format_ratio(row["x_ceiling"]), format_ratio(row["x_reference"]),
+                               f"{row['batch_per_s'] / 1e6:.1f}"]
+    assert {r["x_ceiling"] for r in results if r["layout"] == "ceiling"} == {1.0}
+
+    front_end = report["front_end"]
+    assert [(r["workload"], r["layout"]) for r in front_end] == [("dense-1k", "flat"),
+                                                                  ("dense-1k", "hash")]
+    for row in front_end:
+        assert set(row) == FRONT_END_KEYS and row["entries"] == 1024 * 32
+        assert row["save_x_copy"] == pytest.approx(row["save_per_s"] / row["copy_per_s"])
+        line = next(line for line in captured.err.splitlines()
+                    if line.split()[:2] == ["dense-1k", row["layout"]])
+        assert line.split()[2:4] == [format_ratio(row["save_x_copy"]),
+                                     format_ratio(row["restore_x_copy"])]
+    for legend in ("x ceiling  batch rate / that of the bare-loop ceiling", "x ref      batch rate",
+                   "x copy     save_tables / restore_tables"):
+        assert legend in captured.err
+
+
+def test_json_to_a_file_leaves_the_tables_on_stdout(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert cli.main([*TINY_RUN, "--pattern", "random", "--json", str(path)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(path.read_text())
+    assert len(report["results"]) == 4 and report["arguments"]["json"] == str(path)
+    assert "x ceiling" in captured.out and "save x copy" in captured.out
+    assert "x ceiling" not in captured.err
+
+
+def test_format_ratio_keeps_two_or_three_significant_digits():
+    assert [format_ratio(value) for value in (None, 345.6, 12.4, 1.0, 0.456, 0.03, 0.00016)] \
+        == ["-", "346", "12", "1.00", "0.46", "0.030", "0.00016"]
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    assert cli.main([*TINY_RUN, "--pattern", "random", "--plot", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_of_a_sparse_workload_without_flat(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from its_core import plot
+
+    results = [Result("sparse-4k", layout, "random", rate, None, nbytes, None)
+               for layout, rate, nbytes in (("ceiling", 400e6, None), ("twolevel", 50e6, 2**27),
+                                            ("hash", 100e6, 2**21), ("reference", 0.5e6, None))]
+    front_end = [FrontEndResult("sparse-4k", layout, 20e6, 5e6, 1e6, 4e9, 131072, 2**21)
+                 for layout in ("twolevel", "hash")]
+    path = tmp_path / "sparse.png"
+    plot.draw(str(path), results, front_end, bench.machine_info(), 1000, 1)
+    height, width, _ = imread(path).shape
+    assert width > height > 0
