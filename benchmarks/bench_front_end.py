@@ -9,9 +9,11 @@ GITS_TRANSLATER `mmio_write` per doorbell).
 import numpy as np
 import pytest
 
-from its_core import ITS, GuestMemory, TranslationStatus, commands, registers
+from its_core import ITS, GuestMemory, TranslationStatus
+from its_core.frontend import commands
+from its_core.frontend import registers
 from its_core.testing import GuestMap, bring_up
-from its_core.workloads import WORKLOADS, access, mappings
+from its_core.tools.workloads import WORKLOADS, access, mappings
 
 MAPTI_COMMANDS = 30_000
 DOORBELLS = 1_000_000

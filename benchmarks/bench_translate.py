@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from its_core import TranslationStatus
-from its_core._ceiling import bare_translate
-from its_core.reference import ReferenceTables
-from its_core.workloads import PATTERNS, WORKLOADS, access, build, ceiling_tables
+from its_core.tools._ceiling import bare_translate
+from its_core.core.reference import ReferenceTables
+from its_core.tools.workloads import PATTERNS, WORKLOADS, access, build, ceiling_tables
 
 BATCH_PAIRS = 200_000          # pairs per batch call (all rows of a group)
 REFERENCE_PAIRS = 20_000       # the reference model is timed on a prefix

@@ -6,7 +6,7 @@ guest driver would (redistributors first, then the ITS registers, then
 GITS_CTLR.Enabled), and `program_reference` hands the same values to a
 `ReferenceITS`.  `bring_up` is make + program for the common case.
 
-The register values are built from the field layouts of `its_core.registers`
+The register values are built from the field layouts of `its_core.frontend.registers`
 (never bare hex) and carry the read-only fields the ITS reports (BASER Type
 and Entry_Size) and KVM's table attributes, so a correct ITS reads back
 exactly what was written.
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from its_core import registers as R
-from its_core.registers import Cacheability, PageSize, Shareability
+from its_core.frontend import registers as R
+from its_core.frontend.registers import Cacheability, PageSize, Shareability
 
 # GICR offsets (RD_base frame).
 GICR_CTLR = 0x0000
@@ -242,7 +242,7 @@ def program_reference(ref, setup: Setup, *, enable: bool = True, enable_lpis=Tru
 def bring_up(its, mem, num_cpus: int, *, enable: bool = True, enable_lpis=True,
              map_collections: bool = False, **kwargs) -> Setup:
     """make_setup + program_its; optionally MAPC ICID n -> CPU n for every CPU."""
-    from its_core import commands
+    from its_core.frontend import commands
 
     setup = make_setup(num_cpus, **kwargs)
     program_its(its, setup, enable=enable, enable_lpis=enable_lpis, mem=mem)

@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from its_core import bench, cli
-from its_core.bench import FrontEndResult, Result, format_ratio
-from its_core.workloads import PATTERNS
+from its_core.tools import bench
+from its_core.tools import cli
+from its_core.tools.bench import FrontEndResult, Result, format_ratio
+from its_core.tools.workloads import PATTERNS
 
 TINY_RUN = ["bench", "--layouts", "flat", "hash", "--workloads", "dense-1k", "--pairs", "2000",
             "--repeat", "1"]
@@ -119,7 +120,7 @@ def test_plot_of_a_sparse_workload_without_flat(tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.image import imread
 
-    from its_core import plot
+    from its_core.tools import plot
 
     results = [Result("sparse-4k", layout, "random", rate, None, nbytes, None)
                for layout, rate, nbytes in (("ceiling", 400e6, None), ("twolevel", 50e6, 2**27),

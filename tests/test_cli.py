@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from its_core import ITS, GuestMemory, cli, commands
+from its_core import ITS, GuestMemory
+from its_core.tools import cli
+from its_core.frontend import commands
 from its_core.testing import GuestMap, bring_up
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from its_core import commands as C
+from its_core.frontend import commands as C
 
 
 def image(dw0=0, dw1=0, dw2=0, dw3=0):

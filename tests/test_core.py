@@ -14,9 +14,9 @@ import pytest
 
 import its_core
 from conftest import colliding_ids, make_tables
-from its_core import (ITSError, MappingError, MappingFailure, TranslationError,
-                      TranslationStatus, TranslationTables)
-from its_core._core import _as_id_array
+from its_core import (ITSError, MappingError, MappingFailure, TranslationError, TranslationStatus,
+                      TranslationTables)
+from its_core.core._core import _as_id_array
 
 S = TranslationStatus
 F = MappingFailure

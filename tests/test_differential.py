@@ -18,9 +18,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  rule, run_state_machine_as_test)
 
 from conftest import colliding_ids
-from its_core import (MappingError, TranslationError, TranslationStatus,
-                      TranslationTables)
-from its_core.reference import ReferenceTables
+from its_core import MappingError, TranslationError, TranslationStatus, TranslationTables
+from its_core.core.reference import ReferenceTables
 
 NUM_COLLECTIONS = 8
 NUM_CPUS = 4

@@ -6,7 +6,7 @@ import doctest
 import pathlib
 import re
 
-from its_core import docgen
+from its_core.tools import docgen
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,8 @@ def test_embedding_guide_runs_as_a_doctest():
 
 def test_reference_page_matches_the_code():
     committed = (ROOT / "docs" / "reference.md").read_text()
-    assert committed == docgen.render(), "regenerate: python -m its_core.docgen > docs/reference.md"
+    assert committed == docgen.render(), \
+        "regenerate: python -m its_core.tools.docgen > docs/reference.md"
 
 
 def test_readme_example_runs():

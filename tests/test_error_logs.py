@@ -1,8 +1,9 @@
 """The guest-error logs are bounded: a misbehaving guest cannot exhaust host memory."""
 
-from its_core import ITS, GuestMemory, commands
-from its_core._cmdq import CommandProcessor
-from its_core.its import ACCESS_ERRORS_KEPT, CommandErrorLog
+from its_core import ITS, GuestMemory
+from its_core.frontend import commands
+from its_core.frontend._cmdq import CommandProcessor
+from its_core.frontend.its import ACCESS_ERRORS_KEPT, CommandErrorLog
 from its_core.testing import bring_up
 
 

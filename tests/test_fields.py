@@ -1,11 +1,11 @@
-"""Tests of the bit-field vocabulary (its_core.fields)."""
+"""Tests of the bit-field vocabulary (its_core.frontend.fields)."""
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from its_core.fields import Field, Layout
+from its_core.frontend.fields import Field, Layout
 
 
 # -- Field -----------------------------------------------------------------------

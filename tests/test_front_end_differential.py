@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 
 import its_core
 from its_core import GuestMemory
-from its_core import commands as C
-from its_core import registers as R
-from its_core.reference_its import ReferenceITS
-from its_core.registers import BaserType, PageSize
+from its_core.frontend import commands as C
+from its_core.frontend import registers as R
+from its_core.frontend.reference_its import ReferenceITS
+from its_core.frontend.registers import BaserType, PageSize
 
 from front_end_helpers import (GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER, GITS_BASER0,
                                GITS_BASER1, GITS_CBASER, GITS_CREADR, GITS_CTLR, GITS_CWRITER,

@@ -4,7 +4,7 @@ Each test behaves like a guest OS: it programs GITS_* and GICR_* registers,
 places commands in the queue (with `its.submit` or by hand in guest memory
 followed by a GITS_CWRITER write), rings GITS_TRANSLATER and reads pending
 state back.  Expectations come from docs/front-end.md, hand-built bytes and
-register values built from `its_core.registers` layouts -- never from the
+register values built from `its_core.frontend.registers` layouts -- never from the
 ITS itself.
 """
 
@@ -16,9 +16,9 @@ import pytest
 import its_core
 from its_core import GuestMemory, TranslationError
 from its_core import TranslationStatus as TS
-from its_core import commands as C
-from its_core import registers as R
-from its_core.registers import BaserType, PageSize
+from its_core.frontend import commands as C
+from its_core.frontend import registers as R
+from its_core.frontend.registers import BaserType, PageSize
 
 from front_end_helpers import (CT_ADDR, CTLR_ENABLED, CTLR_QUIESCENT, DT_ADDR, DT_L2_ADDR,
                                GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER, GICR_TYPER,

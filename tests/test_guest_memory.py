@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from its_core.errors import ITSError
-from its_core.guest_memory import GuestMemory, GuestMemoryError
+from its_core.frontend.guest_memory import GuestMemory, GuestMemoryError
 
 TOP = 1 << 64
 

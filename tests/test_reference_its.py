@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from its_core import TranslationStatus as TS
-from its_core import commands as C
-from its_core.guest_memory import GuestMemory
-from its_core.reference_its import ReferenceITS
-from its_core.registers import BaserType, PageSize
+from its_core.frontend import commands as C
+from its_core.frontend.guest_memory import GuestMemory
+from its_core.frontend.reference_its import ReferenceITS
+from its_core.frontend.registers import BaserType, PageSize
 
 from front_end_helpers import baser_value, pendbaser_value, propbaser_value
 

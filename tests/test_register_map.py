@@ -4,13 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from its_core import registers as R
+from its_core.frontend import registers as R
 
 U64 = 2**64 - 1
 
 
 def bits(hi, lo=None):
-    """Mask of [hi:lo] written independently of its_core.fields."""
+    """Mask of [hi:lo] written independently of its_core.frontend.fields."""
     lo = hi if lo is None else lo
     return ((1 << (hi - lo + 1)) - 1) << lo
 

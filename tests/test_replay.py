@@ -5,9 +5,13 @@ import pathlib
 
 import pytest
 
-from its_core import ITS, GuestMemory, cli, commands, dump, registers
-from its_core.replay import (_ARITY, CONFIG_DEFAULTS, EXAMPLE_TRACE, TraceError, TraceRecorder,
-                             replay)
+from its_core import ITS, GuestMemory
+from its_core.tools import cli
+from its_core.frontend import commands
+from its_core.abi import dump
+from its_core.frontend import registers
+from its_core.tools.replay import (_ARITY, CONFIG_DEFAULTS, EXAMPLE_TRACE, TraceError,
+                                   TraceRecorder, replay)
 from its_core.testing import LPI_CONFIG_DEFAULT, GuestMap
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

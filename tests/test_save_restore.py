@@ -2,7 +2,7 @@
 
 Every expectation here is computed independently of `its_core`: table entries
 are assembled with integer arithmetic from the bit positions the doc gives
-(never with `its_core.abi`), stored as little-endian words with `struct`, and
+(never with `its_core.abi.entries`), stored as little-endian words with `struct`, and
 saved tables are compared byte for byte -- usually over the *whole* guest
 memory, so a save that writes one byte too many is caught as surely as one
 that writes a wrong value.  Failing saves and restores must leave guest
@@ -20,8 +20,8 @@ import pytest
 import its_core
 from its_core import GuestMemory, ITSError, RestoreError, SaveError
 from its_core import TranslationStatus as TS
-from its_core import commands as C
-from its_core.registers import PageSize
+from its_core.frontend import commands as C
+from its_core.frontend.registers import PageSize
 from its_core.testing import GuestMap, assert_same_state, bring_up, random_state
 
 ITS = its_core.ITS

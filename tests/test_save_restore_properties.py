@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 import its_core
 from its_core import GuestMemory, RestoreError, SaveError
 from its_core import TranslationStatus as TS
-from its_core import commands as C
-from its_core.registers import PageSize
+from its_core.frontend import commands as C
+from its_core.frontend.registers import PageSize
 from its_core.testing import GuestMap, assert_same_state, bring_up, random_state
 
 ITS = its_core.ITS

@@ -10,17 +10,26 @@ Underneath, `TranslationTables` maps (DeviceID, EventID) to an LPI INTID and
 a target CPU in one of three storage layouts (`LAYOUTS`); `its_core.reference`
 is the pure-Python model it is tested against.  `its_core.registers` and
 `its_core.commands` declare the register and command layouts.
+
+The sources are grouped by layer: `its_core.core` (C types, storage layouts,
+event stores, `TranslationTables`, the reference tables), `its_core.frontend`
+(field vocabulary, registers, commands, guest memory, command processor, LPI
+side, `ITS`, the reference ITS), `its_core.abi` (the KVM save format,
+save/restore, dump) and `its_core.tools` (benchmarks, CLI, replay, docs).
+The public import paths `its_core.commands`, `its_core.registers`,
+`its_core.reference` and `its_core.testing` name the same modules as before.
 """
 
 import pathlib as _pathlib
+import sys as _sys
 
 from its_core._version import __version__
 from its_core.errors import (InvalidAccessError, ITSError, MappingError, RestoreError,
                              SaveError, TranslationError)
 
 try:
-    from its_core._core import (DEBUG_BUILD, LAYOUTS, MappingFailure, TranslationStatus,
-                                TranslationTables)
+    from its_core.core._core import (DEBUG_BUILD, LAYOUTS, MappingFailure, TranslationStatus,
+                                     TranslationTables)
 except ImportError as _error:                      # pragma: no cover - depends on the checkout
     _here = _pathlib.Path(__file__).resolve().parent
     if (_here.parent.parent / "setup.py").exists():
@@ -31,10 +40,19 @@ except ImportError as _error:                      # pragma: no cover - depends 
         ) from _error
     raise
 
-from its_core.guest_memory import GuestMemory, GuestMemoryError
-from its_core import commands, registers
-from its_core.its import ITS
-from its_core.bringup import GuestMap, bring_up
+from its_core.frontend.guest_memory import GuestMemory, GuestMemoryError
+from its_core.frontend import commands, registers
+from its_core.frontend.its import ITS
+from its_core.frontend.bringup import GuestMap, bring_up
+from its_core.core import reference
+
+# The public module paths of the flat layout this package had: the same module
+# objects under their old names, so `import its_core.registers` and
+# `from its_core.commands import mapc` keep working.
+for _name, _module in (("commands", commands), ("registers", registers),
+                       ("reference", reference)):
+    _sys.modules[f"{__name__}.{_name}"] = _module
+del _name, _module
 
 __all__ = [
     "__version__",

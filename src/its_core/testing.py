@@ -2,13 +2,13 @@
 
 `random_state` fills an ITS with a random but valid state (vectorised, for
 bulk save/restore tests); `assert_same_state` names the first difference
-between two ITSs.  `GuestMap` and `bring_up` live in `its_core.bringup` (and
+between two ITSs.  `GuestMap` and `bring_up` live in `its_core.frontend.bringup` (and
 are exported by the package) and are re-exported here.
 """
 
 from __future__ import annotations
 
-from its_core.bringup import LPI_CONFIG_DEFAULT, GuestMap, bring_up
+from its_core.frontend.bringup import LPI_CONFIG_DEFAULT, GuestMap, bring_up
 
 __all__ = ["GuestMap", "bring_up", "LPI_CONFIG_DEFAULT", "random_state", "assert_same_state"]
 

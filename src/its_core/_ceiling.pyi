@@ -1,9 +1,0 @@
-"""Type stubs for its_core/_ceiling.pyx (benchmark ceiling)."""
-
-import numpy as np
-import numpy.typing as npt
-
-def bare_translate(device_base: npt.NDArray[np.uint64], ites: npt.NDArray[np.uint64],
-                   collection_cpu: npt.NDArray[np.int32], device_ids: npt.NDArray[np.uint32],
-                   event_ids: npt.NDArray[np.uint32], intids: npt.NDArray[np.uint32],
-                   cpus: npt.NDArray[np.int32]) -> None: ...

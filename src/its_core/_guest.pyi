@@ -1,8 +1,0 @@
-"""Type stubs for its_core/_guest.pyx (C-level guest-memory window; internal)."""
-
-from its_core.guest_memory import GuestMemory
-
-class GuestWindow:
-    base: int
-    size: int
-    def __init__(self, memory: GuestMemory) -> None: ...

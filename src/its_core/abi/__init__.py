@@ -1,0 +1,10 @@
+"""The KVM ITS table ABI, revision 0: what a save writes into guest memory.
+
+`its_core.abi.entries` declares the table entries as data (also reachable
+here, as ``its_core.abi.DTE`` and so on); `saverestore` plans, checks, writes
+and reads them (with the native kernels of `_abi`); `dump` decodes a saved
+image for ``its-core dump``.
+"""
+
+from its_core.abi.entries import *  # noqa: F401,F403  (the entry layouts, as before)
+from its_core.abi.entries import __all__  # noqa: F401

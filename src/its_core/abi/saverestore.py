@@ -1,0 +1,354 @@
+"""Save and restore an ITS in the KVM ITS table ABI, revision 0.
+
+Saving writes the device table (flat or two-level), every ITT and the
+collection table into the guest memory the guest allocated through
+GITS_BASER0/1, and each CPU's pending bitmap into its GICR_PENDBASER table;
+the registers come back as a JSON-serialisable dict.  Restoring reads them
+back, following KVM's scanning rules, into fresh tables that replace the old
+ones only when every entry has passed (docs/save-format.md).
+
+Everything is checked before anything is written: `SaveError` means guest
+memory was not touched, `RestoreError` means the ITS is exactly as before.
+Entries are computed by native kernels (`_abi.pyx`) and numpy, and written
+through views of the caller's buffer: no bytes objects, no per-entry Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from its_core.abi import entries as abi
+from its_core.frontend import registers
+from its_core.abi._abi import save_itts, scan_collections, scan_devices, scatter_u64, zero_ranges
+from its_core.core._core import TranslationTables
+from its_core.errors import ITSError, RestoreError, SaveError
+
+NO_SLOT = (1 << 64) - 1
+_VALID = registers.GITS_BASER0.field("Valid")
+_INDIRECT = registers.GITS_BASER0.field("Indirect")
+_REVISION = registers.GITS_IIDR.field("Revision")
+_OFFSET = registers.GITS_CWRITER.field("Offset")
+_STALLED = registers.GITS_CREADR.field("Stalled")
+_L1_VALID = abi.L1_DESCRIPTOR["V"].mask
+_L1_ADDRESS = abi.L1_DESCRIPTOR["Address"].mask
+
+#: Registers of `save_registers`, in the order `restore_registers` applies them
+#: (GITS_CTLR is saved but restored last, by `restore`).
+ITS_REGISTER_ORDER = ("GITS_IIDR", "GITS_CBASER", "GITS_CREADR", "GITS_CWRITER",
+                      *(f"GITS_BASER{n}" for n in range(8)))
+GICR_REGISTER_NAMES = ("GICR_CTLR", "GICR_PROPBASER", "GICR_PENDBASER")
+
+
+class _Table:
+    """What a GITS_BASER value says about its table."""
+
+    def __init__(self, value: int):
+        self.valid = bool(_VALID.extract(value))
+        self.indirect = bool(_INDIRECT.extract(value))
+        self.base = registers.baser_address(value)
+        self.nbytes = registers.baser_table_bytes(value)
+        self.page_bytes = registers.baser_page_size(value)
+
+    @property
+    def slots(self) -> int:
+        return self.nbytes // abi.ENTRY_BYTES
+
+
+# ---------------------------------------------------------------------------- save
+
+def _plan_device_table(its, table: _Table, records: np.ndarray):
+    """Check every device can be saved; return (zero ranges, DTE addresses, DTEs)."""
+    memory = its.memory
+    ids = records["device_id"]
+    if not table.valid:
+        if ids.size:
+            raise SaveError("device", int(ids[0]), "slot",
+                            "no device table: GITS_BASER0.Valid is 0")
+        return [], np.empty(0, np.uint64), np.empty(0, np.uint64)
+    if not memory.contains(table.base, table.nbytes):
+        raise SaveError("device" if not table.indirect else "level1", None, "GITS_BASER0",
+                        f"table {table.base:#x}+{table.nbytes:#x} outside guest memory")
+    if table.indirect:
+        level1 = memory.view(table.base, table.slots, "<u8", writable=False)
+        valid = np.flatnonzero(level1 & np.uint64(_L1_VALID))
+        pages = level1[valid] & np.uint64(_L1_ADDRESS) & ~np.uint64(table.page_bytes - 1)
+        for index, page in zip(valid.tolist(), pages.tolist()):
+            if not memory.contains(page, table.page_bytes):
+                raise SaveError("level1", index, "Address",
+                                f"level-2 page {page:#x} outside guest memory")
+        zero = [(page, table.page_bytes) for page in pages.tolist()]
+    else:
+        zero = [(table.base, table.nbytes)]
+    its._configure_processor()
+    slots = its._processor.device_slots(ids)
+    missing = np.flatnonzero(slots == NO_SLOT)
+    if missing.size:
+        raise SaveError("device", int(ids[missing[0]]), "slot",
+                        "DeviceID has no slot in the device table")
+    itts = records["itt_addr"]
+    bits = records["event_bits"].astype(np.uint64)
+    sizes = np.uint64(abi.ENTRY_BYTES) << bits
+    misplaced = ((itts % np.uint64(256)) != 0) | ((itts >> np.uint64(52)) != 0)
+    outside = ((itts < np.uint64(memory.base)) | (itts - np.uint64(memory.base) > np.uint64(memory.size))
+               | (sizes > np.uint64(memory.end) - np.maximum(itts, np.uint64(memory.base))))
+    bad = np.flatnonzero(misplaced | outside)
+    if bad.size:
+        device_id, itt, size = int(ids[bad[0]]), int(itts[bad[0]]), int(sizes[bad[0]])
+        reason = (f"{itt:#x} is not a 256-byte aligned address below 2**52" if misplaced[bad[0]]
+                  else f"ITT {itt:#x}+{size:#x} outside guest memory")
+        raise SaveError("device", device_id, "ITT_addr", reason)
+    following = np.diff(ids.astype(np.uint64), append=ids[-1:].astype(np.uint64))
+    dtes = (np.uint64(abi.DTE["V"].mask)
+            | (np.minimum(following, abi.DTE_NEXT_MAX) << np.uint64(abi.DTE["next"].lsb))
+            | ((itts >> np.uint64(abi.ITT_ADDR_SHIFT)) << np.uint64(abi.DTE["ITT_addr"].lsb))
+            | (bits - np.uint64(1)))
+    return zero, slots, dtes
+
+
+def _plan_collection_table(its, table: _Table) -> np.ndarray:
+    """Check the collections fit; return the CTE words (with any terminator)."""
+    icids, cpus = its.tables.collection_table()
+    named = its.tables.referenced_icids()
+    unmapped = np.setdiff1d(named, icids)
+    all_icids = np.concatenate([icids, unmapped]).astype(np.uint64)
+    targets = np.concatenate([cpus.astype(np.uint64),
+                              np.full(unmapped.size, abi.CTE_UNMAPPED_TARGET, np.uint64)])
+    order = np.argsort(all_icids, kind="stable")
+    all_icids, targets = all_icids[order], targets[order]
+    if not table.valid:
+        if all_icids.size:
+            raise SaveError("collection", int(all_icids[0]), "slot",
+                            "no collection table: GITS_BASER1.Valid is 0")
+        return np.empty(0, np.uint64)
+    if all_icids.size > table.slots:
+        raise SaveError("collection", None, "GITS_BASER1",
+                        f"{all_icids.size} collections do not fit {table.slots} slots")
+    ctes = (np.uint64(abi.CTE["V"].mask) | (targets << np.uint64(abi.CTE["RDBase"].lsb))
+            | all_icids)
+    if ctes.size < table.slots:
+        ctes = np.append(ctes, np.uint64(0))          # terminator
+    if not its.memory.contains(table.base, ctes.size * abi.ENTRY_BYTES):
+        raise SaveError("collection", None, "GITS_BASER1",
+                        f"table {table.base:#x} outside guest memory")
+    return ctes
+
+
+def save_tables(its) -> None:
+    """Device table, every ITT and the collection table -> guest memory."""
+    devices, collections = _Table(its._regs["GITS_BASER0"]), _Table(its._regs["GITS_BASER1"])
+    records = its.tables.device_records()
+    zero, slots, dtes = _plan_device_table(its, devices, records)
+    ctes = _plan_collection_table(its, collections)
+    # Everything has been checked: write.
+    if zero:
+        addrs, lengths = zip(*zero)
+        zero_ranges(its._window, np.array(addrs, np.uint64), np.array(lengths, np.uint64))
+    scatter_u64(its._window, slots, dtes)
+    save_itts(its._window, its.tables, records)
+    if ctes.size:
+        its.memory.view(collections.base, ctes.size, "<u8")[:] = ctes
+
+
+def _plan_pending(its) -> list[tuple[int, int]]:
+    """(cpu, table address) of every CPU with LPIs enabled, checked."""
+    rd = its.redistributors
+    start, end = its._lpi.pending_span()
+    plan = []
+    for cpu in range(its.num_cpus):
+        if not rd.lpis_enabled(cpu):
+            continue
+        addr = rd.pendbaser_address(cpu)
+        if end > start and not its.memory.contains(addr + start, end - start):
+            raise SaveError("pending", cpu, "GICR_PENDBASER",
+                            f"pending table {addr:#x} outside guest memory")
+        plan.append((cpu, addr))
+    return plan
+
+
+def save_pending_tables(its) -> None:
+    """Pending bitmap of each CPU with LPIs enabled -> its pending table
+    (bytes 1024 up to the LPI limit / 8 only)."""
+    for cpu, addr in _plan_pending(its):
+        its._lpi.save_pending(cpu, addr)
+
+
+def save_registers(its) -> dict:
+    """The ITS registers a restore needs, by mnemonic (plus GITS_TYPER, which
+    is read-only: it tells a reader the DeviceID and EventID widths)."""
+    names = ("GITS_CTLR",) + ITS_REGISTER_ORDER + ("GITS_TYPER",)
+    return {name: its.register(name) for name in names}
+
+
+def save(its) -> dict:
+    """Tables and pending tables into guest memory; the registers of the ITS
+    and of the redistributors' LPI side as a JSON-serialisable dict."""
+    pending = _plan_pending(its)
+    save_tables(its)
+    for cpu, addr in pending:
+        its._lpi.save_pending(cpu, addr)
+    state = {"format": abi.FORMAT, **save_registers(its)}
+    rd = its.redistributors
+    for name in GICR_REGISTER_NAMES:
+        offset = registers.GICR_REGISTERS[name].offset
+        state[name] = [rd.mmio_read(cpu, offset, 8 if name != "GICR_CTLR" else 4)
+                       for cpu in range(its.num_cpus)]
+    return state
+
+
+# ---------------------------------------------------------------------------- restore
+
+def _build_tables(its, baser0: int, baser1: int) -> TranslationTables:
+    """Fresh tables holding what guest memory says, or RestoreError."""
+    old = its.tables
+    tables = TranslationTables(old.layout, device_bits=old.device_bits,
+                               event_bits=old.event_bits, intid_bits=old.intid_bits,
+                               num_collections=old.num_collections, num_cpus=old.num_cpus)
+    devices, collections = _Table(baser0), _Table(baser1)
+    known = np.zeros(65536, np.uint8)
+    if collections.valid:
+        icids, cpus = scan_collections(its._window, collections.base, collections.nbytes,
+                                       its.num_cpus, old.num_collections)
+        known[icids] = 1
+        for icid, cpu in zip(icids.tolist(), cpus.tolist()):
+            if cpu >= 0:
+                tables.map_collection(icid, cpu)
+    if devices.valid:
+        if devices.indirect and not its.memory.contains(devices.base, devices.nbytes):
+            raise RestoreError("level1", None, "GITS_BASER0",
+                               f"table {devices.base:#x}+{devices.nbytes:#x} outside guest memory")
+        scan_devices(its._window, tables, devices.base, devices.nbytes, devices.page_bytes,
+                     devices.indirect, known)
+    return tables
+
+
+def _install_tables(its, tables: TranslationTables) -> None:
+    its.tables = tables
+    its._processor.set_tables(tables)
+    its._lpi.load_config_many(tables.mapped_intids())   # restored ITEs load their config
+
+
+def restore_tables(its) -> None:
+    """Guest memory -> core structures, all-or-nothing."""
+    if its.enabled:
+        raise ITSError("restore_tables: the ITS is enabled; restore before GITS_CTLR")
+    _install_tables(its, _build_tables(its, its._regs["GITS_BASER0"], its._regs["GITS_BASER1"]))
+
+
+def _check_pending(its, cpu: int, addr: int, span: tuple[int, int] | None = None) -> None:
+    """RestoreError unless bytes `span` (default: the current limit's) of the
+    pending table at `addr` lie inside guest memory."""
+    start, end = span or its._lpi.pending_span()
+    if end > start and not its.memory.contains(addr + start, end - start):
+        raise RestoreError("pending", cpu, "GICR_PENDBASER",
+                           f"pending table {addr:#x} outside guest memory")
+
+
+def restore_pending_tables(its) -> None:
+    """Pending tables -> pending bitmaps of the CPUs with LPIs enabled."""
+    rd = its.redistributors
+    cpus = [cpu for cpu in range(its.num_cpus) if rd.lpis_enabled(cpu)]
+    for cpu in cpus:
+        _check_pending(its, cpu, rd.pendbaser_address(cpu))
+    for cpu in cpus:
+        its._lpi.load_pending(cpu, rd.pendbaser_address(cpu))
+
+
+def _checked_registers(its, regs: dict) -> dict:
+    """The ITS register values of `regs`, validated (RestoreError otherwise)."""
+    if not isinstance(regs, dict):
+        raise RestoreError("registers", None, "state", "expected a dict of register values")
+    values = {}
+    for name in ITS_REGISTER_ORDER:
+        if name not in regs:
+            raise RestoreError("registers", name, name, "missing")
+        value = regs[name]
+        width = registers.ITS_REGISTERS[name].width
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << width:
+            raise RestoreError("registers", name, name, f"{value!r} is not a {width}-bit value")
+        values[name] = value
+    if _REVISION.extract(values["GITS_IIDR"]) != abi.REVISION:
+        raise RestoreError("registers", "GITS_IIDR", "Revision",
+                           f"table ABI revision {_REVISION.extract(values['GITS_IIDR'])} "
+                           f"is not supported (only {abi.REVISION})")
+    queue_bytes = registers.cbaser_queue_bytes(values["GITS_CBASER"])
+    for name in ("GITS_CREADR", "GITS_CWRITER"):
+        if _OFFSET.extract(values[name]) * 32 >= queue_bytes:
+            raise RestoreError("registers", name, "Offset",
+                               f"offset {_OFFSET.extract(values[name]) * 32:#x} "
+                               f"outside the {queue_bytes:#x}-byte queue")
+    return values
+
+
+def _apply_its_registers(its, values: dict) -> None:
+    """Userspace-style writes, in the documented order, ITS disabled."""
+    regs = its._regs
+    regs["GITS_CBASER"] = registers.GITS_CBASER.merge_write(0, values["GITS_CBASER"])
+    regs["GITS_CREADR"] = _OFFSET.deposit(0, _OFFSET.extract(values["GITS_CREADR"]))
+    its._stalled = bool(_STALLED.extract(values["GITS_CREADR"]))
+    regs["GITS_CWRITER"] = _OFFSET.deposit(0, _OFFSET.extract(values["GITS_CWRITER"]))
+    for n in range(8):
+        name = f"GITS_BASER{n}"
+        register = registers.ITS_REGISTERS[name]
+        its._write_baser(register, regs[name], values[name])
+
+
+def restore_registers(its, regs: dict) -> None:
+    """Every ITS register but GITS_CTLR (IIDR, CBASER, CREADR, CWRITER, BASERs)."""
+    if its.enabled:
+        raise ITSError("restore_registers: the ITS is enabled; restore before GITS_CTLR")
+    _apply_its_registers(its, _checked_registers(its, regs))
+
+
+def restore(its, state: dict) -> None:
+    """The whole sequence: redistributors, ITS registers but CTLR, tables,
+    pending state, GITS_CTLR.  Everything is validated before anything changes."""
+    if its.enabled:
+        raise ITSError("restore: the ITS is enabled; restore into a fresh or reset ITS")
+    if not isinstance(state, dict) or state.get("format") != abi.FORMAT:
+        raise RestoreError("registers", "format", "format",
+                           f"not a {abi.FORMAT!r} register state")
+    values = _checked_registers(its, state)
+    gicr = {}
+    for name in GICR_REGISTER_NAMES:
+        column = state.get(name)
+        width = registers.GICR_REGISTERS[name].width
+        if isinstance(column, list) and len(column) != its.num_cpus:
+            raise RestoreError("registers", name, name,
+                               f"the state was saved from {len(column)} CPUs but this ITS has "
+                               f"{its.num_cpus}: restore into an ITS with "
+                               f"num_cpus={len(column)}")
+        if not isinstance(column, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << width
+                for v in column):
+            raise RestoreError("registers", name, name,
+                               f"expected {its.num_cpus} {width}-bit values, one per CPU")
+        gicr[name] = column
+    ctlr = state.get("GITS_CTLR")
+    if isinstance(ctlr, bool) or not isinstance(ctlr, int) or not 0 <= ctlr < 1 << 32:
+        raise RestoreError("registers", "GITS_CTLR", "GITS_CTLR", f"{ctlr!r} is not a 32-bit value")
+    pend_field = registers.GICR_PENDBASER.field("Physical_Address")
+    enable_field = registers.GICR_CTLR.field("EnableLPIs")
+    # The pending bytes that will be read are those below the limit the saved
+    # PROPBASER sets (one register for every CPU: the last write wins).
+    id_bits = registers.GICR_PROPBASER.field("IDbits").extract(gicr["GICR_PROPBASER"][-1])
+    limit = 1 << min(id_bits + 1, its._lpi.intid_bits)
+    span = (its._lpi.pending_span()[0], max(its._lpi.pending_span()[0], limit // 8))
+    for cpu in range(its.num_cpus):
+        if enable_field.extract(gicr["GICR_CTLR"][cpu]):
+            _check_pending(its, cpu, gicr["GICR_PENDBASER"][cpu] & pend_field.mask, span)
+    tables = _build_tables(its, values["GITS_BASER0"], values["GITS_BASER1"])
+    # Everything has passed: apply.
+    rd = its.redistributors
+    for cpu in range(its.num_cpus):
+        rd.mmio_write(cpu, registers.GICR_CTLR.offset, 0, 4)
+    for cpu in range(its.num_cpus):
+        rd.mmio_write(cpu, registers.GICR_PROPBASER.offset, gicr["GICR_PROPBASER"][cpu], 8)
+        rd.mmio_write(cpu, registers.GICR_PENDBASER.offset, gicr["GICR_PENDBASER"][cpu], 8)
+    for cpu in range(its.num_cpus):
+        rd.mmio_write(cpu, registers.GICR_CTLR.offset, gicr["GICR_CTLR"][cpu], 4)
+    # The restored tables go in before the BASER writes, so a saved BASER with
+    # Valid = 0 drops (the empty) restored mappings, never the old ones with
+    # the pending bits just read from the pending tables.
+    _install_tables(its, tables)
+    _apply_its_registers(its, values)
+    its.mmio_write(registers.GITS_CTLR.offset, ctlr & registers.GITS_CTLR.write_mask, 4)

@@ -1,0 +1,938 @@
+"""The translation core: device, event and collection mappings, and lookups.
+
+`TranslationTables` holds DeviceID -> device (one of three directory layouts),
+device -> ITEs (dense pool slabs or a sparse hash), and ICID -> CPU.  Every
+mutator validates its arguments completely before it changes anything, so a
+rejected operation leaves the tables exactly as they were.  Lookups run in
+nogil loops specialised per layout (a fused type over the directory classes),
+so the layout's find is inlined into the loop.
+"""
+
+import numpy as np
+
+cimport cython
+from libc.stdint cimport int32_t
+
+from its_core.core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, INTID_NONE,
+                                   ITE_ICID_MASK, ITE_INTID_SHIFT, LPI_FIRST_INTID,
+                                   ite_icid, ite_intid, ite_pack)
+from its_core.core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
+                                     flat_find, hash_find, twolevel_find)
+from its_core.core._events cimport find_ite, sparse_key
+from its_core.core._types cimport ITS_CORE_DEBUG, lookup_t
+
+from its_core.core.parameters import LAYOUTS, check_table_parameters
+from its_core.errors import MappingError, TranslationError
+from its_core.validation import as_int, as_uint
+
+#: True in a debug build (Cython bounds/wraparound/initialisation checks on).
+DEBUG_BUILD = bool(ITS_CORE_DEBUG)
+
+TranslationStatus.__doc__ = """Outcome of translating one (DeviceID, EventID), an IntEnum.
+
+The first six come from the tables (`TranslationTables.translate_batch`,
+`TranslationError.status`); the last three only from the front end's doorbell
+(`ITS.msi`, `ITS.msi_batch`), where the LPI is then dropped.
+
+OK
+    Translated (and, through the doorbell, made pending).
+NO_DEVICE
+    The DeviceID has no mapped device (no valid DTE).
+EVENT_OUT_OF_RANGE
+    EventID >= 2**(the device's EventID bits).
+NO_MAPPING
+    The EventID has no ITE.
+NO_COLLECTION
+    The ITE's collection is not mapped to a CPU.
+DEVICE_OUT_OF_RANGE
+    DeviceID >= 2**device_bits.
+ITS_DISABLED
+    GITS_CTLR.Enabled is 0.
+LPIS_DISABLED
+    The target CPU's GICR_CTLR.EnableLPIs is 0.
+INTID_OUT_OF_RANGE
+    The INTID lies beyond GICR_PROPBASER.IDbits.
+"""
+
+MappingFailure.__doc__ = """Why a table operation was refused (`MappingError.reason`), an IntEnum.
+
+`map_events` and the command processor report the same codes per row.
+
+DEVICE_ID_OUT_OF_RANGE
+    DeviceID >= 2**device_bits.
+EVENT_BITS_OUT_OF_RANGE
+    EventID bits not in 1..event_bits.
+DEVICE_NOT_MAPPED
+    No device with that DeviceID.
+EVENT_ID_OUT_OF_RANGE
+    EventID >= 2**(the device's EventID bits).
+INTID_NOT_LPI
+    INTID < 8192 or >= 2**intid_bits.
+EVENT_ALREADY_MAPPED
+    The EventID already has an ITE.
+ICID_OUT_OF_RANGE
+    ICID >= num_collections.
+EVENT_NOT_MAPPED
+    The EventID has no ITE.
+CPU_OUT_OF_RANGE
+    CPU number >= num_cpus.
+"""
+
+
+cdef enum:
+    LAYOUT_FLAT = 0
+    LAYOUT_TWOLEVEL = 1
+    LAYOUT_HASH = 2
+    ICID_SPACE = 65536          # the collection array covers every 16-bit ICID
+    INITIAL_SLAB_LOG2 = 5       # a device's first slab holds 32 ITEs (or its ITT)
+    DENSE_SLAB_LIMIT = 4096     # slabs up to this size are always allowed ...
+    DENSE_SLAB_FACTOR = 4       # ... beyond it, at most this many slots per event
+
+_UINT32_MAX = 0xFFFFFFFF
+cdef uint64_t ID_MAX = 0xFFFFFFFF          # DeviceIDs and EventIDs are 32-bit
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+
+ctypedef fused directory_t:
+    FlatDirectory
+    TwoLevelDirectory
+    HashDirectory
+
+
+cdef inline device_t* find_device(directory_t layout, const lookup_t* view,
+                                  devid_t device_id) noexcept nogil:
+    """The layout's find; `layout` only selects the specialisation."""
+    if directory_t is FlatDirectory:
+        return flat_find(view, device_id)
+    elif directory_t is TwoLevelDirectory:
+        return twolevel_find(view, device_id)
+    else:
+        return hash_find(view, device_id)
+
+
+cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
+                                  devid_t device_id, eventid_t event_id,
+                                  intid_t* intid, cpu_t* cpu) noexcept nogil:
+    """Walk DeviceID -> device -> ITE -> collection; INTID_NONE/CPU_NONE on failure."""
+    if (<uint64_t>device_id) >> view.device_bits:
+        return DEVICE_OUT_OF_RANGE
+    cdef const device_t* device = find_device(layout, view, device_id)
+    if device == NULL:
+        return NO_DEVICE
+    if (<uint64_t>event_id) >> device.event_bits:
+        return EVENT_OUT_OF_RANGE
+    cdef ite_t ite = find_ite(view, device, event_id)
+    if ite == 0:
+        return NO_MAPPING
+    cdef cpu_t target = view.collections[ite_icid(ite)]     # 65536 entries: any ICID
+    if target == CPU_NONE:
+        return NO_COLLECTION
+    intid[0] = ite_intid(ite)
+    cpu[0] = target
+    return OK
+
+
+cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t length,
+                         const uint32_t[:] device_ids, const uint32_t[:] event_ids,
+                         uint32_t* intids, int32_t* cpus, uint8_t* statuses) noexcept nogil:
+    cdef Py_ssize_t index
+    cdef intid_t intid
+    cdef cpu_t cpu
+    for index in range(length):
+        intid = INTID_NONE
+        cpu = CPU_NONE
+        statuses[index] = translate_one(layout, view, device_ids[index], event_ids[index],
+                                        &intid, &cpu)
+        intids[index] = intid
+        cpus[index] = cpu
+
+
+cdef int message_ids(object device_id, object event_id, uint64_t* device,
+                     uint64_t* event) except -1:
+    """Convert the (DeviceID, EventID) of one MSI from Python ints.
+
+    Exact ints take a C fast path; anything else goes through the package's
+    one integer check (`its_core.validation.as_uint`), so numpy integers are
+    accepted and bools and floats refused with TypeError.  ValueError unless
+    both are in 0..2**32-1."""
+    if type(device_id) is not int:
+        device_id = as_uint(device_id, "device_id")
+    if type(event_id) is not int:
+        event_id = as_uint(event_id, "event_id")
+    try:
+        device[0] = device_id
+    except OverflowError:
+        device[0] = ID_MAX + 1                           # reported just below
+    try:
+        event[0] = event_id
+    except OverflowError:
+        event[0] = ID_MAX + 1
+    if device[0] > ID_MAX:
+        as_uint(device_id, "device_id", 32)              # raises with the right words
+    if event[0] > ID_MAX:
+        as_uint(event_id, "event_id", 32)
+    return 0
+
+
+_FAILURE_TEXT = {
+    DEVICE_ID_OUT_OF_RANGE: "DeviceID out of range",
+    EVENT_BITS_OUT_OF_RANGE: "EventID bits out of range",
+    DEVICE_NOT_MAPPED: "device not mapped",
+    EVENT_ID_OUT_OF_RANGE: "EventID beyond the device's ITT",
+    INTID_NOT_LPI: "INTID is not an LPI in range",
+    EVENT_ALREADY_MAPPED: "EventID already mapped",
+    ICID_OUT_OF_RANGE: "collection ID out of range",
+    EVENT_NOT_MAPPED: "EventID not mapped",
+    CPU_OUT_OF_RANGE: "CPU number out of range",
+}
+
+
+def _wide(value, str name):
+    """`value` as a Python int that fits int64 (over-wide values are clamped
+    to a bound that every range check rejects); TypeError as `as_int`."""
+    return min(max(as_int(value, name), _INT64_MIN), _INT64_MAX)
+
+
+cdef _check(int code, str operation, dict arguments):
+    """Raise MappingError for a non-zero mutator result."""
+    if code:
+        failure = MappingFailure(code)
+        detail = ", ".join(f"{name}={value:#x}" if name == "itt_addr" else f"{name}={value}"
+                           for name, value in arguments.items())
+        raise MappingError(f"{operation}({detail}): {_FAILURE_TEXT[code]}",
+                           reason=failure, operation=operation)
+
+
+def _as_id_array(values, str name):
+    """`values` as a 1-D uint32 array; no copy when it already is one."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be an integer array, got dtype {array.dtype}")
+    if array.dtype != np.uint32:
+        if array.size:
+            low, high = array.min(), array.max()
+            if low < 0 or high > _UINT32_MAX:
+                bad = int(np.flatnonzero((array < 0) | (array > _UINT32_MAX))[0])
+                raise ValueError(f"{name}[{bad}] = {array[bad]} does not fit 32 bits")
+        array = array.astype(np.uint32)
+    return array
+
+
+def message_arrays(device_ids, event_ids):
+    """The (DeviceID, EventID) columns of a batch as equal-length uint32 arrays
+    (no copy when they already are), ValueError naming what is wrong."""
+    devices = _as_id_array(device_ids, "device_ids")
+    events = _as_id_array(event_ids, "event_ids")
+    if events.shape[0] != devices.shape[0]:
+        raise ValueError(f"device_ids and event_ids differ in length "
+                         f"({devices.shape[0]} != {events.shape[0]})")
+    return devices, events
+
+
+def _check_out(out, Py_ssize_t length):
+    try:
+        intids, cpus, statuses = out
+    except (TypeError, ValueError):
+        raise ValueError("out must be a triple (intids, cpus, statuses)") from None
+    for array, dtype, name in ((intids, np.uint32, "intids"), (cpus, np.int32, "cpus"),
+                               (statuses, np.uint8, "statuses")):
+        if not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != 1:
+            raise ValueError(f"out {name} must be a 1-D ndarray of {np.dtype(dtype)}")
+        if array.shape[0] != length:
+            raise ValueError(f"out {name} has length {array.shape[0]}, expected {length}")
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"out {name} must be contiguous and writeable")
+    return intids, cpus, statuses
+
+
+cdef class TranslationTables:
+    """DeviceID/EventID -> (LPI INTID, target CPU) mappings in one storage layout.
+
+    Parameters
+    ----------
+    layout : {"flat", "twolevel", "hash"}
+        How DeviceIDs are looked up (see docs/architecture.md).  All layouts
+        behave identically; only speed and memory differ.
+    device_bits : int
+        DeviceIDs are below ``2**device_bits`` (1..32; flat allows up to 20).
+    event_bits : int
+        Largest number of EventID bits a device may be mapped with (1..32).
+    intid_bits : int, default 16
+        LPI INTIDs are in ``[8192, 2**intid_bits)`` (14..32: the ITE's INTID
+        field is 32 bits wide; an `ITS` allows 14..24, what a CPU interface
+        reports and what it keeps pending bitmaps for).
+    num_collections : int
+        ICIDs are below this (1..65536).
+    num_cpus : int, default 8
+        Collections target CPU numbers below this (1..2**31).  Here it only
+        bounds MAPC targets and costs nothing per CPU; an `ITS` defaults to
+        4 redistributors, each with its own pending bitmap.
+    """
+
+    def __init__(self, str layout="flat", *, device_bits=16, event_bits=16, intid_bits=16,
+                 num_collections=ICID_SPACE, num_cpus=8):
+        check_table_parameters(layout, device_bits, event_bits, intid_bits, num_collections,
+                               num_cpus)
+        self.layout = layout
+        self.layout_code = LAYOUTS.index(layout)
+        self.device_bits = device_bits
+        self.event_bits = event_bits
+        self.intid_bits = intid_bits
+        self.num_collections = num_collections
+        self.num_cpus = num_cpus
+        self.reset()
+
+    def reset(self):
+        """Drop every device, event and collection mapping."""
+        if self.layout_code == LAYOUT_FLAT:
+            self.directory = FlatDirectory(self.device_bits)
+        elif self.layout_code == LAYOUT_TWOLEVEL:
+            self.directory = TwoLevelDirectory(self.device_bits)
+        else:
+            self.directory = HashDirectory(self.device_bits)
+        self.pool = ItePool()
+        self.sparse = SparseEventMap()
+        self.collections_array = np.full(ICID_SPACE, CPU_NONE, np.int32)
+        self.collections = self.collections_array
+        self.num_events = 0
+        self._refresh_view()
+
+    # ------------------------------------------------------------------
+    # C-level mutators (also called by the command processor)
+
+    cdef device_t* _device(self, devid_t device_id) noexcept:
+        """Record of a DeviceID already checked against device_bits, or NULL."""
+        if self.view_generation != (self.directory.generation + self.pool.generation
+                                    + self.sparse.generation):
+            return self.directory.lookup(device_id)      # view stale: slow path
+        if self.layout_code == LAYOUT_FLAT:
+            return flat_find(&self.view, device_id)
+        elif self.layout_code == LAYOUT_TWOLEVEL:
+            return twolevel_find(&self.view, device_id)
+        return hash_find(&self.view, device_id)
+
+    cdef int _map_device(self, int64_t device_id, int64_t event_bits,
+                         uint64_t itt_addr) except -1:
+        """MAPD V=1: (re)map a device with an empty ITT.  Returns 0 or a failure."""
+        if device_id < 0 or (<uint64_t>device_id) >> self.device_bits:
+            return DEVICE_ID_OUT_OF_RANGE
+        if not 1 <= event_bits <= self.event_bits:
+            return EVENT_BITS_OUT_OF_RANGE
+        cdef device_t* device = self._device(<devid_t>device_id)
+        if device != NULL:
+            self._drop_events(device)
+        else:
+            device = self.directory.insert(<devid_t>device_id)
+        device.event_bits = <uint8_t>event_bits
+        device.itt_addr = itt_addr
+        self._sync_view()
+        return 0
+
+    cdef int _drop_events(self, device_t* device) except -1:
+        """Forget every ITE of `device` (its record stays)."""
+        if device.flags & DEVICE_SPARSE:
+            self.sparse.drop_device(device.device_id)
+        self.pool.release(device)
+        self.num_events -= device.num_events
+        device.num_events = 0
+        device.flags = 0
+        return 0
+
+    cdef int _unmap_device(self, int64_t device_id) except -1:
+        """MAPD V=0: forget a device and its ITEs (absent device: no change)."""
+        if device_id < 0 or (<uint64_t>device_id) >> self.device_bits:
+            return DEVICE_ID_OUT_OF_RANGE
+        cdef device_t* device = self._device(<devid_t>device_id)
+        if device != NULL:
+            self._drop_events(device)
+            self.directory.remove(<devid_t>device_id)
+        return 0
+
+    cdef int _find_event(self, int64_t device_id, int64_t event_id,
+                         device_t** device, ite_t* ite) except -1:
+        """Validate (DeviceID, EventID) and find their ITE (0 if unmapped)."""
+        if device_id < 0 or (<uint64_t>device_id) >> self.device_bits:
+            return DEVICE_ID_OUT_OF_RANGE
+        device[0] = self._device(<devid_t>device_id)
+        if device[0] == NULL:
+            return DEVICE_NOT_MAPPED
+        if event_id < 0 or (<uint64_t>event_id) >> device[0].event_bits:
+            return EVENT_ID_OUT_OF_RANGE
+        self._sync_view()
+        ite[0] = find_ite(&self.view, device[0], <eventid_t>event_id)
+        return 0
+
+    cdef int _refresh_view(self) except -1:
+        """Point `view` at the current arrays and hold them in `view_owner`."""
+        self.view.device_bits = self.device_bits
+        self.view.collections = &self.collections[0]
+        self.view_owner = (self.directory.fill(&self.view), self.pool.fill(&self.view),
+                           self.sparse.fill(&self.view), self.collections_array)
+        self.view_generation = (self.directory.generation + self.pool.generation
+                                + self.sparse.generation)
+        return 0
+
+    cdef inline int _sync_view(self) except -1:
+        """Refresh `view` if any store reallocated an array since the last time."""
+        if self.view_generation != (self.directory.generation + self.pool.generation
+                                    + self.sparse.generation):
+            self._refresh_view()
+        return 0
+
+    cdef int _map_event(self, int64_t device_id, int64_t event_id, int64_t intid,
+                        int64_t icid) except -1:
+        """MAPTI/MAPI, checked in KVM's order: device, EventID, INTID, existing
+        mapping, ICID."""
+        cdef device_t* device
+        cdef ite_t ite
+        cdef int failure = self._find_event(device_id, event_id, &device, &ite)
+        if failure:
+            return failure
+        if intid < LPI_FIRST_INTID or (<uint64_t>intid) >> self.intid_bits:
+            return INTID_NOT_LPI
+        if ite != 0:
+            return EVENT_ALREADY_MAPPED
+        if icid < 0 or icid >= self.num_collections:
+            return ICID_OUT_OF_RANGE
+        return self._add_ite(device, <eventid_t>event_id, ite_pack(<intid_t>intid, <icid_t>icid))
+
+    cdef int _add_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1:
+        """Store a new ITE whose every check has passed (see _map_event)."""
+        self._store_ite(device, event_id, ite)
+        device.num_events += 1
+        self.num_events += 1
+        self._sync_view()
+        return 0
+
+    cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1:
+        """Write a non-zero ITE for `event_id`, growing the device's slab or
+        moving the device to the sparse map when its EventIDs are too spread."""
+        if device.flags & DEVICE_SPARSE:
+            self.sparse.put(sparse_key(device.device_id, event_id), ite)
+            return 0
+        cdef bint has_slab = device.flags & DEVICE_HAS_SLAB
+        if not (has_slab and not ((<uint64_t>event_id) >> device.slab_log2)):
+            self._prepare_storage(device, event_id, device.num_events + 1)
+            if device.flags & DEVICE_SPARSE:
+                self.sparse.put(sparse_key(device.device_id, event_id), ite)
+                return 0
+        self.pool.entries[<Py_ssize_t>device.ite_base + event_id] = ite
+        return 0
+
+    cdef int _prepare_storage(self, device_t* device, eventid_t max_event_id,
+                              Py_ssize_t num_events) except -1:
+        """Make room for EventIDs up to `max_event_id` on a device that will
+        hold `num_events`: a (bigger) dense slab, or the sparse map when a slab
+        would be too empty (more than 4096 slots and 4 per event)."""
+        cdef bint has_slab = device.flags & DEVICE_HAS_SLAB
+        cdef int slab_log2 = INITIAL_SLAB_LOG2
+        while (<uint64_t>max_event_id) >> slab_log2:
+            slab_log2 += 1
+        if has_slab and slab_log2 <= device.slab_log2:
+            slab_log2 = device.slab_log2 + 1
+        slab_log2 = min(slab_log2, device.event_bits)
+        cdef Py_ssize_t size = (<Py_ssize_t>1) << slab_log2
+        cdef Py_ssize_t old_size = ((<Py_ssize_t>1) << device.slab_log2) if has_slab else 0
+        cdef Py_ssize_t start, index
+        cdef ite_t ite
+        if size > max(<Py_ssize_t>DENSE_SLAB_LIMIT, DENSE_SLAB_FACTOR * num_events):
+            # Too sparse for a slab: move what the slab holds into the map.
+            for index in range(old_size):
+                ite = self.pool.entries[device.ite_base + index]
+                if ite != 0:
+                    self.sparse.put(sparse_key(device.device_id, <eventid_t>index), ite)
+            self.pool.release(device)
+            device.flags = DEVICE_SPARSE
+            return 0
+        start = self.pool.reserve(size)
+        if start == -2:
+            self.pool.compact(self.directory.storage(), size)
+            start = self.pool.reserve(size)
+        if has_slab:
+            self.pool.entries[start:start + old_size] = \
+                self.pool.entries[device.ite_base:device.ite_base + old_size]
+            self.pool.release(device)
+        device.ite_base = <uint32_t>start
+        device.slab_log2 = <uint8_t>slab_log2
+        device.flags = DEVICE_HAS_SLAB
+        return 0
+
+    cdef int _unmap_event(self, int64_t device_id, int64_t event_id) except -1:
+        """DISCARD's table part: forget one ITE."""
+        cdef device_t* device
+        cdef ite_t ite
+        cdef int failure = self._find_event(device_id, event_id, &device, &ite)
+        if failure or ite == 0:
+            return failure or EVENT_NOT_MAPPED
+        if device.flags & DEVICE_SPARSE:
+            self.sparse.pop(sparse_key(device.device_id, <eventid_t>event_id))
+        else:
+            self.pool.entries[<Py_ssize_t>device.ite_base + event_id] = 0
+        device.num_events -= 1
+        self.num_events -= 1
+        return 0
+
+    cdef int _move_event(self, int64_t device_id, int64_t event_id, int64_t icid) except -1:
+        """MOVI's table part: give a mapped event another collection."""
+        cdef device_t* device
+        cdef ite_t ite
+        cdef int failure = self._find_event(device_id, event_id, &device, &ite)
+        if failure or ite == 0:
+            return failure or EVENT_NOT_MAPPED
+        if icid < 0 or icid >= self.num_collections:
+            return ICID_OUT_OF_RANGE
+        self._store_ite(device, <eventid_t>event_id, ite_pack(ite_intid(ite), <icid_t>icid))
+        self._sync_view()
+        return 0
+
+    cdef int _map_collection(self, int64_t icid, int64_t cpu) except -1:
+        """MAPC V=1, checked in KVM's order: CPU, then ICID."""
+        if cpu < 0 or cpu >= self.num_cpus:
+            return CPU_OUT_OF_RANGE
+        if icid < 0 or icid >= self.num_collections:
+            return ICID_OUT_OF_RANGE
+        self.collections[icid] = <cpu_t>cpu
+        return 0
+
+    cdef int _unmap_collection(self, int64_t icid) except -1:
+        """MAPC V=0 (events keep naming the ICID; they translate again after a
+        later MAPC V=1)."""
+        if icid < 0 or icid >= self.num_collections:
+            return ICID_OUT_OF_RANGE
+        self.collections[icid] = CPU_NONE
+        return 0
+
+    # ------------------------------------------------------------------
+    # Python API: mutators
+
+    def map_device(self, device_id, event_bits, itt_addr=0):
+        """Map `device_id` with an empty ITT of ``2**event_bits`` EventIDs.
+
+        Re-mapping a mapped device drops all its events (MAPD semantics).
+        `itt_addr` is kept for the front end and for saving; the core does not
+        interpret it.  Raises `MappingError` (nothing changed) on bad input.
+        """
+        itt = as_uint(itt_addr, "itt_addr", 64)
+        _check(self._map_device(_wide(device_id, "device_id"), _wide(event_bits, "event_bits"),
+                                itt),
+               "map_device", {"device_id": device_id, "event_bits": event_bits,
+                              "itt_addr": itt})
+
+    def unmap_device(self, device_id):
+        """Forget `device_id` and all its events.  Returns whether it was mapped."""
+        cdef int64_t wide = _wide(device_id, "device_id")
+        was_mapped = (wide >= 0 and not ((<uint64_t>wide) >> self.device_bits)
+                      and self._device(<devid_t>wide) != NULL)
+        _check(self._unmap_device(wide), "unmap_device", {"device_id": device_id})
+        return was_mapped
+
+    def map_event(self, device_id, event_id, intid, icid):
+        """Map (`device_id`, `event_id`) to LPI `intid` in collection `icid`.
+
+        Checks, in order: DeviceID range, device mapped, EventID within the
+        device's ITT, INTID an LPI below ``2**intid_bits``, EventID not yet
+        mapped, ICID below `num_collections`.
+        """
+        _check(self._map_event(_wide(device_id, "device_id"), _wide(event_id, "event_id"),
+                               _wide(intid, "intid"), _wide(icid, "icid")),
+               "map_event", {"device_id": device_id, "event_id": event_id,
+                             "intid": intid, "icid": icid})
+
+    def unmap_event(self, device_id, event_id):
+        """Forget the mapping of (`device_id`, `event_id`); return its (intid, icid)."""
+        mapped = self.lookup_event(device_id, event_id) if self._known(device_id) else None
+        _check(self._unmap_event(_wide(device_id, "device_id"), _wide(event_id, "event_id")),
+               "unmap_event", {"device_id": device_id, "event_id": event_id})
+        return mapped
+
+    def move_event(self, device_id, event_id, icid):
+        """Give a mapped event collection `icid`; return its previous ICID."""
+        mapped = self.lookup_event(device_id, event_id) if self._known(device_id) else None
+        _check(self._move_event(_wide(device_id, "device_id"), _wide(event_id, "event_id"),
+                                _wide(icid, "icid")),
+               "move_event", {"device_id": device_id, "event_id": event_id, "icid": icid})
+        return mapped[1]
+
+    def map_events(self, device_ids, event_ids, intids, icids):
+        """Map many events at once (same checks and order as `map_event`).
+
+        Each row is applied in turn, so a later row sees earlier ones.  Rows
+        that fail change nothing and are reported, not raised.
+
+        Returns
+        -------
+        failures : ndarray of uint8
+            0 where the row was mapped, else its `MappingFailure` code.
+        """
+        devices = _as_id_array(device_ids, "device_ids")
+        events = _as_id_array(event_ids, "event_ids")
+        lpis = _as_id_array(intids, "intids")
+        collections = _as_id_array(icids, "icids")
+        cdef Py_ssize_t length = devices.shape[0]
+        if not (events.shape[0] == lpis.shape[0] == collections.shape[0] == length):
+            raise ValueError("device_ids, event_ids, intids and icids differ in length")
+        failures = np.zeros(length, np.uint8)
+        cdef const uint32_t[:] device_view = devices
+        cdef const uint32_t[:] event_view = events
+        cdef const uint32_t[:] intid_view = lpis
+        cdef const uint32_t[:] icid_view = collections
+        cdef uint8_t[::1] failure_view = failures
+        cdef Py_ssize_t index
+        for index in range(length):
+            failure_view[index] = <uint8_t>self._map_event(
+                device_view[index], event_view[index], intid_view[index], icid_view[index])
+        return failures
+
+    def map_collection(self, icid, cpu):
+        """Route collection `icid` to CPU number `cpu` (re-targets a mapped one)."""
+        _check(self._map_collection(_wide(icid, "icid"), _wide(cpu, "cpu")),
+               "map_collection", {"icid": icid, "cpu": cpu})
+
+    def unmap_collection(self, icid):
+        """Unroute collection `icid`.  Returns whether it was mapped."""
+        cdef int64_t wide = _wide(icid, "icid")
+        was_mapped = 0 <= wide < self.num_collections and self.collections[wide] != CPU_NONE
+        _check(self._unmap_collection(wide), "unmap_collection", {"icid": icid})
+        return was_mapped
+
+    def _known(self, device_id):
+        cdef int64_t wide = _wide(device_id, "device_id")
+        return (wide >= 0 and not ((<uint64_t>wide) >> self.device_bits)
+                and self._device(<devid_t>wide) != NULL)
+
+    # ------------------------------------------------------------------
+    # Python API: queries
+
+    def lookup_device(self, device_id):
+        """(event_bits, itt_addr) of a mapped device, or None."""
+        if not self._known(device_id):
+            return None
+        cdef device_t* device = self._device(<devid_t>device_id)
+        return device.event_bits, device.itt_addr
+
+    def lookup_event(self, device_id, event_id):
+        """(intid, icid) of a mapped event, or None (also for out-of-range IDs)."""
+        cdef device_t* device
+        cdef ite_t ite = 0
+        if self._find_event(_wide(device_id, "device_id"), _wide(event_id, "event_id"),
+                            &device, &ite) or ite == 0:
+            return None
+        return ite_intid(ite), ite_icid(ite)
+
+    def collection_cpu(self, icid):
+        """CPU number collection `icid` targets, or None when unmapped."""
+        cdef int64_t wide = _wide(icid, "icid")
+        if not 0 <= wide < self.num_collections or self.collections[wide] == CPU_NONE:
+            return None
+        return self.collections[wide]
+
+    cdef uint8_t _translate(self, devid_t device_id, eventid_t event_id,
+                            intid_t* intid, cpu_t* cpu) except 255:
+        """One translation through this layout's inlined lookup."""
+        self._sync_view()
+        cdef const lookup_t* view = &self.view
+        intid[0] = INTID_NONE
+        cpu[0] = CPU_NONE
+        if self.layout_code == LAYOUT_FLAT:
+            return translate_one(<FlatDirectory>self.directory, view, device_id, event_id,
+                                 intid, cpu)
+        elif self.layout_code == LAYOUT_TWOLEVEL:
+            return translate_one(<TwoLevelDirectory>self.directory, view, device_id,
+                                 event_id, intid, cpu)
+        return translate_one(<HashDirectory>self.directory, view, device_id, event_id,
+                             intid, cpu)
+
+    def translate(self, device_id, event_id):
+        """Translate one MSI: return ``(intid, cpu)``.
+
+        Raises `TranslationError` (with ``.status``) when the pair does not
+        translate, ValueError for IDs that do not fit 32 bits and TypeError
+        for non-integers.
+        """
+        cdef uint64_t device, event
+        cdef intid_t intid
+        cdef cpu_t cpu
+        message_ids(device_id, event_id, &device, &event)
+        cdef uint8_t status = self._translate(<devid_t>device, <eventid_t>event, &intid, &cpu)
+        if status != OK:
+            raise TranslationError(TranslationStatus(status), device_id, event_id)
+        return intid, cpu
+
+    def translate_batch(self, device_ids, event_ids, out=None):
+        """Translate many MSIs in one nogil loop.
+
+        Parameters
+        ----------
+        device_ids, event_ids : array_like of int
+            Equal-length 1-D integer arrays.  uint32 arrays are used in place;
+            other integer dtypes are converted after checking that every value
+            fits 32 bits (ValueError otherwise).
+        out : tuple of ndarray, optional
+            ``(intids uint32, cpus int32, statuses uint8)`` of the same length,
+            written in place and returned.
+
+        Returns
+        -------
+        intids : ndarray of uint32
+            LPI INTID, 0 where the status is not OK.
+        cpus : ndarray of int32
+            Target CPU, -1 where the status is not OK.
+        statuses : ndarray of uint8
+            `TranslationStatus` of each pair.
+        """
+        devices, events = message_arrays(device_ids, event_ids)
+        cdef Py_ssize_t length = devices.shape[0]
+        if out is None:
+            out = (np.empty(length, np.uint32), np.empty(length, np.int32),
+                   np.empty(length, np.uint8))
+        else:
+            out = _check_out(out, length)
+        cdef const uint32_t[:] device_view = devices
+        cdef const uint32_t[:] event_view = events
+        cdef uint32_t[::1] intid_view = out[0]
+        cdef int32_t[::1] cpu_view = out[1]
+        cdef uint8_t[::1] status_view = out[2]
+        if length == 0:
+            return out
+        self._sync_view()
+        # A private copy of the view, and `keepalive` holding every array it
+        # points into while the GIL is released: a concurrent mutation in
+        # another thread cannot free them under the loop.
+        cdef lookup_t view = self.view
+        keepalive = self.view_owner
+        cdef uint32_t* intid_out = &intid_view[0]
+        cdef int32_t* cpu_out = &cpu_view[0]
+        cdef uint8_t* status_out = &status_view[0]
+        cdef FlatDirectory flat
+        cdef TwoLevelDirectory twolevel
+        cdef HashDirectory hashed
+        if self.layout_code == LAYOUT_FLAT:
+            flat = <FlatDirectory>self.directory
+            with nogil:
+                translate_loop(flat, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
+        elif self.layout_code == LAYOUT_TWOLEVEL:
+            twolevel = <TwoLevelDirectory>self.directory
+            with nogil:
+                translate_loop(twolevel, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
+        else:
+            hashed = <HashDirectory>self.directory
+            with nogil:
+                translate_loop(hashed, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
+        return out
+
+    def load_devices(self, device_ids, event_bits, itt_addrs, event_counts, event_ids, ites):
+        """Map many devices with their events at once (for restoring).
+
+        Devices must be new, in strictly increasing DeviceID order, and every
+        row must already be valid: this is the trusted bulk path behind
+        restore, which validates a saved image completely first.  Device `k`
+        owns the next ``event_counts[k]`` rows of `event_ids` / `ites`
+        (EventIDs strictly increasing; ITEs packed as the core holds them:
+        pINTID in bits [47:16], ICID in bits [15:0]).
+        """
+        cdef const uint32_t[:] devices = np.ascontiguousarray(device_ids, np.uint32)
+        cdef const uint8_t[:] bits = np.ascontiguousarray(event_bits, np.uint8)
+        cdef const uint64_t[:] itts = np.ascontiguousarray(itt_addrs, np.uint64)
+        cdef const int64_t[:] counts = np.ascontiguousarray(event_counts, np.int64)
+        cdef const uint32_t[:] events = np.ascontiguousarray(event_ids, np.uint32)
+        cdef const uint64_t[:] words = np.ascontiguousarray(ites, np.uint64)
+        cdef Py_ssize_t index, position, row = 0, last, count
+        cdef device_t* device
+        if not (devices.shape[0] == bits.shape[0] == itts.shape[0] == counts.shape[0]):
+            raise ValueError("device arrays differ in length")
+        if events.shape[0] != words.shape[0] or np.sum(event_counts) != events.shape[0]:
+            raise ValueError("event arrays do not match event_counts")
+        for index in range(devices.shape[0]):
+            if index and devices[index] <= devices[index - 1]:
+                raise ValueError("device_ids must be strictly increasing")
+            if self._map_device(devices[index], bits[index], itts[index]):
+                raise ValueError(f"device {devices[index]} cannot be mapped")
+            count = counts[index]
+            if count == 0:
+                continue
+            last = row + count - 1
+            for position in range(row, last + 1):
+                if (words[position] >> ITE_INTID_SHIFT) < LPI_FIRST_INTID or \
+                        (words[position] >> ITE_INTID_SHIFT) >> self.intid_bits or \
+                        (position > row and events[position] <= events[position - 1]) or \
+                        (<uint64_t>events[position]) >> bits[index] or \
+                        ite_icid(words[position]) >= self.num_collections:
+                    raise ValueError(f"event row {position} is not valid")
+            device = self._device(devices[index])
+            self._prepare_storage(device, events[last], count)
+            device = self._device(devices[index])
+            for position in range(row, last + 1):
+                if device.flags & DEVICE_SPARSE:
+                    self.sparse.put(sparse_key(devices[index], events[position]), words[position])
+                else:
+                    self.pool.entries[<Py_ssize_t>device.ite_base + events[position]] = \
+                        words[position]
+            device.num_events = <uint32_t>count
+            self.num_events += count
+            row = last + 1
+        self._sync_view()
+
+    def export_events(self):
+        """Every ITE, sorted by (DeviceID, EventID), in one native pass.
+
+        Returns
+        -------
+        device_ids, event_ids : ndarray of uint32
+        ites : ndarray of uint64
+            pINTID in bits [47:16], ICID in bits [15:0] (a KVM ITE without
+            its `next` field).
+        """
+        records = self.directory.records()
+        cdef Py_ssize_t total = self.num_events, row = 0, index, event
+        out_devices = np.empty(total, np.uint32)
+        out_events = np.empty(total, np.uint32)
+        out_ites = np.empty(total, np.uint64)
+        cdef uint32_t[::1] devices_view = out_devices
+        cdef uint32_t[::1] events_view = out_events
+        cdef uint64_t[::1] ites_view = out_ites
+        cdef device_t[::1] recs = records
+        cdef ite_t ite
+        for index in range(recs.shape[0]):
+            if recs[index].flags & DEVICE_HAS_SLAB:
+                for event in range((<Py_ssize_t>1) << recs[index].slab_log2):
+                    ite = self.pool.entries[<Py_ssize_t>recs[index].ite_base + event]
+                    if ite != 0:
+                        devices_view[row] = recs[index].device_id
+                        events_view[row] = <uint32_t>event
+                        ites_view[row] = ite
+                        row += 1
+            elif recs[index].flags & DEVICE_SPARSE:
+                sparse_events, sparse_ites = self.sparse.entries_of(recs[index].device_id)
+                count = sparse_events.shape[0]
+                out_devices[row:row + count] = recs[index].device_id
+                out_events[row:row + count] = sparse_events
+                out_ites[row:row + count] = sparse_ites
+                row += count
+        assert row == total, "event count out of step with the stores"
+        return out_devices, out_events, out_ites
+
+    # ------------------------------------------------------------------
+    # Bulk views of the state (for saving, testing and tooling)
+
+    def device_ids(self):
+        """Sorted uint32 array of the mapped DeviceIDs."""
+        return self.directory.device_ids()
+
+    def devices(self):
+        """Structured array of the mapped devices by DeviceID: fields
+        ``device_id``, ``event_bits``, ``itt_addr``, ``num_events``."""
+        records = self.directory.records()
+        out = np.empty(records.shape[0], [("device_id", np.uint32), ("event_bits", np.uint8),
+                                          ("itt_addr", np.uint64), ("num_events", np.uint32)])
+        for name in out.dtype.names:
+            out[name] = records[name]
+        return out
+
+    def events_of(self, device_id):
+        """(event_ids uint32, intids uint32, icids uint16) of a mapped device,
+        sorted by EventID; empty arrays when the device is not mapped."""
+        empty = (np.empty(0, np.uint32), np.empty(0, np.uint32), np.empty(0, np.uint16))
+        if not self._known(device_id):
+            return empty
+        cdef device_t* device = self._device(<devid_t>device_id)
+        if device.flags & DEVICE_SPARSE:
+            event_ids, ites = self.sparse.entries_of(<devid_t>device_id)
+        elif device.flags & DEVICE_HAS_SLAB:
+            base = device.ite_base
+            slab = self.pool.entries_array[base:base + (1 << device.slab_log2)]
+            event_ids = np.flatnonzero(slab).astype(np.uint32)
+            ites = slab[event_ids]
+        else:
+            return empty
+        return (event_ids,
+                (ites >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32),
+                (ites & np.uint64(ITE_ICID_MASK)).astype(np.uint16))
+
+    def intids_targeting(self, int cpu):
+        """uint32 INTIDs of every mapped event whose collection targets `cpu`
+        (with repeats when events share an LPI), for INVALL."""
+        ites = self._live_ites()
+        targets = self.collections_array[(ites & np.uint64(ITE_ICID_MASK)).astype(np.intp)]
+        return (ites[targets == cpu] >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32)
+
+    def device_records(self):
+        """The device records themselves (DEVICE_DTYPE of _layouts) by DeviceID:
+        what the native save path walks."""
+        return self.directory.records()
+
+    cdef object _live_ites(self):
+        """Every live ITE word (pool and sparse map), unordered."""
+        pool = self.pool.entries_array[:self.pool.top]
+        return np.concatenate([pool[pool != 0],
+                               self.sparse.values_array[self.sparse.values_array != 0]])
+
+    cdef object _ite_mask(self, bint by_intid):
+        """A bool mask over ICIDs (or INTIDs) named by live ITEs: one native
+        pass over the pool (released slabs are zero) and the sparse map."""
+        mask = np.zeros((1 << self.intid_bits) if by_intid else ICID_SPACE, np.uint8)
+        cdef uint8_t[::1] marks = mask
+        cdef const ite_t[::1] words
+        cdef Py_ssize_t index
+        cdef ite_t ite
+        for array in (self.pool.entries_array[:self.pool.top], self.sparse.values_array):
+            words = array
+            with nogil:
+                for index in range(words.shape[0]):
+                    ite = words[index]
+                    if ite != 0:
+                        marks[ite_intid(ite) if by_intid else ite_icid(ite)] = 1
+        return mask
+
+    def referenced_icids(self):
+        """Sorted uint16 ICIDs named by at least one mapped event."""
+        return np.flatnonzero(self._ite_mask(False)).astype(np.uint16)
+
+    def mapped_intids(self):
+        """Sorted unique uint32 INTIDs of every mapped event."""
+        return np.flatnonzero(self._ite_mask(True)).astype(np.uint32)
+
+    def collections_of(self, icids):
+        """int32 target CPU of each ICID in `icids` (-1 where unmapped)."""
+        return self.collections_array[np.asarray(icids, np.intp)]
+
+    def collection_table(self):
+        """(icids uint16, cpus int32) of the mapped collections, by ICID."""
+        mapped = np.flatnonzero(self.collections_array[:self.num_collections] != CPU_NONE)
+        return mapped.astype(np.uint16), self.collections_array[mapped].copy()
+
+    def snapshot(self):
+        """The whole state as plain Python containers, for comparisons:
+        ``{"devices": {device_id: (event_bits, itt_addr)},
+        "events": {(device_id, event_id): (intid, icid)},
+        "collections": {icid: cpu}}``."""
+        devices, events = {}, {}
+        for record in self.devices():
+            device_id = int(record["device_id"])
+            devices[device_id] = (int(record["event_bits"]), int(record["itt_addr"]))
+            for event_id, intid, icid in zip(*self.events_of(device_id)):
+                events[(device_id, int(event_id))] = (int(intid), int(icid))
+        icids, cpus = self.collection_table()
+        return {"devices": devices, "events": events,
+                "collections": {int(icid): int(cpu) for icid, cpu in zip(icids, cpus)}}
+
+    @property
+    def num_devices(self):
+        """Number of mapped devices."""
+        return self.directory.count
+
+    @property
+    def nbytes(self):
+        """Bytes held by every array of the tables (directory, ITE pool,
+        sparse map, collection table)."""
+        return (self.directory.nbytes + self.pool.nbytes + self.sparse.nbytes
+                + self.collections_array.nbytes)
+
+    def __repr__(self):
+        return (f"TranslationTables(layout={self.layout!r}, devices={self.num_devices}, "
+                f"events={self.num_events}, nbytes={self.nbytes})")

@@ -1,0 +1,29 @@
+"""Type stubs for its_core/frontend/_cmdq.pyx (the native command processor; internal)."""
+
+import numpy as np
+import numpy.typing as npt
+
+from its_core.core._core import TranslationStatus, TranslationTables
+from its_core.frontend._guest import GuestWindow
+from its_core.frontend._lpi import LPIState
+
+ERROR_DTYPE: np.dtype
+
+class CommandProcessor:
+    its_enabled: bool
+    error_count: int
+    errors_dropped: int
+    max_errors: int
+    def __init__(self, tables: TranslationTables, lpi: LPIState, mem: GuestWindow,
+                 max_errors: int = ...) -> None: ...
+    def configure(self, device_table: int, device_table_bytes: int, device_page_bytes: int,
+                  device_indirect: bool, collection_table_bytes: int) -> None: ...
+    def clear_errors(self) -> None: ...
+    @property
+    def errors(self) -> npt.NDArray[np.void]: ...
+    def process(self, queue_base: int, queue_bytes: int, creadr: int, cwriter: int,
+                stall_on_error: bool) -> tuple[int, bool]: ...
+    def device_slots(self, device_ids: npt.ArrayLike) -> npt.NDArray[np.uint64]: ...
+    def set_tables(self, tables: TranslationTables) -> None: ...
+    def drop_device(self, device_id: int) -> None: ...
+    def msi(self, device_id: int, event_id: int) -> TranslationStatus: ...

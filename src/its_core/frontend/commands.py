@@ -1,0 +1,606 @@
+"""ITS commands: numbers, field positions, encoders, decoder and error codes.
+
+An ITS command is 32 bytes in the command queue: four little-endian 64-bit
+doublewords DW0..DW3, the command number in DW0[7:0] and unused bits RES0.
+
+Everything here is driven by one table, `COMMAND_TABLE`: for each physical
+command its number and a tuple of `CommandField` rows ``(name, dword, Field,
+shift, bias)``.  The encoders (`mapd`, `mapti`, ... and the generic `encode`)
+and `decode` both walk that table, so a bit position is written down exactly
+once; `FIELD_ROWS` is the same table flattened to plain ints for the Cython
+command processor.
+
+Field values are the *meaning* of a field, not its raw bits: MAPD takes the
+number of EventID bits (the command stores ``Size = bits - 1``, so the row
+has ``bias=1``) and the ITT address (the command stores address bits [51:8]
+in place, so the row has ``shift=8`` and the address must be 256-byte
+aligned).  Every value that does not fit is refused with a `ValueError`
+naming the command and field.
+
+Targets (MAPC, SYNC, MOVALL).  Architecturally the RDbase field is DW2[51:16]
+(DW3[51:16] for MOVALL's second target); with GITS_TYPER.PTA = 0 it holds a
+processor number.  This model follows KVM and reads the target as the 32 bits
+DW2[47:16] -- bits [51:48] are ignored -- and the encoders put a 32-bit CPU
+number in the same place (`RDBASE_ARCH` records the architectural extent).
+
+Error codes.  KVM's internal command error codes have the form
+``0x01_CC_RR`` (CC = command number, RR = a per-command reason; KVM's CLEAR
+code is the one exception).  The 15 KVM codes are reproduced as constants; the project adds a few of its own in the
+same form, each marked "project code:" below; `ERROR_NAMES` maps every code
+to its name.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from its_core.frontend.fields import Field
+from its_core.validation import as_int, as_uint
+
+__all__ = [
+    "COMMAND_BYTES", "COMMAND_TABLE", "OPCODES", "OPCODE_NAMES", "GICV4_OPCODES",
+    "FIELD_ROWS", "OPCODE", "RDBASE_ARCH", "UNKNOWN",
+    "CommandField", "CommandSpec", "Command",
+    "encode", "encode_dwords", "encode_many", "decode", "decode_dwords",
+    "mapd", "mapc", "mapti", "mapi", "movi", "discard", "inv", "invall", "int_",
+    "clear", "sync", "movall",
+    "error_code", "error_name", "ERROR_NAMES", "PROJECT_ERROR_CODES",
+]
+
+#: Size of one command in bytes (four 64-bit doublewords).
+COMMAND_BYTES = 32
+_DWORDS = struct.Struct("<4Q")
+
+#: The command number, DW0[7:0], common to every command.
+OPCODE = Field.bits("CommandNumber", 7, 0)
+
+#: Name reported by `decode` for a command number not in `COMMAND_TABLE`.
+UNKNOWN = "UNKNOWN"
+
+
+class CommandField(NamedTuple):
+    """One row of the command table: where a command parameter lives.
+
+    Attributes
+    ----------
+    name : str
+        Python name of the parameter: keyword of the encoder and key in
+        `Command.fields` (``"device_id"``, ``"itt_addr"``...).
+    dword : int
+        Doubleword index 0..3.
+    field : Field
+        Arm mnemonic and bit position inside that doubleword.
+    shift : int
+        Low bits of the value that the command does not carry (they must be
+        zero): the stored bits are ``(value - bias) >> shift``.
+    bias : int
+        Subtracted before storing (MAPD stores EventID bits - 1).
+    default : int or None
+        Value used by `encode` when the parameter is omitted; None = required.
+    """
+
+    name: str
+    dword: int
+    field: Field
+    shift: int = 0
+    bias: int = 0
+    default: int | None = None
+
+    @property
+    def lowest(self) -> int:
+        """Smallest value the parameter can take."""
+        return self.bias
+
+    @property
+    def highest(self) -> int:
+        """Largest value the parameter can take."""
+        return (self.field.max << self.shift) + self.bias
+
+    @property
+    def where(self) -> str:
+        """Position in Arm notation, e.g. ``"Size, DW1[4:0]"``."""
+        return f"{self.field.name}, DW{self.dword}{self.field.span}"
+
+    def to_wire(self, value: Any, command: str) -> int:
+        """Validate a parameter value and return the bits to store in the field.
+
+        Raises
+        ------
+        ValueError
+            Out of range or misaligned; the message names command and field.
+        TypeError
+            Not an integer.
+        """
+        label = f"{command}.{self.name} ({self.where})"
+        number = as_int(value, label, flag=self.field.width == 1)
+        if not self.lowest <= number <= self.highest:
+            raise ValueError(
+                f"{label}: {number:#x} is out of range {self.lowest:#x}..{self.highest:#x}"
+            )
+        raw = number - self.bias
+        if raw & ((1 << self.shift) - 1):
+            raise ValueError(f"{label}: {number:#x} is not a multiple of {1 << self.shift}")
+        return raw >> self.shift
+
+    def from_wire(self, dword_value: int) -> int:
+        """The parameter value held in a doubleword."""
+        return (self.field.extract(dword_value) << self.shift) + self.bias
+
+
+class CommandSpec(NamedTuple):
+    """A physical command: its name, number and parameter rows.
+
+    Attributes
+    ----------
+    name : str
+        Arm mnemonic (``"MAPTI"``).
+    code : int
+        Command number, DW0[7:0].
+    fields : tuple of CommandField
+        Parameters in encoder-argument order.
+    """
+
+    name: str
+    code: int
+    fields: tuple[CommandField, ...]
+
+    @property
+    def dword_masks(self) -> tuple[int, int, int, int]:
+        """Bits used in each doubleword (command number included); the rest is RES0."""
+        masks = [OPCODE.mask, 0, 0, 0]
+        for f in self.fields:
+            masks[f.dword] |= f.field.mask
+        return (masks[0], masks[1], masks[2], masks[3])
+
+
+class Command(NamedTuple):
+    """A decoded command.
+
+    Attributes
+    ----------
+    name : str
+        Mnemonic, or `UNKNOWN` for a command number outside `COMMAND_TABLE`
+        (GICv4 commands included: this model implements none of them).
+    code : int
+        The command number from DW0[7:0].
+    fields : dict
+        Parameter values keyed by `CommandField.name`; for an unknown command
+        ``{"opcode": code}``.
+    """
+
+    name: str
+    code: int
+    fields: dict[str, int]
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v:#x}" for k, v in self.fields.items())
+        return f"{self.name}({args})"
+
+
+# -- the table ------------------------------------------------------------------
+#
+# Positions from the Arm command layouts (GIC architecture specification, Arm IHI
+# 0069, "ITS commands").  Each Field names the Arm mnemonic of the command field;
+# the row name is the Python parameter.
+
+_DEVICE_ID = CommandField("device_id", 0, Field.bits("DeviceID", 63, 32))
+_EVENT_ID = CommandField("event_id", 1, Field.bits("EventID", 31, 0))
+_ICID = CommandField("icid", 2, Field.bits("ICID", 15, 0))
+_VALID = CommandField("valid", 2, Field.bits("V", 63), default=1)
+
+#: Architectural extent of the RDbase target field, DW2[51:16] (DW3 for
+#: MOVALL.RDbase2).  Not used by the table: the model reads [47:16] (see top).
+RDBASE_ARCH = Field.bits("RDbase", 51, 16)
+
+
+def _target(name: str, dword: int, mnemonic: str) -> CommandField:
+    """A PTA=0 target: a 32-bit processor number in DWn[47:16] (KVM's reading)."""
+    return CommandField(name, dword, Field.bits(mnemonic, 47, 16))
+
+
+_SPECS = (
+    CommandSpec("MOVI", 0x01, (_DEVICE_ID, _EVENT_ID, _ICID)),
+    CommandSpec("INT", 0x03, (_DEVICE_ID, _EVENT_ID)),
+    CommandSpec("CLEAR", 0x04, (_DEVICE_ID, _EVENT_ID)),
+    CommandSpec("SYNC", 0x05, (_target("cpu", 2, "RDbase"),)),
+    CommandSpec("MAPD", 0x08, (
+        _DEVICE_ID,
+        # ITT physical address bits [51:8] kept in place: 256-byte aligned.
+        CommandField("itt_addr", 2, Field.bits("ITT_addr", 51, 8), shift=8),
+        # Size = number of EventID bits - 1.
+        CommandField("num_event_bits", 1, Field.bits("Size", 4, 0), bias=1),
+        _VALID,
+    )),
+    CommandSpec("MAPC", 0x09, (_ICID, _target("cpu", 2, "RDbase"), _VALID)),
+    CommandSpec("MAPTI", 0x0A, (
+        _DEVICE_ID, _EVENT_ID, CommandField("intid", 1, Field.bits("pINTID", 63, 32)), _ICID,
+    )),
+    CommandSpec("MAPI", 0x0B, (_DEVICE_ID, _EVENT_ID, _ICID)),
+    CommandSpec("INV", 0x0C, (_DEVICE_ID, _EVENT_ID)),
+    CommandSpec("INVALL", 0x0D, (_ICID,)),
+    CommandSpec("MOVALL", 0x0E, (
+        _target("from_cpu", 2, "RDbase1"), _target("to_cpu", 3, "RDbase2"),
+    )),
+    CommandSpec("DISCARD", 0x0F, (_DEVICE_ID, _EVENT_ID)),
+)
+
+#: name -> `CommandSpec` of every physical command this model implements.
+COMMAND_TABLE: dict[str, CommandSpec] = {spec.name: spec for spec in _SPECS}
+
+#: name -> command number.
+OPCODES: dict[str, int] = {spec.name: spec.code for spec in _SPECS}
+
+_BY_CODE: dict[int, CommandSpec] = {spec.code: spec for spec in _SPECS}
+
+#: GICv4/v4.1 command numbers: known by name for logs, decoded as `UNKNOWN`.
+GICV4_OPCODES: dict[str, int] = {
+    "VMOVI": 0x21, "VMOVP": 0x22, "VSGI": 0x23, "VSYNC": 0x25, "VMAPP": 0x29,
+    "VMAPTI": 0x2A, "VMAPI": 0x2B, "VINVALL": 0x2D, "INVDB": 0x2E,
+}
+
+#: command number -> mnemonic, physical and GICv4 (for messages and logs).
+OPCODE_NAMES: dict[int, str] = {code: name for name, code in {**OPCODES, **GICV4_OPCODES}.items()}
+
+#: The table flattened to plain ints for the Cython command processor: one
+#: ``(command, opcode, name, dword, lsb, width, shift, bias)`` row per field.
+FIELD_ROWS: tuple[tuple[str, int, str, int, int, int, int, int], ...] = tuple(
+    (spec.name, spec.code, f.name, f.dword, f.field.lsb, f.field.width, f.shift, f.bias)
+    for spec in _SPECS for f in spec.fields
+)
+
+
+def _self_check() -> None:
+    """Import-time guard: no two parameters of a command share a bit."""
+    for spec in _SPECS:
+        used = [OPCODE.mask, 0, 0, 0]
+        for f in spec.fields:
+            if not 0 <= f.dword < 4 or f.field.msb > 63:
+                raise AssertionError(f"{spec.name}.{f.name} lies outside the command")
+            if used[f.dword] & f.field.mask:
+                raise AssertionError(f"{spec.name}.{f.name} overlaps another field")
+            used[f.dword] |= f.field.mask
+
+
+_self_check()
+
+
+# -- generic encode / decode ---------------------------------------------------
+
+def encode_dwords(name: str, **params: int) -> tuple[int, int, int, int]:
+    """Encode a command as four 64-bit doubleword values.
+
+    Parameters
+    ----------
+    name : str
+        Command mnemonic, a key of `COMMAND_TABLE`.
+    **params : int
+        One value per `CommandField` of the command; a field with a default
+        (``valid``) may be omitted.
+
+    Returns
+    -------
+    tuple of 4 int
+
+    Raises
+    ------
+    ValueError
+        Unknown command, unknown or missing parameter, or a value that does
+        not fit (the message names the field).
+    """
+    spec = COMMAND_TABLE.get(name)
+    if spec is None:
+        raise ValueError(f"unknown command {name!r}; known: {', '.join(COMMAND_TABLE)}")
+    known = {f.name for f in spec.fields}
+    extra = set(params) - known
+    if extra:
+        raise ValueError(f"{name}: unexpected field(s) {', '.join(sorted(extra))}")
+    dwords = [spec.code, 0, 0, 0]
+    for f in spec.fields:
+        if f.name in params:
+            value = params[f.name]
+        elif f.default is not None:
+            value = f.default
+        else:
+            raise ValueError(f"{name}: missing field {f.name!r}")
+        dwords[f.dword] |= f.to_wire(value, name) << f.field.lsb
+    return (dwords[0], dwords[1], dwords[2], dwords[3])
+
+
+def encode(name: str, **params: int) -> bytes:
+    """Encode a command as its 32-byte little-endian queue image.
+
+    See `encode_dwords` for the parameters and errors.
+    """
+    return _DWORDS.pack(*encode_dwords(name, **params))
+
+
+def encode_many(name: str, **params) -> "np.ndarray":
+    """Encode many commands of one kind at once, vectorised.
+
+    Parameters
+    ----------
+    name : str
+        Command mnemonic, a key of `COMMAND_TABLE`.
+    **params : array_like of int or int
+        One array (or scalar, broadcast) per `CommandField`; fields with a
+        default may be omitted.
+
+    Returns
+    -------
+    ndarray of uint64, shape (n, 4)
+        DW0..DW3 of each command; ``.astype('<u8').tobytes()`` (or a
+        little-endian view of guest memory) is the queue image.
+
+    Raises
+    ------
+    ValueError
+        As `encode_dwords`, naming the first offending row.
+    """
+    import numpy as np
+
+    spec = COMMAND_TABLE.get(name)
+    if spec is None:
+        raise ValueError(f"unknown command {name!r}; known: {', '.join(COMMAND_TABLE)}")
+    extra = set(params) - {f.name for f in spec.fields}
+    if extra:
+        raise ValueError(f"{name}: unexpected field(s) {', '.join(sorted(extra))}")
+    values = {}
+    for f in spec.fields:
+        if f.name in params:
+            values[f.name] = np.asarray(params[f.name])
+        elif f.default is not None:
+            values[f.name] = np.asarray(f.default)
+        else:
+            raise ValueError(f"{name}: missing field {f.name!r}")
+    arrays = np.broadcast_arrays(*values.values())
+    count = arrays[0].size if arrays else 1
+    out = np.zeros((count, 4), np.uint64)
+    out[:, 0] = spec.code
+    for f, array in zip(spec.fields, arrays):
+        array = array.reshape(-1)
+        if array.dtype.kind not in "iub":
+            raise ValueError(f"{name}.{f.name}: expected integers, got dtype {array.dtype}")
+        wide = array.astype(object) if array.dtype.kind == "u" and array.itemsize == 8 else \
+            array.astype(np.int64)
+        bad = np.flatnonzero((wide < f.lowest) | (wide > f.highest)
+                             | ((wide - f.bias) % (1 << f.shift) != 0))
+        if bad.size:
+            f.to_wire(int(wide[bad[0]]), name)          # raises with the usual message
+        raw = (array.astype(np.uint64) - np.uint64(f.bias)) >> np.uint64(f.shift)
+        out[:, f.dword] |= raw << np.uint64(f.field.lsb)
+    return out
+
+
+def decode_dwords(dwords: Sequence[int]) -> Command:
+    """Decode a command given as four 64-bit doubleword values.
+
+    Bits outside the command's fields (RES0) are ignored.
+
+    Parameters
+    ----------
+    dwords : sequence of 4 int
+        DW0..DW3, each in ``0 .. 2**64-1``.
+
+    Returns
+    -------
+    Command
+    """
+    if len(dwords) != 4:
+        raise ValueError(f"a command has 4 doublewords, got {len(dwords)}")
+    words = [as_uint(word, f"DW{index}", 64) for index, word in enumerate(dwords)]
+    code = OPCODE.extract(words[0])
+    spec = _BY_CODE.get(code)
+    if spec is None:
+        return Command(UNKNOWN, code, {"opcode": code})
+    return Command(spec.name, code, {f.name: f.from_wire(words[f.dword]) for f in spec.fields})
+
+
+def decode(packet: Any) -> Command:
+    """Decode one 32-byte command image (bytes-like, little-endian).
+
+    Parameters
+    ----------
+    packet : bytes-like
+        Exactly 32 bytes (``bytes``, ``bytearray``, ``memoryview``, a
+        ``uint8`` numpy array...).
+
+    Returns
+    -------
+    Command
+        ``name`` is the mnemonic or `UNKNOWN`; ``fields`` holds the
+        parameters (``{"opcode": n}`` for an unknown command).
+
+    Raises
+    ------
+    ValueError
+        `packet` is not 32 bytes long.
+    """
+    view = memoryview(packet)
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    view = view.cast("B")
+    if view.nbytes != COMMAND_BYTES:
+        raise ValueError(f"a command is {COMMAND_BYTES} bytes, got {view.nbytes}")
+    return decode_dwords(_DWORDS.unpack(view))
+
+
+# -- one encoder per command ---------------------------------------------------
+
+def mapd(device_id: int, itt_addr: int, num_event_bits: int, valid: bool = True) -> bytes:
+    """MAPD: map DeviceID to an ITT holding ``2**num_event_bits`` events (or unmap).
+
+    Parameters
+    ----------
+    device_id : int
+        DeviceID, DW0[63:32].
+    itt_addr : int
+        ITT physical address, 256-byte aligned, below ``2**52``; bits [51:8]
+        go to DW2[51:8].
+    num_event_bits : int
+        EventID bits, 1..32; stored as Size = bits - 1 in DW1[4:0].
+    valid : bool, default True
+        V, DW2[63]; False unmaps the device.
+
+    Returns
+    -------
+    bytes
+        The 32-byte command.
+    """
+    return encode("MAPD", device_id=device_id, itt_addr=itt_addr,
+                  num_event_bits=num_event_bits, valid=valid)
+
+
+def mapc(icid: int, cpu: int, valid: bool = True) -> bytes:
+    """MAPC: map collection `icid` to processor number `cpu` (or unmap).
+
+    Parameters
+    ----------
+    icid : int
+        ICID, DW2[15:0].
+    cpu : int
+        Target processor number (PTA = 0), 32 bits in DW2[47:16].
+    valid : bool, default True
+        V, DW2[63].
+    """
+    return encode("MAPC", icid=icid, cpu=cpu, valid=valid)
+
+
+def mapti(device_id: int, event_id: int, intid: int, icid: int) -> bytes:
+    """MAPTI: map (DeviceID, EventID) to LPI `intid` in collection `icid`.
+
+    DeviceID DW0[63:32], EventID DW1[31:0], pINTID DW1[63:32], ICID DW2[15:0].
+    """
+    return encode("MAPTI", device_id=device_id, event_id=event_id, intid=intid, icid=icid)
+
+
+def mapi(device_id: int, event_id: int, icid: int) -> bytes:
+    """MAPI: MAPTI with pINTID = EventID."""
+    return encode("MAPI", device_id=device_id, event_id=event_id, icid=icid)
+
+
+def movi(device_id: int, event_id: int, icid: int) -> bytes:
+    """MOVI: move (DeviceID, EventID) to collection `icid`."""
+    return encode("MOVI", device_id=device_id, event_id=event_id, icid=icid)
+
+
+def discard(device_id: int, event_id: int) -> bytes:
+    """DISCARD: remove the mapping of (DeviceID, EventID) and its pending state."""
+    return encode("DISCARD", device_id=device_id, event_id=event_id)
+
+
+def inv(device_id: int, event_id: int) -> bytes:
+    """INV: reload the configuration of the LPI mapped by (DeviceID, EventID)."""
+    return encode("INV", device_id=device_id, event_id=event_id)
+
+
+def invall(icid: int) -> bytes:
+    """INVALL: reload the configuration of every LPI of collection `icid`."""
+    return encode("INVALL", icid=icid)
+
+
+def int_(device_id: int, event_id: int) -> bytes:
+    """INT: make the LPI mapped by (DeviceID, EventID) pending, as an MSI would."""
+    return encode("INT", device_id=device_id, event_id=event_id)
+
+
+def clear(device_id: int, event_id: int) -> bytes:
+    """CLEAR: clear the pending state of the LPI mapped by (DeviceID, EventID)."""
+    return encode("CLEAR", device_id=device_id, event_id=event_id)
+
+
+def sync(cpu: int) -> bytes:
+    """SYNC: wait for earlier commands targeting processor `cpu` (DW2[47:16])."""
+    return encode("SYNC", cpu=cpu)
+
+
+def movall(from_cpu: int, to_cpu: int) -> bytes:
+    """MOVALL: move all pending LPIs of `from_cpu` (DW2[47:16]) to `to_cpu` (DW3[47:16])."""
+    return encode("MOVALL", from_cpu=from_cpu, to_cpu=to_cpu)
+
+
+# -- error codes -----------------------------------------------------------------
+
+def error_code(opcode: int, reason: int) -> int:
+    """Build a command error code ``0x01_CC_RR`` from a command number and reason byte.
+
+    Parameters
+    ----------
+    opcode : int
+        Command number 0..255 (0x00 is used by the project for queue-level
+        errors that belong to no command).
+    reason : int
+        Per-command reason byte 0..255.
+
+    Returns
+    -------
+    int
+    """
+    for what, value in (("opcode", opcode), ("reason", reason)):
+        as_uint(value, what, 8)
+    return 0x010000 | opcode << 8 | reason
+
+
+# KVM's codes, as KVM defines them (literal values: they are KVM's data, not
+# derived).  They mostly follow 0x01_CC_RR, with quirks kept as-is: CLEAR
+# (command 0x04) reports 0x010507, in SYNC's command byte; MAPTI/MAPI report
+# an out-of-range ICID with the MAPC code; MAPI reports everything with the
+# MAPTI codes.
+E_ITS_MOVI_UNMAPPED_INTERRUPT = 0x010107
+E_ITS_MOVI_UNMAPPED_COLLECTION = 0x010109
+E_ITS_INT_UNMAPPED_INTERRUPT = 0x010307
+E_ITS_CLEAR_UNMAPPED_INTERRUPT = 0x010507
+E_ITS_MAPD_DEVICE_OOR = 0x010801
+E_ITS_MAPD_ITTSIZE_OOR = 0x010802
+E_ITS_MAPC_PROCNUM_OOR = 0x010902
+E_ITS_MAPC_COLLECTION_OOR = 0x010903
+E_ITS_MAPTI_UNMAPPED_DEVICE = 0x010A04
+E_ITS_MAPTI_ID_OOR = 0x010A05
+E_ITS_MAPTI_PHYSICALID_OOR = 0x010A06
+E_ITS_INV_UNMAPPED_INTERRUPT = 0x010C07
+E_ITS_INVALL_UNMAPPED_COLLECTION = 0x010D09
+E_ITS_MOVALL_PROCNUM_OOR = 0x010E01
+E_ITS_DISCARD_UNMAPPED_INTERRUPT = 0x010F07
+
+# The project's own codes.  Queue-level errors that belong to no command use
+# command byte 0x00, which is not an ITS command number, so they cannot
+# collide with any per-command code.
+
+# project code: the command number in DW0[7:0] is not one this model
+# implements (GICv4 commands included); the command is skipped.  The opcode
+# itself is available from `decode(...).code`.
+E_ITS_UNKNOWN_COMMAND = error_code(0x00, 0xFF)               # 0x0100ff
+# project code: the 32 command bytes at CREADR could not be read from guest
+# memory (the queue lies outside guest RAM).
+E_ITS_CMD_READ_FAULT = error_code(0x00, 0xFE)                # 0x0100fe
+# project code: MAPTI or MAPI on an EventID that already has an ITE
+# (UNPREDICTABLE in the architecture; KVM silently keeps the old mapping).
+# Reason 0x08 is unused by KVM; MAPI reports it under MAPTI's command byte
+# 0x0A, as KVM does for every other MAPI error.
+E_ITS_MAPTI_ID_ALREADY_MAPPED = error_code(0x0A, 0x08)       # 0x010a08
+# project code: INT whose target CPU has GICR_CTLR.EnableLPIs = 0 (KVM returns
+# an internal -EBUSY here); reason 0x10 is outside KVM's reason bytes.
+E_ITS_INT_LPIS_DISABLED = error_code(0x03, 0x10)             # 0x010310
+
+#: The codes above that are the project's own, not KVM's.
+PROJECT_ERROR_CODES = frozenset({
+    E_ITS_UNKNOWN_COMMAND, E_ITS_CMD_READ_FAULT,
+    E_ITS_MAPTI_ID_ALREADY_MAPPED, E_ITS_INT_LPIS_DISABLED,
+})
+
+#: code -> constant name, for every KVM and project code above.
+ERROR_NAMES: dict[int, str] = dict(sorted(
+    (value, name) for name, value in globals().items()
+    if name.startswith("E_ITS_") and isinstance(value, int)
+))
+
+if len(ERROR_NAMES) != len([n for n in globals() if n.startswith("E_ITS_")]):
+    raise AssertionError("two E_ITS_ constants share a code")
+
+__all__ += list(ERROR_NAMES.values())
+
+
+def error_name(code: int) -> str:
+    """Name of an error code, or ``"E_ITS_0x..."`` for a code not in `ERROR_NAMES`."""
+    return ERROR_NAMES.get(code, f"E_ITS_{code:#08x}")

@@ -1,0 +1,533 @@
+"""The architectural front end: ITS registers, command queue, doorbell.
+
+`ITS` is what a simulator plugs in where a real ITS sits (docs/front-end.md):
+
+* the guest programs it through `mmio_read` / `mmio_write` at offsets of the
+  128 KiB ITS region (registers declared in `its_core.frontend.registers`);
+* commands are read from the queue in guest memory and run by the native
+  `CommandProcessor` inside the MMIO write that triggers them;
+* devices ring the doorbell (`msi`, `msi_batch`, or a GITS_TRANSLATER write
+  with the bus `device_id`) and LPIs become pending on redistributors
+  (`redistributors`, `pending`, `acknowledge`).
+
+Guest mistakes never raise: bad register accesses are read-as-zero /
+write-ignored and recorded in `access_errors` (or raise `InvalidAccessError`
+with ``strict=True``, to find integration bugs); bad commands are skipped (or
+stall the queue) and recorded in `errors`.  Host mistakes (wrong argument
+types, offsets outside the region, a doorbell write without its DeviceID)
+raise.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from its_core.frontend import commands
+from its_core.frontend import registers
+from its_core.abi import saverestore
+from its_core.frontend._cmdq import CommandProcessor
+from its_core.core._core import TranslationStatus, TranslationTables, message_arrays
+from its_core.frontend._guest import GuestWindow
+from its_core.frontend._lpi import LPIState
+from its_core.errors import InvalidAccessError, ITSError
+from its_core.frontend.guest_memory import GuestMemory
+from its_core.frontend.redistributors import Redistributors
+from its_core.validation import as_uint
+
+__all__ = ["ITS", "CommandError", "AccessError"]
+
+#: How many invalid register accesses `ITS.access_errors` keeps (the most recent).
+ACCESS_ERRORS_KEPT = 1 << 16
+#: Size of the ITS MMIO region: control frame + translation frame.
+ITS_REGION_BYTES = 0x2_0000
+_TRANSLATER = registers.GITS_TRANSLATER.offset
+_ENABLED = registers.GITS_CTLR.field("Enabled")
+_QUIESCENT = registers.GITS_CTLR.field("Quiescent")
+_VALID = registers.GITS_BASER0.field("Valid")
+_INDIRECT = registers.GITS_BASER0.field("Indirect")
+_CBASER_VALID = registers.GITS_CBASER.field("Valid")
+_OFFSET = registers.GITS_CWRITER.field("Offset")
+_RETRY = registers.GITS_CWRITER.field("Retry")
+_STALLED = registers.GITS_CREADR.field("Stalled")
+_BASERS = tuple(registers.ITS_REGISTERS[f"GITS_BASER{n}"] for n in range(8))
+
+
+class CommandError(NamedTuple):
+    """A command that failed: where it was in the queue, what it was, why."""
+
+    offset: int     # byte offset of the command in the queue
+    opcode: int     # command number, DW0[7:0]
+    code: int       # E_ITS_* error code (its_core.frontend.commands)
+
+    @property
+    def name(self) -> str:
+        """Name of the error code."""
+        return commands.error_name(self.code)
+
+    @property
+    def command(self) -> str:
+        """Mnemonic of the command number."""
+        return commands.OPCODE_NAMES.get(self.opcode, f"{self.opcode:#04x}")
+
+    def __str__(self) -> str:
+        return f"{self.command} at queue offset {self.offset:#x}: {self.name} ({self.code:#08x})"
+
+
+class AccessError(NamedTuple):
+    """An invalid register access (read as zero / write ignored)."""
+
+    frame: str      # "GITS" or "GICR<cpu>"
+    offset: int
+    size: int
+    write: bool
+    value: int      # the value written (0 for reads)
+    reason: str
+
+    def __str__(self) -> str:
+        what = f"{self.size}-byte write of {self.value:#x}" if self.write else \
+            f"{self.size}-byte read"
+        return f"{what} at {self.frame} offset {self.offset:#x}: {self.reason}"
+
+
+class CommandErrorLog(Sequence):
+    """Read-only sequence view of the command processor's error log."""
+
+    def __init__(self, processor: CommandProcessor):
+        self._processor = processor
+
+    def __len__(self) -> int:
+        return self._processor.error_count
+
+    def __getitem__(self, index):
+        rows = self._processor.errors
+        if isinstance(index, slice):
+            return [CommandError(int(r["offset"]), int(r["opcode"]), int(r["code"]))
+                    for r in rows[index]]
+        row = rows[index]
+        return CommandError(int(row["offset"]), int(row["opcode"]), int(row["code"]))
+
+    @property
+    def dropped(self) -> int:
+        """Errors not recorded because the log was full."""
+        return self._processor.errors_dropped
+
+    def as_array(self) -> np.ndarray:
+        """The log as a structured array (offset, opcode, code)."""
+        return self._processor.errors
+
+    def __repr__(self) -> str:
+        return f"<CommandErrorLog: {len(self)} errors>"
+
+
+class ITS:
+    """An ITS on guest memory `memory`, with `num_cpus` redistributors.
+
+    Bring it up from byte addresses with `its_core.bring_up` (as a guest
+    driver does), then drive it with `mmio_read` / `mmio_write`, `submit`,
+    `msi` and `acknowledge` (docs/embedding.md).
+
+    Parameters
+    ----------
+    memory : GuestMemory
+        Guest-physical memory holding the command queue and the tables.
+    num_cpus : int, default 4
+        Redistributors (1..65536), each with an LPI pending bitmap;
+        collections target CPU numbers below this.  (A bare
+        `TranslationTables` defaults to 8: there it only bounds MAPC targets
+        and costs nothing per CPU.)
+    layout : {"flat", "twolevel", "hash"}
+        Storage layout of the translation core.
+    device_bits, event_bits : int
+        DeviceID and EventID widths (GITS_TYPER.Devbits + 1, ID_bits + 1).
+    intid_bits : int, default 16
+        LPI INTID width, 14..24: the CPU interface reports INTIDs in 24 bits
+        (ICC_IAR1_EL1.INTID), and each CPU holds a 2**intid_bits-bit pending
+        bitmap.  A bare `TranslationTables` accepts up to 32, the width of
+        the ITE's INTID field.
+    stall_on_error : bool
+        Stop the queue at a failed command (CREADR.Stalled) instead of skipping it.
+    strict : bool, default False
+        Raise `InvalidAccessError` for every register access that would
+        otherwise read as zero / be ignored and be recorded in
+        `access_errors` (holes, wrong sizes, misaligned accesses, on the ITS
+        and the redistributor frames), so an integration bug surfaces at the
+        line that made it.  Architecturally ignored writes (to read-only
+        registers, BASER/CBASER while enabled, ...) are not errors.
+
+    Attributes
+    ----------
+    memory : GuestMemory
+        The guest memory given.
+    tables : TranslationTables
+        The translation core (replaced by a restore: do not keep a reference).
+    redistributors : Redistributors
+        The LPI side: GICR registers, pending bitmaps, config cache.
+    errors : CommandErrorLog
+        Commands that failed (`CommandError`), oldest first; bounded.
+    access_errors : collections.deque of AccessError
+        The most recent invalid register accesses (`ACCESS_ERRORS_KEPT`).
+    num_cpus : int
+    stall_on_error, strict : bool
+    layout : str
+    enabled, stalled : bool
+        GITS_CTLR.Enabled, GITS_CREADR.Stalled.
+    """
+
+    def __init__(self, memory: GuestMemory, num_cpus: int = 4, layout: str = "flat", *,
+                 device_bits: int = 16, event_bits: int = 16, intid_bits: int = 16,
+                 stall_on_error: bool = False, strict: bool = False):
+        if not isinstance(memory, GuestMemory):
+            raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
+        self.memory = memory
+        self.num_cpus = as_uint(num_cpus, "num_cpus")
+        self.stall_on_error = bool(stall_on_error)
+        self.strict = bool(strict)
+        self.tables = TranslationTables(layout, device_bits=device_bits, event_bits=event_bits,
+                                        intid_bits=intid_bits, num_cpus=num_cpus)
+        self._window = GuestWindow(memory)
+        self._lpi = LPIState(self._window, num_cpus, intid_bits)
+        self._processor = CommandProcessor(self.tables, self._lpi, self._window)
+        self.errors = CommandErrorLog(self._processor)
+        # The most recent invalid accesses: a guest cannot grow this without bound.
+        self.access_errors: deque[AccessError] = deque(maxlen=ACCESS_ERRORS_KEPT)
+        self._regs = registers.ITS_REGISTERS.reset_values()
+        self._regs["GITS_TYPER"] = registers.GITS_TYPER.encode(
+            Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1)
+        self._stalled = False
+        self.redistributors = Redistributors(self)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def layout(self) -> str:
+        return self.tables.layout
+
+    @property
+    def enabled(self) -> bool:
+        """GITS_CTLR.Enabled."""
+        return bool(_ENABLED.extract(self._regs["GITS_CTLR"]))
+
+    @property
+    def stalled(self) -> bool:
+        """GITS_CREADR.Stalled."""
+        return self._stalled
+
+    def register(self, name: str) -> int:
+        """Current value of an ITS register by mnemonic, in any case
+        (``"GITS_CTLR"``, ``"gits_ctlr"``), as a guest read returns it.
+
+        Raises
+        ------
+        KeyError
+            No such register; the message lists the valid names.
+        """
+        return self._read_register(registers.ITS_REGISTERS.find(name))
+
+    def _queue(self) -> tuple[int, int]:
+        cbaser = self._regs["GITS_CBASER"]
+        return registers.cbaser_address(cbaser), registers.cbaser_queue_bytes(cbaser)
+
+    # ------------------------------------------------------------------ MMIO
+
+    def _access_error(self, offset: int, size: int, write: bool, value: int, reason: str,
+                      frame: str = "GITS") -> None:
+        """Record an invalid access (RAZ/WI), or raise it in strict mode."""
+        error = AccessError(frame, offset, size, write, value, reason)
+        if self.strict:
+            raise InvalidAccessError(error)
+        self.access_errors.append(error)
+
+    def _check_host_access(self, offset, size) -> tuple[int, int]:
+        offset = as_uint(offset, "offset", 64)
+        if offset >= ITS_REGION_BYTES:
+            raise ValueError(f"offset {offset:#x} is outside the 128 KiB ITS region")
+        if size not in (1, 2, 4, 8):
+            raise ValueError(f"size must be 1, 2, 4 or 8 bytes, got {size!r}")
+        return offset, size
+
+    def _read_register(self, register: registers.Register) -> int:
+        name = register.name
+        if name == "GITS_CTLR":
+            creadr = _OFFSET.extract(self._regs["GITS_CREADR"])
+            quiescent = not self.enabled or (
+                creadr == _OFFSET.extract(self._regs["GITS_CWRITER"]) and not self._stalled)
+            return _QUIESCENT.deposit(self._regs[name], int(quiescent))
+        if name == "GITS_CREADR":
+            return _STALLED.deposit(self._regs[name], int(self._stalled))
+        if register.access == "WO":
+            return 0
+        return self._regs[name]
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        """A guest read of `size` bytes at `offset` in the ITS region."""
+        offset, size = self._check_host_access(offset, size)
+        access = registers.lookup(offset, size)
+        if access is None:
+            self._access_error(offset, size, False, 0, "no register of that size there")
+            return 0
+        if access.register.access == "WO":
+            return 0                                     # GITS_TRANSLATER reads as zero
+        value = self._read_register(access.register)
+        return value if access.half is None else registers.read_half(value, access.half)
+
+    def mmio_write(self, offset: int, value: int, size: int, device_id: int | None = None):
+        """A guest write of `size` bytes at `offset` in the ITS region.
+
+        `device_id` is the bus side-band of a GITS_TRANSLATER write (the
+        doorbell); it is ignored elsewhere.  A doorbell write returns its
+        `TranslationStatus`; other writes return None.
+
+        Raises
+        ------
+        ValueError
+            A GITS_TRANSLATER write without `device_id` (every bus carries
+            one: the embedding code dropped it), an offset outside the ITS
+            region, a size not 1/2/4/8 or a value wider than `size`.
+        InvalidAccessError
+            With ``strict=True``: the access hits no register (RAZ/WI).
+        """
+        if offset == _TRANSLATER and (size == 4 or size == 2) and device_id is not None:
+            if type(value) is not int or not 0 <= value < (1 << (8 * size)):
+                value = as_uint(value, "value", 8 * size)
+            return self._processor.msi(device_id, value)
+        offset, size = self._check_host_access(offset, size)
+        value = as_uint(value, "value", 8 * size)
+        access = registers.lookup(offset, size)
+        if access is None:
+            self._access_error(offset, size, True, value, "no register of that size there")
+            return None
+        register = access.register
+        if register.name == "GITS_TRANSLATER":
+            raise ValueError("a GITS_TRANSLATER write needs device_id=: the DeviceID the bus "
+                             "carries with the doorbell (the embedding code dropped it)")
+        if register.access == "RO":
+            return None                                  # write-ignored, architecturally
+        old = self._regs[register.name]
+        new = value if access.half is None else registers.merge_half(old, access.half, value)
+        self._write_register(register, old, new)
+        return None
+
+    def _write_register(self, register: registers.Register, old: int, new: int) -> None:
+        name = register.name
+        if name == "GITS_CTLR":
+            self._write_ctlr(new)
+        elif name == "GITS_CBASER":
+            if not self.enabled:                         # KVM: a new queue starts empty
+                self._regs[name] = register.merge_write(old, new)
+                self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
+                self._stalled = False
+        elif name == "GITS_CWRITER":
+            self._write_cwriter(new)
+        elif name.startswith("GITS_BASER"):
+            if not self.enabled:
+                self._write_baser(register, old, new)
+
+    def _write_ctlr(self, value: int) -> None:
+        enable = bool(_ENABLED.extract(value))
+        if enable and not self.enabled:
+            if not (_CBASER_VALID.extract(self._regs["GITS_CBASER"])
+                    and _VALID.extract(self._regs["GITS_BASER0"])
+                    and _VALID.extract(self._regs["GITS_BASER1"])):
+                return                                   # KVM: the whole write is dropped
+            self._configure_processor()
+        self._regs["GITS_CTLR"] = _ENABLED.deposit(0, int(enable))
+        self._processor.its_enabled = enable
+        self._process()
+
+    def _write_cwriter(self, value: int) -> None:
+        offset = _OFFSET.extract(value)
+        _, queue_bytes = self._queue()
+        if offset * 32 >= queue_bytes:
+            return                                       # KVM: the whole write is ignored
+        self._regs["GITS_CWRITER"] = _OFFSET.deposit(0, offset)
+        if _RETRY.extract(value):
+            self._stalled = False
+        self._process()
+
+    def _write_baser(self, register: registers.Register, old: int, new: int) -> None:
+        value = register.merge_write(old, new)
+        if register.name == "GITS_BASER1":
+            value = _INDIRECT.deposit(value, 0)          # no two-level collection table
+        self._regs[register.name] = value
+        if register.name == "GITS_BASER0" and not _VALID.extract(value):
+            self._drop_all_devices()
+        elif register.name == "GITS_BASER1" and not _VALID.extract(value):
+            for icid in self.tables.collection_table()[0].tolist():
+                self.tables.unmap_collection(icid)
+
+    def _drop_all_devices(self) -> None:
+        for device_id in self.tables.device_ids().tolist():
+            self._processor.drop_device(device_id)
+
+    def _configure_processor(self) -> None:
+        baser0, baser1 = self._regs["GITS_BASER0"], self._regs["GITS_BASER1"]
+        self._processor.configure(
+            registers.baser_address(baser0), registers.baser_table_bytes(baser0),
+            registers.baser_page_size(baser0), bool(_INDIRECT.extract(baser0)),
+            registers.baser_table_bytes(baser1))
+
+    def _process(self) -> None:
+        """Run the queue from CREADR to CWRITER if enabled and not stalled."""
+        if not self.enabled or self._stalled:
+            return
+        base, queue_bytes = self._queue()
+        creadr, stalled = self._processor.process(
+            base, queue_bytes, _OFFSET.extract(self._regs["GITS_CREADR"]) * 32,
+            _OFFSET.extract(self._regs["GITS_CWRITER"]) * 32, self.stall_on_error)
+        self._regs["GITS_CREADR"] = _OFFSET.deposit(0, creadr // 32)
+        self._stalled = bool(stalled)
+
+    # ------------------------------------------------------------------ driver side
+
+    def submit(self, *packets: bytes) -> None:
+        """Queue commands as a driver does: write them at CWRITER, advance
+        CWRITER (which processes them), in as many rounds as the queue needs.
+
+        Raises
+        ------
+        ITSError
+            The queue is not valid, or it stays full (ITS disabled or stalled).
+        """
+        for packet in packets:
+            if len(packet) != commands.COMMAND_BYTES:
+                raise ValueError(f"a command is {commands.COMMAND_BYTES} bytes, got {len(packet)}")
+        image = np.frombuffer(b"".join(packets), "<u8").reshape(-1, 4)
+        self.submit_many(image)
+
+    def submit_many(self, dwords) -> None:
+        """`submit` for commands given as an (n, 4) array of doublewords (as
+        `commands.encode_many` makes them), copied into the queue with numpy."""
+        dwords = np.asarray(dwords)
+        if dwords.ndim != 2 or dwords.shape[1] != 4 or dwords.dtype.kind not in "u":
+            raise ValueError("commands must be an (n, 4) array of unsigned doublewords")
+        if not _CBASER_VALID.extract(self._regs["GITS_CBASER"]):
+            raise ITSError("submit: GITS_CBASER is not valid")
+        base, queue_bytes = self._queue()
+        if not self.memory.contains(base, queue_bytes):
+            raise ITSError(
+                f"submit: the command queue GITS_CBASER describes, [{base:#x}, "
+                f"{base + queue_bytes:#x}), is outside guest memory [{self.memory.base:#x}, "
+                f"{self.memory.end:#x}); note that CBASER.Physical_Address holds the "
+                "address >> 12: build it with GITS_CBASER.encode(address=...) or "
+                "its_core.bring_up")
+        slots = queue_bytes // 32
+        queue = self.memory.view(base, slots * 4, "<u8").reshape(slots, 4)
+        done = 0
+        while done < dwords.shape[0]:
+            creadr = _OFFSET.extract(self._regs["GITS_CREADR"])
+            cwriter = _OFFSET.extract(self._regs["GITS_CWRITER"])
+            free = (creadr - cwriter - 1) % slots
+            if free == 0:
+                raise ITSError("submit: the command queue is full and not draining "
+                               "(ITS disabled or stalled)")
+            count = min(free, dwords.shape[0] - done, slots - cwriter)   # up to the wrap
+            queue[cwriter:cwriter + count] = dwords[done:done + count]
+            done += count
+            self.mmio_write(registers.GITS_CWRITER.offset, (cwriter + count) % slots * 32, 8)
+
+    # ------------------------------------------------------------------ translation
+
+    def translate(self, device_id: int, event_id: int) -> tuple[int, int]:
+        """(intid, cpu) of the current mappings (a pure lookup; see TranslationTables)."""
+        return self.tables.translate(device_id, event_id)
+
+    def translate_batch(self, device_ids, event_ids, out=None):
+        """Batch lookup of the current mappings (see TranslationTables.translate_batch)."""
+        return self.tables.translate_batch(device_ids, event_ids, out=out)
+
+    def msi(self, device_id: int, event_id: int) -> TranslationStatus:
+        """The doorbell: translate and make the LPI pending on its target CPU.
+
+        Returns the `TranslationStatus`: ITS_DISABLED, a translation failure,
+        LPIS_DISABLED, INTID_OUT_OF_RANGE, or OK (the LPI is now pending).
+        """
+        return self._processor.msi(device_id, event_id)
+
+    def msi_batch(self, device_ids, event_ids) -> np.ndarray:
+        """Many doorbells; returns a uint8 array of `TranslationStatus`.
+
+        A disabled ITS translates nothing: every status is ITS_DISABLED (the
+        arguments are still checked as `translate_batch` checks them).
+        """
+        if not self.enabled:
+            devices, _ = message_arrays(device_ids, event_ids)
+            return np.full(devices.shape[0], TranslationStatus.ITS_DISABLED, np.uint8)
+        intids, cpus, statuses = self.tables.translate_batch(device_ids, event_ids)
+        self._lpi.deliver(intids, cpus, statuses)
+        return statuses
+
+    # ------------------------------------------------------------------ LPI side
+
+    def _check_cpu(self, cpu) -> int:
+        cpu = as_uint(cpu, "cpu")
+        if cpu >= self.num_cpus:
+            raise ValueError(f"cpu {cpu} is not in 0..{self.num_cpus - 1}")
+        return cpu
+
+    def pending(self, cpu: int) -> np.ndarray:
+        """Sorted uint32 INTIDs pending on `cpu`."""
+        return self._lpi.pending_intids(self._check_cpu(cpu))
+
+    def acknowledge(self, cpu: int) -> int | None:
+        """Take the highest-priority enabled pending LPI of `cpu` (ties: lowest
+        INTID); None when there is none."""
+        return self._lpi.acknowledge(self._check_cpu(cpu))
+
+    # ------------------------------------------------------------------ save / restore
+
+    def save(self) -> dict:
+        """Tables and pending tables -> guest memory; returns the register state
+        (ITS and redistributors' LPI side) as a JSON-serialisable dict."""
+        return saverestore.save(self)
+
+    def restore(self, state: dict) -> None:
+        """Restore a `save()` state from (a copy of) the guest memory it was
+        saved to; atomic: on RestoreError nothing has changed."""
+        saverestore.restore(self, state)
+
+    def save_tables(self) -> None:
+        """Device table, ITTs and collection table -> guest memory (KVM rev0)."""
+        saverestore.save_tables(self)
+
+    def restore_tables(self) -> None:
+        """Guest memory -> translation tables, validated and atomic."""
+        saverestore.restore_tables(self)
+
+    def save_registers(self) -> dict:
+        """GITS_IIDR, CBASER, CREADR, CWRITER, BASER0..7 and CTLR by mnemonic."""
+        return saverestore.save_registers(self)
+
+    def restore_registers(self, regs: dict) -> None:
+        """Every ITS register but GITS_CTLR, in KVM's documented order."""
+        saverestore.restore_registers(self, regs)
+
+    def save_pending_tables(self) -> None:
+        """Pending bitmaps of CPUs with LPIs enabled -> their pending tables."""
+        saverestore.save_pending_tables(self)
+
+    def restore_pending_tables(self) -> None:
+        """Pending tables -> pending bitmaps of CPUs with LPIs enabled."""
+        saverestore.restore_pending_tables(self)
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(self) -> None:
+        """KVM's ITS reset: disabled, quiescent, no mappings, BASERn.Valid = 0
+        (other fields kept), CBASER = CREADR = CWRITER = 0, errors cleared.
+        Redistributor state is kept."""
+        self.tables.reset()
+        self._regs["GITS_CTLR"] = 0
+        self._processor.its_enabled = False
+        for register in _BASERS:
+            self._regs[register.name] = _VALID.deposit(self._regs[register.name], 0)
+        self._regs["GITS_CBASER"] = self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
+        self._stalled = False
+        self._processor.clear_errors()
+
+    def __repr__(self) -> str:
+        return (f"<ITS {self.layout} enabled={self.enabled} devices={self.tables.num_devices} "
+                f"events={self.tables.num_events} errors={len(self.errors)}>")

@@ -1,0 +1,328 @@
+"""Measurements behind ``its-core bench``: translation throughput per layout,
+then command-queue, save and restore throughput.
+
+Each measurement is the best of `repeat` timed runs (the least disturbed
+one), over the same seeded pairs for every layout, the bare-loop ceiling and
+the pure-Python reference model, so the rows of one workload compare directly.
+The ratios to those same-run baselines (`relative_rates`, and save or restore
+over a numpy copy) are the figures that reproduce from run to run; absolute
+rates on a shared machine do not.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+
+import numpy as np
+
+from its_core.frontend import commands
+from its_core.tools._ceiling import bare_translate
+from its_core._version import __version__
+from its_core.core.reference import ReferenceTables
+from its_core.tools.workloads import Workload, access, build, ceiling_tables, device_ids, mappings
+
+REFERENCE_PAIRS = 20_000
+SCALAR_CALLS = 50_000
+
+
+@dataclass
+class Result:
+    """One row of the report."""
+
+    workload: str
+    layout: str                  # a layout name, "ceiling" or "reference"
+    pattern: str
+    batch_per_s: float           # translations per second, batch API
+    scalar_per_s: float | None   # calls per second, scalar API (random pattern only)
+    nbytes: int | None
+    build_s: float | None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ns_per_translation(self) -> float:
+        return 1e9 / self.batch_per_s
+
+
+def best_time(function, repeat: int) -> float:
+    """Shortest wall time of `repeat` calls of `function()` (after one warm-up)."""
+    function()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def best_times(functions: dict, repeat: int) -> dict:
+    """Shortest wall time of each of `functions` (name -> callable) over
+    `repeat` rounds that call every function once in turn, after one warm-up
+    call each.
+
+    Interleaving spreads a disturbance of the machine over every function
+    instead of all the runs of one, so the ratios between them hold up.
+    """
+    for function in functions.values():
+        function()
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeat):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def _scalar_rate(translate, device_ids, event_ids, repeat) -> float:
+    pairs = list(zip(device_ids[:SCALAR_CALLS].tolist(), event_ids[:SCALAR_CALLS].tolist()))
+
+    def loop():
+        for device_id, event_id in pairs:
+            translate(device_id, event_id)
+
+    return len(pairs) / best_time(loop, repeat)
+
+
+def run_workload(workload: Workload, layouts, patterns, pairs: int, repeat: int, seed: int,
+                 progress=None, reference: bool = True) -> list[Result]:
+    """Measure every layout of one workload (plus ceiling and reference).
+
+    For each pattern the batch calls of the ceiling, every layout and the
+    reference take turns (`best_times`); the reference runs on the first
+    REFERENCE_PAIRS pairs only.
+    """
+    results = []
+    built, build_seconds = {}, {}
+    for layout in workload.layouts(layouts):
+        start = time.perf_counter()
+        built[layout] = build(workload, layout, seed)
+        build_seconds[layout] = time.perf_counter() - start
+    reference_tables = (build(workload, "hash", seed, tables_class=ReferenceTables)
+                        if reference else None)
+    device_base, ites, collection_cpu, position_of = ceiling_tables(workload, seed)
+    reference_count = min(pairs, REFERENCE_PAIRS)
+    for pattern in patterns:
+        device_ids, event_ids = access(workload, pattern, pairs, seed)
+        intids = np.empty(pairs, np.uint32)
+        cpus = np.empty(pairs, np.int32)
+        positions = position_of(device_ids)
+        outputs = {layout: (np.empty(pairs, np.uint32), np.empty(pairs, np.int32),
+                            np.empty(pairs, np.uint8)) for layout in built}
+        batch_calls = {"ceiling": partial(bare_translate, device_base, ites, collection_cpu,
+                                          positions, event_ids, intids, cpus)}
+        for layout, tables in built.items():
+            batch_calls[layout] = partial(tables.translate_batch, device_ids, event_ids,
+                                          out=outputs[layout])
+        if reference_tables is not None:
+            batch_calls["reference"] = partial(reference_tables.translate_batch,
+                                               device_ids[:reference_count],
+                                               event_ids[:reference_count])
+        elapsed = best_times(batch_calls, repeat)
+        results.append(Result(workload.name, "ceiling", pattern, pairs / elapsed["ceiling"],
+                              None, None, None))
+        if progress:
+            progress()
+        for layout, tables in built.items():
+            if not (np.array_equal(outputs[layout][0], intids)
+                    and np.array_equal(outputs[layout][1], cpus)):
+                raise AssertionError(f"{layout} disagrees with the ceiling on {workload.name}")
+            scalar = (_scalar_rate(tables.translate, device_ids, event_ids, repeat)
+                      if pattern == "random" else None)
+            results.append(Result(workload.name, layout, pattern, pairs / elapsed[layout], scalar,
+                                  tables.nbytes, build_seconds[layout]))
+            if progress:
+                progress()
+        if reference_tables is not None:
+            scalar = (_scalar_rate(reference_tables.translate, device_ids[:reference_count],
+                                   event_ids[:reference_count], repeat)
+                      if pattern == "random" else None)
+            results.append(Result(workload.name, "reference", pattern,
+                                  reference_count / elapsed["reference"], scalar, None, None))
+            if progress:
+                progress()
+    return results
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it, else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """What the figures were measured on."""
+    import os
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "its_core": __version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def machine_summary(machine: dict) -> str:
+    """One line naming a `machine_info()` machine, for titles."""
+    return (f"{machine['cpu_model']}, {machine['cpus']} CPUs, {platform.system()}, "
+            f"Python {machine['python']}, numpy {machine['numpy']}")
+
+
+def relative_rates(results: list[Result], baseline: str) -> list[float | None]:
+    """Each result's batch rate divided by that of the `baseline` row ("ceiling"
+    or "reference") of the same workload and pattern, measured in the same run;
+    None where the run has no such row."""
+    rates = {(r.workload, r.pattern): r.batch_per_s for r in results if r.layout == baseline}
+    return [r.batch_per_s / rates[r.workload, r.pattern] if (r.workload, r.pattern) in rates
+            else None for r in results]
+
+
+def format_ratio(ratio: float | None) -> str:
+    """A ratio with the two or three significant digits a timing supports ("-" for None)."""
+    if ratio is None:
+        return "-"
+    if ratio >= 10:
+        return f"{ratio:.0f}"
+    if ratio >= 0.1:
+        return f"{ratio:.2f}"
+    return f"{ratio:#.2g}"
+
+
+def as_json(results: list[Result]) -> list[dict]:
+    """The translation rows as dicts, with ns per translation and the ratios
+    to the same run's ceiling (`x_ceiling`) and reference (`x_reference`)."""
+    rows = []
+    for result, of_ceiling, of_reference in zip(results, relative_rates(results, "ceiling"),
+                                                relative_rates(results, "reference")):
+        row = asdict(result)
+        row["ns_per_translation"] = result.ns_per_translation
+        row["x_ceiling"] = of_ceiling
+        row["x_reference"] = of_reference
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Front end: command queue, save, restore
+
+@dataclass
+class FrontEndResult:
+    """Command-queue, save and restore throughput of one layout on one workload."""
+
+    workload: str
+    layout: str
+    commands_per_s: float        # MAPTI commands through the queue
+    save_per_s: float            # ITEs saved per second (save_tables)
+    restore_per_s: float         # ITEs restored per second (restore_tables, validated)
+    copy_per_s: float            # numpy copy of as many 8-byte entries, same run
+    entries: int
+    nbytes: int
+
+    @property
+    def save_x_copy(self) -> float:
+        """Save rate as a fraction of the same run's numpy copy."""
+        return self.save_per_s / self.copy_per_s
+
+    @property
+    def restore_x_copy(self) -> float:
+        """Restore rate as a fraction of the same run's numpy copy."""
+        return self.restore_per_s / self.copy_per_s
+
+
+def front_end_as_json(results: list[FrontEndResult]) -> list[dict]:
+    """The front-end rows as dicts, with `save_x_copy` and `restore_x_copy`."""
+    return [{**asdict(r), "save_x_copy": r.save_x_copy, "restore_x_copy": r.restore_x_copy}
+            for r in results]
+
+
+def guest_for(workload: Workload):
+    """(memory bytes, GuestMap) placing a workload's tables in guest memory.
+
+    Dense DeviceIDs get a flat device table; DeviceIDs scattered over 32 bits
+    get a two-level table with a 64 KiB level-2 page for each level-1 entry
+    in use (which is why that workload needs a large guest memory).
+    """
+    from its_core.testing import GuestMap
+
+    itt_stride = max(256, 8 << workload.event_bits)
+    if workload.sparse:
+        per_page = (64 << 10) // 8
+        indexes = tuple(np.unique(device_ids(workload) // per_page).tolist())
+        level1_bytes = (1 << 32) // per_page * 8
+        guest = GuestMap(queue=0x10000, queue_pages=256, device_table=0x200000,
+                         device_table_pages=level1_bytes >> 16, indirect=True,
+                         level1_indexes=indexes, level2_tables=0x200000 + level1_bytes,
+                         collection_table=0x110000, config_table=0x1000000,
+                         pending_tables=0x1200000, pending_stride=0x40000,
+                         itt_base=0x200000 + level1_bytes + len(indexes) * (64 << 10),
+                         itt_stride=itt_stride)
+    else:
+        pages = max(1, -(-workload.devices * 8 // (64 << 10)))
+        guest = GuestMap(queue=0x10000, queue_pages=256, device_table=0x200000,
+                         device_table_pages=pages, collection_table=0x110000,
+                         config_table=0x1000000, pending_tables=0x1200000,
+                         pending_stride=0x40000, itt_base=0x2000000, itt_stride=itt_stride)
+    memory_bytes = guest.itt_base + workload.devices * itt_stride
+    return (memory_bytes + 0xFFFF) & ~0xFFFF, guest
+
+
+def _its_with_devices(workload: Workload, layout: str, seed: int):
+    """A brought-up ITS with the workload's collections and devices mapped,
+    and the MAPTI commands that map its events."""
+    from its_core import ITS, GuestMemory
+    from its_core.testing import bring_up
+
+    memory_bytes, guest = guest_for(workload)
+    its = ITS(GuestMemory(memory_bytes), workload.num_cpus, layout,
+              device_bits=workload.device_bits, event_bits=max(16, workload.event_bits),
+              intid_bits=workload.intid_bits)
+    bring_up(its, guest)
+    ids = device_ids(workload, seed)
+    its.submit_many(commands.encode_many(
+        "MAPC", icid=np.arange(workload.num_collections),
+        cpu=np.arange(workload.num_collections) % workload.num_cpus))
+    its.submit_many(commands.encode_many(
+        "MAPD", device_id=ids,
+        itt_addr=guest.itt_base + np.arange(workload.devices, dtype=np.uint64) * guest.itt_stride,
+        num_event_bits=workload.event_bits))
+    device_column, events, intids, icids = mappings(workload, seed)
+    mapti = commands.encode_many("MAPTI", device_id=device_column, event_id=events,
+                                 intid=intids, icid=icids)
+    return its, mapti
+
+
+def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> FrontEndResult:
+    """Map the workload through the command queue, then save and restore it.
+
+    Each figure is the best of `repeat` timed runs; the commands run on a
+    fresh ITS each time, since MAPTI maps an event only once.  Save, restore
+    and the numpy copy they are compared with take turns (`best_times`).
+    """
+    commands_s = float("inf")
+    for _ in range(repeat):
+        its, mapti = _its_with_devices(workload, layout, seed)
+        start = time.perf_counter()
+        its.submit_many(mapti)
+        commands_s = min(commands_s, time.perf_counter() - start)
+        if len(its.errors) or its.tables.num_events != len(mapti):
+            raise AssertionError(f"{layout}: the workload did not map cleanly through the queue")
+    entries = its.tables.num_events
+    its.mmio_write(0, 0, 4)                                 # restore needs the ITS disabled
+    source = np.arange(entries, dtype=np.uint64)
+    target = np.empty_like(source)
+    elapsed = best_times({"save": its.save_tables, "restore": its.restore_tables,
+                          "copy": partial(np.copyto, target, source)}, repeat)
+    return FrontEndResult(workload.name, layout, len(mapti) / commands_s,
+                          entries / elapsed["save"], entries / elapsed["restore"],
+                          entries / elapsed["copy"], entries, its.tables.nbytes)
