@@ -6,7 +6,7 @@ guest driver would (redistributors first, then the ITS registers, then
 GITS_CTLR.Enabled), and `program_reference` hands the same values to a
 `ReferenceITS`.  `bring_up` is make + program for the common case.
 
-The register values are built from the field layouts of `its_core.frontend.registers`
+The register values are built from the field layouts of `its_core.registers`
 (never bare hex) and carry the read-only fields the ITS reports (BASER Type
 and Entry_Size) and KVM's table attributes, so a correct ITS reads back
 exactly what was written.

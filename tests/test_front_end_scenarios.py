@@ -4,7 +4,7 @@ Each test behaves like a guest OS: it programs GITS_* and GICR_* registers,
 places commands in the queue (with `its.submit` or by hand in guest memory
 followed by a GITS_CWRITER write), rings GITS_TRANSLATER and reads pending
 state back.  Expectations come from docs/front-end.md, hand-built bytes and
-register values built from `its_core.frontend.registers` layouts -- never from the
+register values built from `its_core.registers` layouts -- never from the
 ITS itself.
 """
 

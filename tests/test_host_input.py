@@ -42,8 +42,8 @@ def mapped_tables(layout):
 def live_its(layout="flat", **kwargs):
     its = ITS(GuestMemory(64 << 20), 4, layout, **kwargs)
     bring_up(its)
-    its.submit(its_core.frontend.commands.mapc(1, 2), its_core.frontend.commands.mapd(7, 0x100_0000, 5),
-               its_core.frontend.commands.mapti(7, 3, 8195, 1))
+    its.submit(its_core.commands.mapc(1, 2), its_core.commands.mapd(7, 0x100_0000, 5),
+               its_core.commands.mapti(7, 3, 8195, 1))
     return its
 
 
@@ -97,7 +97,7 @@ def test_front_end_calls_refuse_non_integers(bad):
         lambda: its.acknowledge(bad),
         lambda: its.memory.read(bad, 4),
         lambda: R.GITS_CBASER.encode(Size=bad),
-        lambda: its_core.frontend.commands.mapti(7, bad, 8196, 1),
+        lambda: its_core.commands.mapti(7, bad, 8196, 1),
     ]
     for call in calls:
         with pytest.raises(TypeError, match="must be an integer"):
@@ -107,7 +107,7 @@ def test_front_end_calls_refuse_non_integers(bad):
 
 def test_one_bit_flags_take_bools():
     assert R.GITS_CBASER.encode(Valid=True) == 1 << 63
-    assert its_core.frontend.commands.decode(its_core.frontend.commands.mapc(1, 2, valid=True)).fields["valid"] == 1
+    assert its_core.commands.decode(its_core.commands.mapc(1, 2, valid=True)).fields["valid"] == 1
 
 
 @pytest.mark.parametrize("call, name", [
@@ -259,7 +259,7 @@ def test_submit_names_cbaser_when_the_queue_is_outside_memory():
                    R.GITS_CBASER.encode(Valid=1, Physical_Address=0x1_0000), 8)
     its.mmio_write(R.GITS_CTLR.offset, 1, 4)
     with pytest.raises(ITSError, match="GITS_CBASER.*outside guest memory.*address="):
-        its.submit(its_core.frontend.commands.sync(0))
+        its.submit(its_core.commands.sync(0))
 
 
 # -- 11. smaller things ---------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_restore_with_another_cpu_count_says_so():
 
 def test_public_names_are_documented():
     assert "ITS" in its_core.__doc__
-    assert its_core.frontend.registers is R and "registers" in its_core.__all__
+    assert its_core.registers is R and "registers" in its_core.__all__
     for member in ("OK", "NO_DEVICE", "ITS_DISABLED", "INTID_OUT_OF_RANGE"):
         assert member in its_core.TranslationStatus.__doc__
     for member in ("DEVICE_NOT_MAPPED", "CPU_OUT_OF_RANGE"):

@@ -3,7 +3,7 @@
 `CommandProcessor.process` runs the queue from CREADR to CWRITER, reading
 each 32-byte command through a bounds-checked window on guest memory and
 applying it to the translation core and the LPI state, in native code.  The
-field positions come from `its_core.frontend.commands.FIELD_ROWS`, the same table the
+field positions come from `its_core.commands.FIELD_ROWS`, the same table the
 Python encoders and decoder use, loaded into a C table at import.
 
 A command that fails a check is recorded (queue offset, command number,

@@ -3,7 +3,7 @@
 `ITS` is what a simulator plugs in where a real ITS sits (docs/front-end.md):
 
 * the guest programs it through `mmio_read` / `mmio_write` at offsets of the
-  128 KiB ITS region (registers declared in `its_core.frontend.registers`);
+  128 KiB ITS region (registers declared in `its_core.registers`);
 * commands are read from the queue in guest memory and run by the native
   `CommandProcessor` inside the MMIO write that triggers them;
 * devices ring the doorbell (`msi`, `msi_batch`, or a GITS_TRANSLATER write
@@ -61,7 +61,7 @@ class CommandError(NamedTuple):
 
     offset: int     # byte offset of the command in the queue
     opcode: int     # command number, DW0[7:0]
-    code: int       # E_ITS_* error code (its_core.frontend.commands)
+    code: int       # E_ITS_* error code (its_core.commands)
 
     @property
     def name(self) -> str:

@@ -1,7 +1,7 @@
 """The LPI side of the redistributors, as the guest sees it.
 
 One redistributor per CPU, with the LPI registers of its RD_base frame
-(declared in `its_core.frontend.registers`): GICR_CTLR.EnableLPIs, GICR_TYPER,
+(declared in `its_core.registers`): GICR_CTLR.EnableLPIs, GICR_TYPER,
 GICR_PROPBASER (one register shared by every CPU, as KVM keeps it) and
 GICR_PENDBASER.  The state behind them (pending bitmaps, config cache) is
 the native `LPIState`; see docs/front-end.md for when it loads what.

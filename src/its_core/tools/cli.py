@@ -56,7 +56,7 @@ def format_table(results) -> str:
         "",
         "x ceiling  batch rate / that of the bare-loop ceiling (_ceiling.pyx: the same lookups",
         "           with no layout and no checks) on the same pairs: 0.50 = half as fast",
-        "x ref      batch rate / that of the pure-Python reference model (its_core.core.reference) on",
+        "x ref      batch rate / that of the pure-Python reference model (its_core.reference) on",
         "           the first 20 000 of the same pairs: how many times faster than the model",
         "M/s        millions of translations per second, best of the timed runs; the rows of a",
         "           pattern are timed in turns, so the ratios hold from run to run while M/s",

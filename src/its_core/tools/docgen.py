@@ -1,6 +1,6 @@
 """Generate docs/reference.md from the tables the code itself uses.
 
-Registers (its_core.frontend.registers), commands (its_core.frontend.commands), error codes and
+Registers (its_core.registers), commands (its_core.commands), error codes and
 the save-format entries (its_core.abi.entries) are rendered straight from their data,
 so the reference cannot drift from the implementation; a test compares the
 committed file with `render()`.  Regenerate with::

@@ -168,7 +168,7 @@ def draw(path: str, results, front_end, machine: dict, pairs: int, repeat: int) 
     figure.suptitle(f"its-core bench: {workloads}; {pairs:,} pairs per batch call, best of "
                     f"{repeat} timed runs\n{machine_summary(machine)}", fontsize=12)
     notes = ["Ceiling: the bare, unchecked lookup loop (_ceiling.pyx) on the same pairs. "
-             "Reference: the pure-Python model (its_core.core.reference) on the first 20 000 pairs. "
+             "Reference: the pure-Python model (its_core.reference) on the first 20 000 pairs. "
              "Ratios compare rows of one run; absolute rates move by up to \u00b130 % between "
              "runs on a shared machine."]
     if no_flat:
