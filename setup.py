@@ -28,12 +28,14 @@ ITS_CORE_BUILD_QUIET=1
 import glob
 import hashlib
 import os
+import shutil
 import sys
 import time
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build import build
 from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("ITS_CORE_DEBUG", "") not in ("", "0")
@@ -62,6 +64,8 @@ BUILD_DIR = "build/cython-debug" if DEBUG else "build/cython"
 #: Fingerprint of the extensions last compiled into build/ (release and debug
 #: builds share build/lib and build/temp, so one stamp says which is there).
 STAMP = os.path.join("build", "its_core-extensions.stamp")
+#: The package's files at the last build (see BuildWithoutStaleFiles).
+FILE_LIST = os.path.join("build", "its_core-files.list")
 
 
 def _open_progress_stream():
@@ -164,6 +168,33 @@ class ParallelBuildExt(build_ext):
         progress(f"[{self._done}/{self._total}] {ext.name}")
 
 
+def _package_files() -> str:
+    """The package's source files, one path a line (what a wheel is built from)."""
+    suffixes = (".py", ".pyx", ".pxd", ".pyi", ".trace", ".typed")
+    return "\n".join(sorted(path for path in glob.glob("src/its_core/**/*", recursive=True)
+                            if path.endswith(suffixes) and "__pycache__" not in path))
+
+
+class BuildWithoutStaleFiles(build):
+    """build that empties build/lib when files of the package were added, moved
+    or removed since the last build, so that a wheel never carries a module
+    the sources no longer have (setuptools only ever adds to build/lib)."""
+
+    def run(self):
+        files = _package_files()
+        previous = None
+        if os.path.exists(FILE_LIST):
+            with open(FILE_LIST) as stream:
+                previous = stream.read()
+        if previous != files and os.path.isdir(self.build_lib):
+            progress(f"the package's files changed since the last build: emptying {self.build_lib}")
+            shutil.rmtree(self.build_lib)
+        super().run()
+        os.makedirs(os.path.dirname(FILE_LIST), exist_ok=True)
+        with open(FILE_LIST, "w") as stream:
+            stream.write(files)
+
+
 def extension(name: str, source: str) -> Extension:
     return Extension(
         name,
@@ -179,4 +210,5 @@ extensions = [extension(f"its_core.{name}", f"src/its_core/{name.replace('.', '/
               for name in MODULES]
 extensions.append(extension(SHARED_UTILITY, f"src/{SHARED_UTILITY.replace('.', '/')}.c"))
 
-setup(ext_modules=extensions, cmdclass={"build_ext": ParallelBuildExt})
+setup(ext_modules=extensions,
+      cmdclass={"build": BuildWithoutStaleFiles, "build_ext": ParallelBuildExt})
