@@ -26,14 +26,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from its_core.frontend import commands
-from its_core.frontend import registers
 from its_core.abi import saverestore
-from its_core.frontend._cmdq import CommandProcessor
 from its_core.core._core import TranslationStatus, TranslationTables, message_arrays
+from its_core.errors import InvalidAccessError, ITSError
+from its_core.frontend import commands, registers
+from its_core.frontend._cmdq import CommandProcessor
 from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
-from its_core.errors import InvalidAccessError, ITSError
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.redistributors import Redistributors
 from its_core.validation import as_uint
