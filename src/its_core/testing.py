@@ -53,7 +53,7 @@ def random_state(its, num_devices: int, events_per_device: int, *, seed: int = 0
     # Distinct random EventIDs per device: a random permutation's first `per`.
     events = np.argsort(rng.random((num_devices, 1 << event_bits)), axis=1)[:, :per]
     events = np.sort(events, axis=1).astype(np.uint32).reshape(-1)
-    lpi_limit = min(1 << tables.intid_bits, its._lpi.limit)
+    lpi_limit = min(1 << tables.intid_bits, its.lpi_state.limit)
     intids = rng.integers(8192, lpi_limit, num_devices * per, dtype=np.uint64)
     icids = rng.integers(0, num_collections, num_devices * per, dtype=np.uint64)
     tables.load_devices(device_ids, np.full(num_devices, event_bits, np.uint8), itts,
@@ -62,12 +62,13 @@ def random_state(its, num_devices: int, events_per_device: int, *, seed: int = 0
     for icid in range(num_collections):
         if icid % 8 != 7:
             tables.map_collection(icid, int(rng.integers(0, its.num_cpus)))
-    its._lpi.load_config_many(intids.astype(np.uint32))
+    its.lpi_state.load_config_many(intids.astype(np.uint32))
     chosen = rng.random(intids.size) < pending_fraction
     cpus = tables.collections_of(icids[chosen].astype(np.uint16))
     mapped = cpus >= 0
-    its._lpi.pending_array[cpus[mapped], (intids[chosen][mapped] >> np.uint64(3)).astype(np.intp)] |= (
-        np.uint8(1) << (intids[chosen][mapped] & np.uint64(7)).astype(np.uint8))
+    pending = intids[chosen][mapped]
+    its.lpi_state.pending_array[cpus[mapped], (pending >> np.uint64(3)).astype(np.intp)] |= (
+        np.uint8(1) << (pending & np.uint64(7)).astype(np.uint8))
     return guest
 
 

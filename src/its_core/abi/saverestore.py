@@ -28,7 +28,6 @@ _VALID = registers.GITS_BASER0.field("Valid")
 _INDIRECT = registers.GITS_BASER0.field("Indirect")
 _REVISION = registers.GITS_IIDR.field("Revision")
 _OFFSET = registers.GITS_CWRITER.field("Offset")
-_STALLED = registers.GITS_CREADR.field("Stalled")
 _L1_VALID = abi.L1_DESCRIPTOR["V"].mask
 _L1_ADDRESS = abi.L1_DESCRIPTOR["Address"].mask
 
@@ -79,8 +78,7 @@ def _plan_device_table(its, table: _Table, records: np.ndarray):
         zero = [(page, table.page_bytes) for page in pages.tolist()]
     else:
         zero = [(table.base, table.nbytes)]
-    its._configure_processor()
-    slots = its._processor.device_slots(ids)
+    slots = its.device_table_slots(ids)
     missing = np.flatnonzero(slots == NO_SLOT)
     if missing.size:
         raise SaveError("device", int(ids[missing[0]]), "slot",
@@ -135,16 +133,17 @@ def _plan_collection_table(its, table: _Table) -> np.ndarray:
 
 def save_tables(its) -> None:
     """Device table, every ITT and the collection table -> guest memory."""
-    devices, collections = _Table(its._regs["GITS_BASER0"]), _Table(its._regs["GITS_BASER1"])
+    devices = _Table(its.stored_register("GITS_BASER0"))
+    collections = _Table(its.stored_register("GITS_BASER1"))
     records = its.tables.device_records()
     zero, slots, dtes = _plan_device_table(its, devices, records)
     ctes = _plan_collection_table(its, collections)
     # Everything has been checked: write.
     if zero:
         addrs, lengths = zip(*zero)
-        zero_ranges(its._window, np.array(addrs, np.uint64), np.array(lengths, np.uint64))
-    scatter_u64(its._window, slots, dtes)
-    save_itts(its._window, its.tables, records)
+        zero_ranges(its.guest_window, np.array(addrs, np.uint64), np.array(lengths, np.uint64))
+    scatter_u64(its.guest_window, slots, dtes)
+    save_itts(its.guest_window, its.tables, records)
     if ctes.size:
         its.memory.view(collections.base, ctes.size, "<u8")[:] = ctes
 
@@ -152,7 +151,7 @@ def save_tables(its) -> None:
 def _plan_pending(its) -> list[tuple[int, int]]:
     """(cpu, table address) of every CPU with LPIs enabled, checked."""
     rd = its.redistributors
-    start, end = its._lpi.pending_span()
+    start, end = its.lpi_state.pending_span()
     plan = []
     for cpu in range(its.num_cpus):
         if not rd.lpis_enabled(cpu):
@@ -169,7 +168,7 @@ def save_pending_tables(its) -> None:
     """Pending bitmap of each CPU with LPIs enabled -> its pending table
     (bytes 1024 up to the LPI limit / 8 only)."""
     for cpu, addr in _plan_pending(its):
-        its._lpi.save_pending(cpu, addr)
+        its.lpi_state.save_pending(cpu, addr)
 
 
 def save_registers(its) -> dict:
@@ -185,7 +184,7 @@ def save(its) -> dict:
     pending = _plan_pending(its)
     save_tables(its)
     for cpu, addr in pending:
-        its._lpi.save_pending(cpu, addr)
+        its.lpi_state.save_pending(cpu, addr)
     state = {"format": abi.FORMAT, **save_registers(its)}
     rd = its.redistributors
     for name in GICR_REGISTER_NAMES:
@@ -206,7 +205,7 @@ def _build_tables(its, baser0: int, baser1: int) -> TranslationTables:
     devices, collections = _Table(baser0), _Table(baser1)
     known = np.zeros(65536, np.uint8)
     if collections.valid:
-        icids, cpus = scan_collections(its._window, collections.base, collections.nbytes,
+        icids, cpus = scan_collections(its.guest_window, collections.base, collections.nbytes,
                                        its.num_cpus, old.num_collections)
         known[icids] = 1
         for icid, cpu in zip(icids.tolist(), cpus.tolist()):
@@ -216,28 +215,23 @@ def _build_tables(its, baser0: int, baser1: int) -> TranslationTables:
         if devices.indirect and not its.memory.contains(devices.base, devices.nbytes):
             raise RestoreError("level1", None, "GITS_BASER0",
                                f"table {devices.base:#x}+{devices.nbytes:#x} outside guest memory")
-        scan_devices(its._window, tables, devices.base, devices.nbytes, devices.page_bytes,
+        scan_devices(its.guest_window, tables, devices.base, devices.nbytes, devices.page_bytes,
                      devices.indirect, known)
     return tables
-
-
-def _install_tables(its, tables: TranslationTables) -> None:
-    its.tables = tables
-    its._processor.set_tables(tables)
-    its._lpi.load_config_many(tables.mapped_intids())   # restored ITEs load their config
 
 
 def restore_tables(its) -> None:
     """Guest memory -> core structures, all-or-nothing."""
     if its.enabled:
         raise ITSError("restore_tables: the ITS is enabled; restore before GITS_CTLR")
-    _install_tables(its, _build_tables(its, its._regs["GITS_BASER0"], its._regs["GITS_BASER1"]))
+    its.install_tables(_build_tables(its, its.stored_register("GITS_BASER0"),
+                                     its.stored_register("GITS_BASER1")))
 
 
 def _check_pending(its, cpu: int, addr: int, span: tuple[int, int] | None = None) -> None:
     """RestoreError unless bytes `span` (default: the current limit's) of the
     pending table at `addr` lie inside guest memory."""
-    start, end = span or its._lpi.pending_span()
+    start, end = span or its.lpi_state.pending_span()
     if end > start and not its.memory.contains(addr + start, end - start):
         raise RestoreError("pending", cpu, "GICR_PENDBASER",
                            f"pending table {addr:#x} outside guest memory")
@@ -250,7 +244,7 @@ def restore_pending_tables(its) -> None:
     for cpu in cpus:
         _check_pending(its, cpu, rd.pendbaser_address(cpu))
     for cpu in cpus:
-        its._lpi.load_pending(cpu, rd.pendbaser_address(cpu))
+        its.lpi_state.load_pending(cpu, rd.pendbaser_address(cpu))
 
 
 def _checked_registers(its, regs: dict) -> dict:
@@ -281,15 +275,9 @@ def _checked_registers(its, regs: dict) -> dict:
 
 def _apply_its_registers(its, values: dict) -> None:
     """Userspace-style writes, in the documented order, ITS disabled."""
-    regs = its._regs
-    regs["GITS_CBASER"] = registers.GITS_CBASER.merge_write(0, values["GITS_CBASER"])
-    regs["GITS_CREADR"] = _OFFSET.deposit(0, _OFFSET.extract(values["GITS_CREADR"]))
-    its._stalled = bool(_STALLED.extract(values["GITS_CREADR"]))
-    regs["GITS_CWRITER"] = _OFFSET.deposit(0, _OFFSET.extract(values["GITS_CWRITER"]))
+    its.load_queue(values["GITS_CBASER"], values["GITS_CREADR"], values["GITS_CWRITER"])
     for n in range(8):
-        name = f"GITS_BASER{n}"
-        register = registers.ITS_REGISTERS[name]
-        its._write_baser(register, regs[name], values[name])
+        its.load_baser(n, values[f"GITS_BASER{n}"])
 
 
 def restore_registers(its, regs: dict) -> None:
@@ -331,8 +319,9 @@ def restore(its, state: dict) -> None:
     # The pending bytes that will be read are those below the limit the saved
     # PROPBASER sets (one register for every CPU: the last write wins).
     id_bits = registers.GICR_PROPBASER.field("IDbits").extract(gicr["GICR_PROPBASER"][-1])
-    limit = 1 << min(id_bits + 1, its._lpi.intid_bits)
-    span = (its._lpi.pending_span()[0], max(its._lpi.pending_span()[0], limit // 8))
+    limit = 1 << min(id_bits + 1, its.lpi_state.intid_bits)
+    first = its.lpi_state.pending_span()[0]
+    span = (first, max(first, limit // 8))
     for cpu in range(its.num_cpus):
         if enable_field.extract(gicr["GICR_CTLR"][cpu]):
             _check_pending(its, cpu, gicr["GICR_PENDBASER"][cpu] & pend_field.mask, span)
@@ -349,6 +338,6 @@ def restore(its, state: dict) -> None:
     # The restored tables go in before the BASER writes, so a saved BASER with
     # Valid = 0 drops (the empty) restored mappings, never the old ones with
     # the pending bits just read from the pending tables.
-    _install_tables(its, tables)
+    its.install_tables(tables)
     _apply_its_registers(its, values)
     its.mmio_write(registers.GITS_CTLR.offset, ctlr & registers.GITS_CTLR.write_mask, 4)

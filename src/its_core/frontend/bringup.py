@@ -123,7 +123,7 @@ def bring_up(its, guest: GuestMap | None = None, *, intid_bits: int | None = Non
     """
     guest = guest or GuestMap()
     memory = its.memory
-    bits = intid_bits or its._lpi.intid_bits
+    bits = intid_bits or its.lpi_state.intid_bits
     lpis = (1 << bits) - 8192
     memory.fill(guest.config_table, lpis, LPI_CONFIG_DEFAULT)
     rd = its.redistributors

@@ -45,7 +45,6 @@ ACCESS_ERRORS_KEPT = 1 << 16
 ITS_REGION_BYTES = 0x2_0000
 _TRANSLATER = registers.GITS_TRANSLATER.offset
 _ENABLED = registers.GITS_CTLR.field("Enabled")
-_QUIESCENT = registers.GITS_CTLR.field("Quiescent")
 _VALID = registers.GITS_BASER0.field("Valid")
 _INDIRECT = registers.GITS_BASER0.field("Indirect")
 _CBASER_VALID = registers.GITS_CBASER.field("Valid")
@@ -193,7 +192,12 @@ class ITS:
         self.errors = CommandErrorLog(self._processor)
         # The most recent invalid accesses: a guest cannot grow this without bound.
         self.access_errors: deque[AccessError] = deque(maxlen=ACCESS_ERRORS_KEPT)
+        # Stored register values.  GITS_CTLR is not among them: Enabled lives in
+        # the command processor (`its_enabled`, which the doorbell reads) and
+        # Quiescent is derived, so a read composes it.  CREADR.Stalled lives
+        # in `_stalled`.
         self._regs = registers.ITS_REGISTERS.reset_values()
+        del self._regs["GITS_CTLR"]
         self._regs["GITS_TYPER"] = registers.GITS_TYPER.encode(
             Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1)
         self._stalled = False
@@ -208,7 +212,7 @@ class ITS:
     @property
     def enabled(self) -> bool:
         """GITS_CTLR.Enabled."""
-        return bool(_ENABLED.extract(self._regs["GITS_CTLR"]))
+        return bool(self._processor.its_enabled)
 
     @property
     def stalled(self) -> bool:
@@ -254,7 +258,7 @@ class ITS:
             creadr = _OFFSET.extract(self._regs["GITS_CREADR"])
             quiescent = not self.enabled or (
                 creadr == _OFFSET.extract(self._regs["GITS_CWRITER"]) and not self._stalled)
-            return _QUIESCENT.deposit(self._regs[name], int(quiescent))
+            return register.encode(Enabled=int(self.enabled), Quiescent=int(quiescent))
         if name == "GITS_CREADR":
             return _STALLED.deposit(self._regs[name], int(self._stalled))
         if register.access == "WO":
@@ -305,7 +309,8 @@ class ITS:
                              "carries with the doorbell (the embedding code dropped it)")
         if register.access == "RO":
             return None                                  # write-ignored, architecturally
-        old = self._regs[register.name]
+        old = self._read_register(register) if register is registers.GITS_CTLR \
+            else self._regs[register.name]
         new = value if access.half is None else registers.merge_half(old, access.half, value)
         self._write_register(register, old, new)
         return None
@@ -333,7 +338,6 @@ class ITS:
                     and _VALID.extract(self._regs["GITS_BASER1"])):
                 return                                   # KVM: the whole write is dropped
             self._configure_processor()
-        self._regs["GITS_CTLR"] = _ENABLED.deposit(0, int(enable))
         self._processor.its_enabled = enable
         self._process()
 
@@ -512,6 +516,58 @@ class ITS:
         """Pending tables -> pending bitmaps of CPUs with LPIs enabled."""
         saverestore.restore_pending_tables(self)
 
+    # ------------------------------------------------------------------ interface for its_core.abi
+    # Save/restore and dump reach the ITS only through these members
+    # (docs/architecture.md, "Internal interfaces"); they are not for simulators.
+
+    @property
+    def guest_window(self) -> GuestWindow:
+        """Native, bounds-checked access to `memory`, for the save/restore kernels."""
+        return self._window
+
+    @property
+    def lpi_state(self) -> LPIState:
+        """The redistributors' LPI state: pending bitmaps, config cache, limit."""
+        return self._lpi
+
+    def stored_register(self, name: str) -> int:
+        """The stored value of an ITS register other than GITS_CTLR (whose
+        value is composed: use `register`): CREADR without Stalled (see
+        `stalled`), the others as a read returns them."""
+        return self._regs[registers.ITS_REGISTERS.find(name).name]
+
+    def device_table_slots(self, device_ids) -> np.ndarray:
+        """Guest address of the DTE of each DeviceID in the device table
+        GITS_BASER0 describes now; 2**64 - 1 where the table has no slot."""
+        self._configure_processor()
+        return self._processor.device_slots(device_ids)
+
+    def install_tables(self, tables: TranslationTables) -> None:
+        """Replace the translation tables with restored ones (nothing checks
+        them again); the config bytes of their LPIs are loaded, as MAPTI
+        loads them."""
+        self.tables = tables
+        self._processor.set_tables(tables)
+        self._lpi.load_config_many(tables.mapped_intids())
+
+    def load_queue(self, cbaser: int, creadr: int, cwriter: int) -> None:
+        """Set GITS_CBASER, CREADR (its Stalled bit included) and CWRITER as a
+        restore does, with the ITS disabled: no command runs."""
+        if self.enabled:
+            raise ITSError("load_queue: the ITS is enabled")
+        self._regs["GITS_CBASER"] = registers.GITS_CBASER.merge_write(0, cbaser)
+        self._regs["GITS_CREADR"] = _OFFSET.deposit(0, _OFFSET.extract(creadr))
+        self._stalled = bool(_STALLED.extract(creadr))
+        self._regs["GITS_CWRITER"] = _OFFSET.deposit(0, _OFFSET.extract(cwriter))
+
+    def load_baser(self, n: int, value: int) -> None:
+        """Set GITS_BASER<n> as a guest write does, with its effects (Valid = 0
+        drops the table's mappings), with the ITS disabled."""
+        if self.enabled:
+            raise ITSError("load_baser: the ITS is enabled")
+        register = _BASERS[n]
+        self._write_baser(register, self._regs[register.name], value)
+
     # ------------------------------------------------------------------ reset
 
     def reset(self) -> None:
@@ -519,7 +575,6 @@ class ITS:
         (other fields kept), CBASER = CREADR = CWRITER = 0, errors cleared.
         Redistributor state is kept."""
         self.tables.reset()
-        self._regs["GITS_CTLR"] = 0
         self._processor.its_enabled = False
         for register in _BASERS:
             self._regs[register.name] = _VALID.deposit(self._regs[register.name], 0)

@@ -25,7 +25,7 @@ class Redistributors:
 
     def __init__(self, its):
         self._its = its
-        self._lpi = its._lpi
+        self._lpi = its.lpi_state
         self.num_cpus = its.num_cpus
         self._ctlr = [0] * self.num_cpus
         self._propbaser = registers.GICR_PROPBASER.reset
