@@ -45,6 +45,9 @@ ACCESS_ERRORS_KEPT = 1 << 16
 ITS_REGION_BYTES = 0x2_0000
 _TRANSLATER = registers.GITS_TRANSLATER.offset
 _ENABLED = registers.GITS_CTLR.field("Enabled")
+_ENABLED_BIT = _ENABLED.mask
+_QUIESCENT_BIT = registers.GITS_CTLR.field("Quiescent").mask
+_STALLED_BIT = registers.GITS_CREADR.field("Stalled").mask
 _VALID = registers.GITS_BASER0.field("Valid")
 _INDIRECT = registers.GITS_BASER0.field("Indirect")
 _CBASER_VALID = registers.GITS_CBASER.field("Valid")
@@ -52,6 +55,16 @@ _OFFSET = registers.GITS_CWRITER.field("Offset")
 _RETRY = registers.GITS_CWRITER.field("Retry")
 _STALLED = registers.GITS_CREADR.field("Stalled")
 _BASERS = tuple(registers.ITS_REGISTERS[f"GITS_BASER{n}"] for n in range(8))
+#: Every valid guest access to the ITS frame, (offset, size) -> (register, half):
+#: the register map's decoder run once over each register's offsets and sizes,
+#: so an MMIO access is one dictionary look-up.
+_ITS_ACCESSES = {
+    (offset, size): access
+    for register in registers.ITS_REGISTERS
+    for size in register.sizes
+    for offset in range(register.offset, register.offset + register.nbytes, size)
+    if (access := registers.lookup(offset, size)) is not None
+}
 
 
 class CommandError(NamedTuple):
@@ -254,13 +267,13 @@ class ITS:
 
     def _read_register(self, register: registers.Register) -> int:
         name = register.name
+        # Plain masks on the hot path: the stored values are already valid.
         if name == "GITS_CTLR":
-            creadr = _OFFSET.extract(self._regs["GITS_CREADR"])
             quiescent = not self.enabled or (
-                creadr == _OFFSET.extract(self._regs["GITS_CWRITER"]) and not self._stalled)
-            return register.encode(Enabled=int(self.enabled), Quiescent=int(quiescent))
+                self._regs["GITS_CREADR"] == self._regs["GITS_CWRITER"] and not self._stalled)
+            return (_ENABLED_BIT if self.enabled else 0) | (_QUIESCENT_BIT if quiescent else 0)
         if name == "GITS_CREADR":
-            return _STALLED.deposit(self._regs[name], int(self._stalled))
+            return self._regs[name] | (_STALLED_BIT if self._stalled else 0)
         if register.access == "WO":
             return 0
         return self._regs[name]
@@ -268,7 +281,7 @@ class ITS:
     def mmio_read(self, offset: int, size: int) -> int:
         """A guest read of `size` bytes at `offset` in the ITS region."""
         offset, size = self._check_host_access(offset, size)
-        access = registers.lookup(offset, size)
+        access = _ITS_ACCESSES.get((offset, size))
         if access is None:
             self._access_error(offset, size, False, 0, "no register of that size there")
             return 0
@@ -299,38 +312,29 @@ class ITS:
             return self._processor.msi(device_id, value)
         offset, size = self._check_host_access(offset, size)
         value = as_uint(value, "value", 8 * size)
-        access = registers.lookup(offset, size)
+        access = _ITS_ACCESSES.get((offset, size))
         if access is None:
             self._access_error(offset, size, True, value, "no register of that size there")
             return None
-        register = access.register
-        if register.name == "GITS_TRANSLATER":
+        if access.register is registers.GITS_TRANSLATER:
             raise ValueError("a GITS_TRANSLATER write needs device_id=: the DeviceID the bus "
                              "carries with the doorbell (the embedding code dropped it)")
-        if register.access == "RO":
-            return None                                  # write-ignored, architecturally
-        old = self._read_register(register) if register is registers.GITS_CTLR \
-            else self._regs[register.name]
-        new = value if access.half is None else registers.merge_half(old, access.half, value)
-        self._write_register(register, old, new)
+        writer = _WRITERS.get(access.register.name)
+        if writer is not None:                           # None: RO, write-ignored
+            writer(self, access.register, access.half, value)
         return None
 
-    def _write_register(self, register: registers.Register, old: int, new: int) -> None:
-        name = register.name
-        if name == "GITS_CTLR":
-            self._write_ctlr(new)
-        elif name == "GITS_CBASER":
-            if not self.enabled:                         # KVM: a new queue starts empty
-                self._regs[name] = register.merge_write(old, new)
-                self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
-                self._stalled = False
-        elif name == "GITS_CWRITER":
-            self._write_cwriter(new)
-        elif name.startswith("GITS_BASER"):
-            if not self.enabled:
-                self._write_baser(register, old, new)
+    # Register write handlers (`_WRITERS`): each takes the register, the half
+    # written (None: the whole register) and the value written.
 
-    def _write_ctlr(self, value: int) -> None:
+    def _merged(self, register: registers.Register, half: int | None, value: int) -> tuple:
+        """(old, new) stored value of `register` after writing `value` to `half`."""
+        old = self._regs[register.name]
+        return old, value if half is None else registers.merge_half(old, half, value)
+
+    def _write_ctlr(self, register: registers.Register, half: None, value: int) -> None:
+        """GITS_CTLR: Enabled starts or stops the ITS (enabling needs CBASER,
+        BASER0 and BASER1 valid, else the whole write is dropped, as in KVM)."""
         enable = bool(_ENABLED.extract(value))
         if enable and not self.enabled:
             if not (_CBASER_VALID.extract(self._regs["GITS_CBASER"])
@@ -341,7 +345,19 @@ class ITS:
         self._processor.its_enabled = enable
         self._process()
 
-    def _write_cwriter(self, value: int) -> None:
+    def _write_cbaser(self, register: registers.Register, half: int | None, value: int) -> None:
+        """GITS_CBASER: ignored while enabled; a new queue starts empty (KVM)."""
+        if self.enabled:
+            return
+        old, new = self._merged(register, half, value)
+        self._regs[register.name] = register.merge_write(old, new)
+        self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
+        self._stalled = False
+
+    def _write_cwriter(self, register: registers.Register, half: int | None, value: int) -> None:
+        """GITS_CWRITER: an offset past the queue is ignored (KVM); Retry
+        restarts a stalled queue; the queue runs."""
+        value = self._merged(register, half, value)[1]
         offset = _OFFSET.extract(value)
         _, queue_bytes = self._queue()
         if offset * 32 >= queue_bytes:
@@ -351,7 +367,14 @@ class ITS:
             self._stalled = False
         self._process()
 
+    def _write_baser_register(self, register: registers.Register, half: int | None,
+                              value: int) -> None:
+        """GITS_BASER<n>: ignored while enabled."""
+        if not self.enabled:
+            self._write_baser(register, *self._merged(register, half, value))
+
     def _write_baser(self, register: registers.Register, old: int, new: int) -> None:
+        """Store a BASER write; Valid = 0 drops the table's mappings."""
         value = register.merge_write(old, new)
         if register.name == "GITS_BASER1":
             value = _INDIRECT.deposit(value, 0)          # no two-level collection table
@@ -585,3 +608,12 @@ class ITS:
     def __repr__(self) -> str:
         return (f"<ITS {self.layout} enabled={self.enabled} devices={self.tables.num_devices} "
                 f"events={self.tables.num_events} errors={len(self.errors)}>")
+
+
+#: The write handler of each writable ITS register, by name (RO registers have none).
+_WRITERS = {
+    "GITS_CTLR": ITS._write_ctlr,
+    "GITS_CBASER": ITS._write_cbaser,
+    "GITS_CWRITER": ITS._write_cwriter,
+    **{register.name: ITS._write_baser_register for register in _BASERS},
+}
