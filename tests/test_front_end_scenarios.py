@@ -958,6 +958,25 @@ def test_msi_batch_while_disabled():
         g.its.msi_batch(np.array([1, 1], np.uint32), np.array([0], np.uint32))
 
 
+def test_msi_batch_reports_the_cpu_of_each_delivered_lpi(layout):
+    g = Guest(layout)
+    g.map_events(1, 4, [(0, 8192), (1, 8193)], icid=1)               # collection 1 -> CPU 1
+    g.map_events(2, 4, [(0, 8194)], icid=2)                           # collection 2 -> CPU 2
+    g.its.redistributors.mmio_write(2, R.GICR_CTLR.offset, 0, 4)      # CPU 2: LPIs disabled
+    cpus = np.full(5, 99, np.int32)
+    statuses = g.its.msi_batch(np.array([1, 1, 2, 1, 9], np.uint32),
+                               np.array([0, 1, 0, 7, 0], np.uint32), cpus_out=cpus)
+    assert list(statuses) == [TS.OK, TS.OK, TS.LPIS_DISABLED, TS.NO_MAPPING, TS.NO_DEVICE]
+    assert cpus.tolist() == [1, 1, -1, -1, -1]
+    assert g.pending(1) == [8192, 8193]
+    for bad in (np.empty(4, np.int32), np.empty(5, np.int64), [0] * 5):
+        with pytest.raises(ValueError, match="cpus_out"):
+            g.its.msi_batch(np.array([1] * 5, np.uint32), np.zeros(5, np.uint32), cpus_out=bad)
+    g.enable(False)
+    g.its.msi_batch(np.array([1], np.uint32), np.array([0], np.uint32), cpus_out=cpus[:1])
+    assert cpus[0] == -1
+
+
 def test_msi_batch_while_disabled_does_not_translate():
     class Untouchable:
         def translate_batch(self, *args, **kwargs):

@@ -473,17 +473,39 @@ class ITS:
         """
         return self._processor.msi(device_id, event_id)
 
-    def msi_batch(self, device_ids, event_ids) -> np.ndarray:
+    def msi_batch(self, device_ids, event_ids, *, cpus_out=None) -> np.ndarray:
         """Many doorbells; returns a uint8 array of `TranslationStatus`.
 
         A disabled ITS translates nothing: every status is ITS_DISABLED (the
         arguments are still checked as `translate_batch` checks them).
+
+        Parameters
+        ----------
+        device_ids, event_ids : array_like of int
+            Equal-length 1-D integer arrays (as for `translate_batch`).
+        cpus_out : ndarray of int32, optional
+            Filled in place with the CPU each LPI was made pending on, -1
+            where the status is not OK: what a simulator needs to signal its
+            CPUs, without a second look-up.
         """
+        devices, events = message_arrays(device_ids, event_ids)
+        length = devices.shape[0]
+        if cpus_out is not None and not (
+                isinstance(cpus_out, np.ndarray) and cpus_out.dtype == np.int32
+                and cpus_out.shape == (length,) and cpus_out.flags.c_contiguous
+                and cpus_out.flags.writeable):
+            raise ValueError(f"cpus_out must be a writeable contiguous 1-D int32 ndarray of "
+                             f"length {length}")
         if not self.enabled:
-            devices, _ = message_arrays(device_ids, event_ids)
-            return np.full(devices.shape[0], TranslationStatus.ITS_DISABLED, np.uint8)
-        intids, cpus, statuses = self.tables.translate_batch(device_ids, event_ids)
+            if cpus_out is not None:
+                cpus_out[:] = -1
+            return np.full(length, TranslationStatus.ITS_DISABLED, np.uint8)
+        cpus = np.empty(length, np.int32) if cpus_out is None else cpus_out
+        intids, cpus, statuses = self.tables.translate_batch(
+            devices, events, out=(np.empty(length, np.uint32), cpus, np.empty(length, np.uint8)))
         self._lpi.deliver(intids, cpus, statuses)
+        if cpus_out is not None:
+            cpus_out[statuses != TranslationStatus.OK] = -1
         return statuses
 
     # ------------------------------------------------------------------ LPI side
