@@ -266,6 +266,11 @@ class GuestMemory:
         GuestMemoryError
             The destination range is not wholly inside guest memory.
         """
+        if type(data) is bytes and type(addr) is int:     # the common case, kept short
+            offset = addr - self._base
+            if 0 <= offset and offset + len(data) <= self._size:
+                self._array.data[offset:offset + len(data)] = data
+                return
         src = memoryview(data)
         if not src.c_contiguous:
             src = memoryview(src.tobytes())

@@ -48,11 +48,14 @@ _ENABLED = registers.GITS_CTLR.field("Enabled")
 _ENABLED_BIT = _ENABLED.mask
 _QUIESCENT_BIT = registers.GITS_CTLR.field("Quiescent").mask
 _STALLED_BIT = registers.GITS_CREADR.field("Stalled").mask
+_RETRY_BIT = registers.GITS_CWRITER.field("Retry").mask
+#: CWRITER/CREADR.Offset [19:5] counts 32-byte commands, so the field in place is
+#: the byte offset in the queue; CREADR and CWRITER are stored that way.
+_OFFSET_MASK = registers.GITS_CWRITER.field("Offset").mask
 _VALID = registers.GITS_BASER0.field("Valid")
 _INDIRECT = registers.GITS_BASER0.field("Indirect")
 _CBASER_VALID = registers.GITS_CBASER.field("Valid")
 _OFFSET = registers.GITS_CWRITER.field("Offset")
-_RETRY = registers.GITS_CWRITER.field("Retry")
 _STALLED = registers.GITS_CREADR.field("Stalled")
 _BASERS = tuple(registers.ITS_REGISTERS[f"GITS_BASER{n}"] for n in range(8))
 #: Every valid guest access to the ITS frame, (offset, size) -> (register, half):
@@ -214,6 +217,7 @@ class ITS:
         self._regs["GITS_TYPER"] = registers.GITS_TYPER.encode(
             Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1)
         self._stalled = False
+        self._queue_span = self._decode_queue()
         self.redistributors = Redistributors(self)
 
     # ------------------------------------------------------------------ state
@@ -243,7 +247,9 @@ class ITS:
         """
         return self._read_register(registers.ITS_REGISTERS.find(name))
 
-    def _queue(self) -> tuple[int, int]:
+    def _decode_queue(self) -> tuple[int, int]:
+        """(base address, bytes) of the queue GITS_CBASER describes; cached in
+        `_queue_span` whenever CBASER changes."""
         cbaser = self._regs["GITS_CBASER"]
         return registers.cbaser_address(cbaser), registers.cbaser_queue_bytes(cbaser)
 
@@ -258,10 +264,11 @@ class ITS:
         self.access_errors.append(error)
 
     def _check_host_access(self, offset, size) -> tuple[int, int]:
-        offset = as_uint(offset, "offset", 64)
-        if offset >= ITS_REGION_BYTES:
-            raise ValueError(f"offset {offset:#x} is outside the 128 KiB ITS region")
-        if size not in (1, 2, 4, 8):
+        if type(offset) is not int or not 0 <= offset < ITS_REGION_BYTES:
+            offset = as_uint(offset, "offset", 64)
+            if offset >= ITS_REGION_BYTES:
+                raise ValueError(f"offset {offset:#x} is outside the 128 KiB ITS region")
+        if type(size) is not int or size not in (1, 2, 4, 8):
             raise ValueError(f"size must be 1, 2, 4 or 8 bytes, got {size!r}")
         return offset, size
 
@@ -311,7 +318,8 @@ class ITS:
                 value = as_uint(value, "value", 8 * size)
             return self._processor.msi(device_id, value)
         offset, size = self._check_host_access(offset, size)
-        value = as_uint(value, "value", 8 * size)
+        if type(value) is not int or value < 0 or value >> (8 * size):
+            value = as_uint(value, "value", 8 * size)
         access = _ITS_ACCESSES.get((offset, size))
         if access is None:
             self._access_error(offset, size, True, value, "no register of that size there")
@@ -353,17 +361,18 @@ class ITS:
         self._regs[register.name] = register.merge_write(old, new)
         self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
         self._stalled = False
+        self._queue_span = self._decode_queue()
 
     def _write_cwriter(self, register: registers.Register, half: int | None, value: int) -> None:
         """GITS_CWRITER: an offset past the queue is ignored (KVM); Retry
         restarts a stalled queue; the queue runs."""
-        value = self._merged(register, half, value)[1]
-        offset = _OFFSET.extract(value)
-        _, queue_bytes = self._queue()
-        if offset * 32 >= queue_bytes:
+        if half is not None:
+            value = registers.merge_half(self._regs["GITS_CWRITER"], half, value)
+        offset = value & _OFFSET_MASK
+        if offset >= self._queue_span[1]:
             return                                       # KVM: the whole write is ignored
-        self._regs["GITS_CWRITER"] = _OFFSET.deposit(0, offset)
-        if _RETRY.extract(value):
+        self._regs["GITS_CWRITER"] = offset
+        if value & _RETRY_BIT:
             self._stalled = False
         self._process()
 
@@ -400,11 +409,11 @@ class ITS:
         """Run the queue from CREADR to CWRITER if enabled and not stalled."""
         if not self.enabled or self._stalled:
             return
-        base, queue_bytes = self._queue()
+        base, queue_bytes = self._queue_span
         creadr, stalled = self._processor.process(
-            base, queue_bytes, _OFFSET.extract(self._regs["GITS_CREADR"]) * 32,
-            _OFFSET.extract(self._regs["GITS_CWRITER"]) * 32, self.stall_on_error)
-        self._regs["GITS_CREADR"] = _OFFSET.deposit(0, creadr // 32)
+            base, queue_bytes, self._regs["GITS_CREADR"], self._regs["GITS_CWRITER"],
+            self.stall_on_error)
+        self._regs["GITS_CREADR"] = creadr
         self._stalled = bool(stalled)
 
     # ------------------------------------------------------------------ driver side
@@ -432,7 +441,7 @@ class ITS:
             raise ValueError("commands must be an (n, 4) array of unsigned doublewords")
         if not _CBASER_VALID.extract(self._regs["GITS_CBASER"]):
             raise ITSError("submit: GITS_CBASER is not valid")
-        base, queue_bytes = self._queue()
+        base, queue_bytes = self._queue_span
         if not self.memory.contains(base, queue_bytes):
             raise ITSError(
                 f"submit: the command queue GITS_CBASER describes, [{base:#x}, "
@@ -604,6 +613,7 @@ class ITS:
         self._regs["GITS_CREADR"] = _OFFSET.deposit(0, _OFFSET.extract(creadr))
         self._stalled = bool(_STALLED.extract(creadr))
         self._regs["GITS_CWRITER"] = _OFFSET.deposit(0, _OFFSET.extract(cwriter))
+        self._queue_span = self._decode_queue()
 
     def load_baser(self, n: int, value: int) -> None:
         """Set GITS_BASER<n> as a guest write does, with its effects (Valid = 0
@@ -625,6 +635,7 @@ class ITS:
             self._regs[register.name] = _VALID.deposit(self._regs[register.name], 0)
         self._regs["GITS_CBASER"] = self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
         self._stalled = False
+        self._queue_span = self._decode_queue()
         self._processor.clear_errors()
 
     def __repr__(self) -> str:

@@ -18,6 +18,14 @@ _PROP_IDBITS = registers.GICR_PROPBASER.field("IDbits")
 _PEND_ADDRESS = registers.GICR_PENDBASER.field("Physical_Address")
 _PTZ = registers.GICR_PENDBASER.field("PTZ")
 RD_FRAME_BYTES = 0x1_0000
+#: Every valid guest access to an RD_base frame, (offset, size) -> (register, half).
+_GICR_ACCESSES = {
+    (offset, size): access
+    for register in registers.GICR_REGISTERS
+    for size in register.sizes
+    for offset in range(register.offset, register.offset + register.nbytes, size)
+    if (access := registers.lookup_gicr(offset, size)) is not None
+}
 
 
 class Redistributors:
@@ -31,6 +39,10 @@ class Redistributors:
         self._propbaser = registers.GICR_PROPBASER.reset
         self._pendbaser = [registers.GICR_PENDBASER.reset] * self.num_cpus
         self._ptz = [False] * self.num_cpus
+        # GICR_TYPER is constant per CPU: Processor_Number (the PTA = 0 command
+        # target) and Affinity are the CPU number; Last marks the last frame.
+        self._typer = [registers.gicr_typer_value(cpu, cpu, last=cpu == self.num_cpus - 1)
+                       for cpu in range(self.num_cpus)]
         self._lpi.set_propbaser(self.propbaser_address, _PROP_IDBITS.extract(self._propbaser))
 
     # -- derived values ---------------------------------------------------------
@@ -56,13 +68,15 @@ class Redistributors:
     # -- MMIO --------------------------------------------------------------------
 
     def _check(self, cpu, offset, size):
-        cpu = as_uint(cpu, "cpu")
-        if cpu >= self.num_cpus:
-            raise ValueError(f"cpu {cpu} is not in 0..{self.num_cpus - 1}")
-        offset = as_uint(offset, "offset")
-        if offset >= RD_FRAME_BYTES:
-            raise ValueError(f"offset {offset:#x} is outside the 64 KiB RD_base frame")
-        if size not in (1, 2, 4, 8):
+        if type(cpu) is not int or not 0 <= cpu < self.num_cpus:
+            cpu = as_uint(cpu, "cpu")
+            if cpu >= self.num_cpus:
+                raise ValueError(f"cpu {cpu} is not in 0..{self.num_cpus - 1}")
+        if type(offset) is not int or not 0 <= offset < RD_FRAME_BYTES:
+            offset = as_uint(offset, "offset")
+            if offset >= RD_FRAME_BYTES:
+                raise ValueError(f"offset {offset:#x} is outside the 64 KiB RD_base frame")
+        if type(size) is not int or size not in (1, 2, 4, 8):
             raise ValueError(f"size must be 1, 2, 4 or 8 bytes, got {size!r}")
         return cpu, offset
 
@@ -70,7 +84,7 @@ class Redistributors:
         if name == "GICR_CTLR":
             return self._ctlr[cpu]
         if name == "GICR_TYPER":
-            return registers.gicr_typer_value(cpu, cpu, last=cpu == self.num_cpus - 1)
+            return self._typer[cpu]
         if name == "GICR_PROPBASER":
             return self._propbaser
         return self._pendbaser[cpu]
@@ -78,7 +92,7 @@ class Redistributors:
     def mmio_read(self, cpu: int, offset: int, size: int) -> int:
         """A guest read of `size` bytes at `offset` in `cpu`'s RD_base frame."""
         cpu, offset = self._check(cpu, offset, size)
-        access = registers.lookup_gicr(offset, size)
+        access = _GICR_ACCESSES.get((offset, size))
         if access is None:
             self._its._access_error(offset, size, False, 0, "no register of that size there",
                                     frame=f"GICR{cpu}")
@@ -89,8 +103,9 @@ class Redistributors:
     def mmio_write(self, cpu: int, offset: int, value: int, size: int) -> None:
         """A guest write of `size` bytes at `offset` in `cpu`'s RD_base frame."""
         cpu, offset = self._check(cpu, offset, size)
-        value = as_uint(value, "value", 8 * size)
-        access = registers.lookup_gicr(offset, size)
+        if type(value) is not int or value < 0 or value >> (8 * size):
+            value = as_uint(value, "value", 8 * size)
+        access = _GICR_ACCESSES.get((offset, size))
         if access is None:
             self._its._access_error(offset, size, True, value, "no register of that size there",
                                     frame=f"GICR{cpu}")
