@@ -1,18 +1,20 @@
 """Front-end throughput: command processing, doorbells, MMIO.
 
-Groups: ``cmdq-mapti`` (30 000 MAPTI commands processed by one CWRITER
+Groups: ``cmdq-mapti`` (bulk: 30 000 MAPTI commands processed by one CWRITER
 write), ``msi-batch`` (doorbells in one call, with the bare translation of
 the same pairs beside it), ``doorbell-scalar`` (one `msi` call or one
-GITS_TRANSLATER `mmio_write` per doorbell).
+GITS_TRANSLATER `mmio_write` per doorbell), ``guest-driven`` (commands issued
+one at a time as a driver does, and single GITS / GICR register reads,
+beside an empty Python call).
 """
 
 import numpy as np
 import pytest
 
 from its_core import ITS, GuestMemory, TranslationStatus
-from its_core.frontend import commands
-from its_core.frontend import registers
+from its_core.frontend import commands, registers
 from its_core.testing import GuestMap, bring_up
+from its_core.tools import bench
 from its_core.tools.workloads import WORKLOADS, access, mappings
 
 MAPTI_COMMANDS = 30_000
@@ -123,3 +125,44 @@ def test_translater_mmio_write(benchmark, mapped):
     benchmark(_doorbells, ring, pairs)
     intid, cpu = its.translate(*pairs[-1])
     assert intid in its.pending(cpu)
+
+
+# -- guest-driven ---------------------------------------------------------------------------
+
+DRIVER_COMMANDS = 1000
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_driver_style_commands(benchmark, layout):
+    """1000 commands, each written into the queue, CWRITER written, CREADR polled."""
+    its, guest = bench._driven_its(layout)
+    benchmark.group = "guest-driven"
+    benchmark.extra_info["commands"] = DRIVER_COMMANDS
+    benchmark(bench.driver_loop, its, guest, DRIVER_COMMANDS)
+    assert len(its.errors) == 0
+    assert its.mmio_read(registers.GITS_CREADR.offset, 8) == \
+        its.mmio_read(registers.GITS_CWRITER.offset, 8)
+
+
+def test_gits_register_read(benchmark):
+    its, _ = bench._driven_its("flat")
+    benchmark.group = "guest-driven"
+    value = benchmark(its.mmio_read, registers.GITS_CREADR.offset, 8)
+    assert value == its.register("GITS_CREADR")
+
+
+def test_gicr_register_read(benchmark):
+    its, _ = bench._driven_its("flat")
+    benchmark.group = "guest-driven"
+    value = benchmark(its.redistributors.mmio_read, 1, registers.GICR_PROPBASER.offset, 8)
+    assert value == its.redistributors.mmio_read(0, registers.GICR_PROPBASER.offset, 8) != 0
+
+
+def _empty(offset, size):
+    return None
+
+
+def test_empty_python_call(benchmark):
+    """The floor under every single-access figure of this group."""
+    benchmark.group = "guest-driven"
+    assert benchmark(_empty, registers.GITS_CREADR.offset, 8) is None

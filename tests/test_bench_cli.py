@@ -23,7 +23,7 @@ FRONT_END_KEYS = {"workload", "layout", "commands_per_s", "save_per_s", "restore
 def measurements_run(monkeypatch):
     """The benchmark functions the CLI calls, recording whether any ran."""
     calls = []
-    for name in ("run_workload", "run_front_end"):
+    for name in ("run_workload", "run_front_end", "run_guest_driven"):
         monkeypatch.setattr(bench, name, lambda *args, name=name, **kwargs: calls.append(name))
     return calls
 
@@ -55,11 +55,25 @@ def test_unwritable_output_stops_before_measuring(tmp_path, measurements_run):
     assert measurements_run == []
 
 
+@pytest.fixture(autouse=True)
+def short_guest_driven_loops(monkeypatch):
+    """The guest-driven loops at a size a test can afford (the figures are not
+    checked, only what they are and that the loops behaved)."""
+    monkeypatch.setattr(bench, "DRIVER_COMMANDS", 300)
+    monkeypatch.setattr(bench, "GUEST_CALLS", 300)
+
+
 def test_json_to_stdout_and_tables_to_stderr(capsys):
     assert cli.main([*TINY_RUN, "--json", "-"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert set(report) == {"machine", "results", "front_end", "arguments"}
+    assert set(report) == {"machine", "results", "front_end", "guest_driven", "arguments"}
+    driven = report["guest_driven"]
+    assert [row["layout"] for row in driven] == ["flat", "hash"]
+    for row in driven:
+        assert row["driver_commands_per_s"] > 0 and row["msi_per_s"] > 0
+        assert row["gits_read_ns"] > row["empty_call_ns"] > 0
+    assert "guest-driven" in captured.err and "bulk cmdq M/s" in captured.err
     assert report["machine"]["cpu_model"] and report["machine"]["cpus"] >= 1
 
     table = table_rows(captured.err)

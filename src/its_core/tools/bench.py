@@ -326,3 +326,85 @@ def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> Fr
     return FrontEndResult(workload.name, layout, len(mapti) / commands_s,
                           entries / elapsed["save"], entries / elapsed["restore"],
                           entries / elapsed["copy"], entries, its.tables.nbytes)
+
+
+# ---------------------------------------------------------------------------
+# Guest-driven: the costs a simulator pays when its guest drives the ITS
+
+#: Commands issued one at a time, and calls per scalar figure.
+DRIVER_COMMANDS = 20_000
+GUEST_CALLS = 100_000
+
+
+@dataclass
+class GuestDrivenResult:
+    """What one guest access costs, on one layout (best of the timed runs)."""
+
+    layout: str
+    driver_commands_per_s: float   # one command written, CWRITER written, CREADR polled
+    gits_read_ns: float            # mmio_read of GITS_CREADR
+    gicr_read_ns: float            # a redistributor's GICR_PROPBASER read
+    doorbell_per_s: float          # GITS_TRANSLATER writes through mmio_write
+    msi_per_s: float               # scalar msi calls
+    empty_call_ns: float           # an empty Python call, the floor under every figure
+
+
+def _driven_its(layout: str):
+    """A brought-up ITS with device 1 (32 events) mapped through the queue."""
+    from its_core import ITS, GuestMemory, bring_up
+
+    its = ITS(GuestMemory(64 << 20), 4, layout)
+    guest = bring_up(its)
+    its.submit(commands.mapc(0, 1), commands.mapd(1, guest.itt_address(0), 5),
+               *[commands.mapti(1, event, 8192 + event, 0) for event in range(32)])
+    if len(its.errors):
+        raise AssertionError(f"{layout}: the guest-driven setup did not map cleanly")
+    return its, guest
+
+
+def driver_loop(its, guest, count: int) -> None:
+    """`count` commands as a driver issues them: write one SYNC at CWRITER,
+    write CWRITER, read CREADR until it has caught up."""
+    from its_core.frontend import registers
+
+    cwriter_offset, creadr_offset = registers.GITS_CWRITER.offset, registers.GITS_CREADR.offset
+    queue_bytes = guest.queue_pages * 4096
+    packet = commands.sync(0)
+    memory, mmio_read, mmio_write = its.memory, its.mmio_read, its.mmio_write
+    cwriter = mmio_read(cwriter_offset, 8)
+    for _ in range(count):
+        memory.write(guest.queue + cwriter, packet)
+        cwriter = (cwriter + 32) % queue_bytes
+        mmio_write(cwriter_offset, cwriter, 8)
+        while mmio_read(creadr_offset, 8) != cwriter:
+            pass
+
+
+def run_guest_driven(layout: str, repeat: int) -> GuestDrivenResult:
+    """Measure the guest-driven costs of one layout."""
+    from its_core.frontend import registers
+
+    its, guest = _driven_its(layout)
+    rd = its.redistributors
+    calls = range(GUEST_CALLS)
+    creadr, propbaser = registers.GITS_CREADR.offset, registers.GICR_PROPBASER.offset
+    translater = registers.GITS_TRANSLATER.offset
+
+    def empty(*args):
+        return None
+
+    loops = {
+        "driver": partial(driver_loop, its, guest, DRIVER_COMMANDS),
+        "gits_read": lambda: [its.mmio_read(creadr, 8) for _ in calls],
+        "gicr_read": lambda: [rd.mmio_read(1, propbaser, 8) for _ in calls],
+        "doorbell": lambda: [its.mmio_write(translater, 3, 4, device_id=1) for _ in calls],
+        "msi": lambda: [its.msi(1, 3) for _ in calls],
+        "empty": lambda: [empty(creadr, 8) for _ in calls],
+    }
+    elapsed = best_times(loops, repeat)
+    if len(its.errors) or its.pending(1).tolist() != [8195]:
+        raise AssertionError(f"{layout}: the guest-driven loops did not behave")
+    return GuestDrivenResult(
+        layout, DRIVER_COMMANDS / elapsed["driver"], elapsed["gits_read"] / GUEST_CALLS * 1e9,
+        elapsed["gicr_read"] / GUEST_CALLS * 1e9, GUEST_CALLS / elapsed["doorbell"],
+        GUEST_CALLS / elapsed["msi"], elapsed["empty"] / GUEST_CALLS * 1e9)

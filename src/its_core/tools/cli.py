@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
 from its_core import LAYOUTS
 from its_core.tools.workloads import PATTERNS, WORKLOADS, Workload
@@ -71,20 +72,42 @@ def format_front_end(results) -> str:
     from its_core.tools.bench import format_ratio
 
     header = (f"{'workload':<11} {'layout':<10} {'save x copy':>11} {'restore x copy':>14} "
-              f"{'cmdq M/s':>9} {'save M/s':>9} {'restore M/s':>11} {'copy M/s':>9} "
+              f"{'bulk cmdq M/s':>13} {'save M/s':>9} {'restore M/s':>11} {'copy M/s':>9} "
               f"{'entries':>9}")
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(f"{r.workload:<11} {r.layout:<10} {format_ratio(r.save_x_copy):>11} "
-                     f"{format_ratio(r.restore_x_copy):>14} {r.commands_per_s / 1e6:9.1f} "
+                     f"{format_ratio(r.restore_x_copy):>14} {r.commands_per_s / 1e6:13.1f} "
                      f"{r.save_per_s / 1e6:9.1f} {r.restore_per_s / 1e6:11.1f} "
                      f"{r.copy_per_s / 1e6:9.0f} {r.entries:9d}")
     lines += [
         "",
         "x copy     save_tables / restore_tables (validated) rate over that of a numpy copy of as",
         "           many 8-byte entries, timed in turns with them: 0.10 = a tenth as fast",
-        "cmdq       MAPTI commands per second through the command queue, best of the timed runs",
-        "           (each on a fresh ITS); no same-run baseline, so compare it within one run only",
+        "bulk cmdq  MAPTI commands per second through the command queue, the whole workload",
+        "           queued at once (submit_many), best of the timed runs, each on a fresh ITS; no",
+        "           same-run baseline, so compare it within one run only",
+    ]
+    return "\n".join(lines)
+
+
+def format_guest_driven(results) -> str:
+    """The third report: what one guest access costs, per layout."""
+    header = (f"{'layout':<10} {'driver cmds K/s':>15} {'GITS read ns':>12} "
+              f"{'GICR read ns':>12} {'doorbell M/s':>12} {'msi M/s':>8} {'empty call ns':>13}")
+    lines = ["guest-driven", header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.layout:<10} {r.driver_commands_per_s / 1e3:15.0f} "
+                     f"{r.gits_read_ns:12.0f} {r.gicr_read_ns:12.0f} "
+                     f"{r.doorbell_per_s / 1e6:12.2f} {r.msi_per_s / 1e6:8.2f} "
+                     f"{r.empty_call_ns:13.0f}")
+    lines += [
+        "",
+        "driver     commands per second issued as a driver does: one command written into",
+        "           the queue, a CWRITER write, CREADR read until it catches up",
+        "GITS/GICR  ns per mmio_read of GITS_CREADR / of a redistributor's GICR_PROPBASER",
+        "doorbell   GITS_TRANSLATER writes through mmio_write (with device_id) per second",
+        "empty call ns per call of an empty Python function in the same loop: the floor",
     ]
     return "\n".join(lines)
 
@@ -110,7 +133,7 @@ def _bench(args) -> int:
         workloads = [WORKLOADS[name] for name in args.workloads]
     patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
     steps = sum(len(patterns) * (len(w.layouts(layouts)) + 2) + len(w.layouts(layouts))
-                for w in workloads)
+                for w in workloads) + len(layouts)
     progress = _progress_bar(steps)
     machine = bench.machine_info()
     results, front_end = [], []
@@ -120,13 +143,20 @@ def _bench(args) -> int:
         for layout in workload.layouts(layouts):
             front_end.append(bench.run_front_end(workload, layout, args.repeat, args.seed))
             progress()
+    guest_driven = []
+    for layout in layouts:
+        guest_driven.append(bench.run_guest_driven(layout, args.repeat))
+        progress()
     tables = sys.stderr if args.json == "-" else sys.stdout
     print(format_table(results), file=tables)
     print(file=tables)
     print(format_front_end(front_end), file=tables)
+    print(file=tables)
+    print(format_guest_driven(guest_driven), file=tables)
     if args.json:
         report = {"machine": machine, "results": bench.as_json(results),
                   "front_end": bench.front_end_as_json(front_end),
+                  "guest_driven": [asdict(r) for r in guest_driven],
                   "arguments": {k: v for k, v in vars(args).items() if k != "func"}}
         if args.json == "-":
             json.dump(report, sys.stdout, indent=2)
