@@ -320,3 +320,14 @@ def test_helpers_reject_non_64_bit_values(fn):
         fn(1 << 64)
     with pytest.raises(ValueError):
         fn(-1)
+
+
+def test_accesses_is_lookup_tabulated():
+    """`RegisterMap.accesses` holds exactly the (offset, size) pairs `lookup` accepts,
+    over every aligned offset of both maps and every size."""
+    for register_map, span in ((R.ITS_REGISTERS, 0x2_0000), (R.GICR_REGISTERS, 0x1_0000)):
+        table = register_map.accesses()
+        expected = {(offset, size): register_map.lookup(offset, size)
+                    for size in (1, 2, 4, 8) for offset in range(0, span, size)
+                    if register_map.lookup(offset, size) is not None}
+        assert table == expected and len(table) > len(register_map)

@@ -61,13 +61,7 @@ _BASERS = tuple(registers.ITS_REGISTERS[f"GITS_BASER{n}"] for n in range(8))
 #: Every valid guest access to the ITS frame, (offset, size) -> (register, half):
 #: the register map's decoder run once over each register's offsets and sizes,
 #: so an MMIO access is one dictionary look-up.
-_ITS_ACCESSES = {
-    (offset, size): access
-    for register in registers.ITS_REGISTERS
-    for size in register.sizes
-    for offset in range(register.offset, register.offset + register.nbytes, size)
-    if (access := registers.lookup(offset, size)) is not None
-}
+_ITS_ACCESSES = registers.ITS_REGISTERS.accesses()
 
 
 class CommandError(NamedTuple):

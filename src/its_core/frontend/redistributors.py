@@ -19,13 +19,7 @@ _PEND_ADDRESS = registers.GICR_PENDBASER.field("Physical_Address")
 _PTZ = registers.GICR_PENDBASER.field("PTZ")
 RD_FRAME_BYTES = 0x1_0000
 #: Every valid guest access to an RD_base frame, (offset, size) -> (register, half).
-_GICR_ACCESSES = {
-    (offset, size): access
-    for register in registers.GICR_REGISTERS
-    for size in register.sizes
-    for offset in range(register.offset, register.offset + register.nbytes, size)
-    if (access := registers.lookup_gicr(offset, size)) is not None
-}
+_GICR_ACCESSES = registers.GICR_REGISTERS.accesses()
 
 
 class Redistributors:

@@ -378,6 +378,16 @@ class RegisterMap:
         """``{name: reset value}`` for every register."""
         return {reg.name: reg.reset for reg in self._regs}
 
+    def accesses(self) -> dict[tuple[int, int], RegisterAccess]:
+        """Every valid guest access, ``{(offset, size): RegisterAccess}``: `lookup`
+        run once over each register's offsets and sizes, so that a device
+        model can decode an access with one dictionary look-up."""
+        return {(offset, size): access
+                for register in self._regs
+                for size in register.sizes
+                for offset in range(register.offset, register.offset + register.nbytes, size)
+                if (access := self.lookup(offset, size)) is not None}
+
     def at(self, offset: int) -> Register | None:
         """The register starting exactly at `offset`, or None."""
         reg = self._by_word.get(offset)
