@@ -6,6 +6,22 @@ import numpy.typing as npt
 from its_core.core._core import TranslationTables
 from its_core.frontend._guest import GuestWindow
 
+def level2_pages(mem: GuestWindow, base: int, table_bytes: int, page_bytes: int
+                 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    """The level-2 pages of a two-level device table (GITS_BASER0.Indirect = 1:
+    level-1 table at `base`, `table_bytes` long; level-2 pages of `page_bytes`),
+    read through the native device-table walk the restore scan and the command
+    processor use.
+
+    Returns ``(indices, pages, inside)``, one element per level-1 descriptor
+    with V = 1, in table order: the descriptor's index, its level-2 page
+    address (descriptor bits [51:12] with the bits below the page size
+    cleared) and whether the whole page (`page_bytes`) lies inside guest
+    memory.  Descriptors with V = 0 are skipped.
+
+    Raises ValueError if a level-1 descriptor itself lies outside guest
+    memory (check the level-1 table first to report it otherwise).
+    """
 def zero_ranges(mem: GuestWindow, addrs: npt.NDArray[np.uint64],
                 lengths: npt.NDArray[np.uint64]) -> None: ...
 def scatter_u64(mem: GuestWindow, addrs: npt.NDArray[np.uint64],

@@ -1,11 +1,14 @@
 """Native kernels of the KVM ITS table ABI rev0 (layouts in its_core/abi/entries.py).
 
-Saving: `zero_ranges` and `scatter_u64` write prepared entries into guest
-memory.  Restoring: `scan_collections` and `scan_devices` walk the tables
-exactly as KVM's restore does (docs/save-format.md), validating every entry
-and bounding every scan by the table it walks, and return plain arrays; they
-raise `RestoreError` naming the table, the ID, the field and the reason.
-Every guest address is checked against guest memory before it is read.
+Saving: `level2_pages` lists the level-2 pages of a two-level device table
+(the save planner zeroes them); `zero_ranges` and `scatter_u64` write prepared
+entries into guest memory.  Restoring: `scan_collections` and `scan_devices`
+walk the tables exactly as KVM's restore does (docs/save-format.md),
+validating every entry and bounding every scan by the table it walks, and
+return plain arrays; they raise `RestoreError` naming the table, the ID, the
+field and the reason.  The device table is walked by frontend/_devtable.pxd,
+the walk the command processor uses.  Every guest address is checked against
+guest memory before it is read.
 """
 
 import numpy as np
@@ -14,6 +17,11 @@ from libc.string cimport memset
 
 from its_core.abi import entries as abi
 from its_core.errors import RestoreError
+from its_core.frontend._devtable cimport (WALK_DESCRIPTOR_OUTSIDE, WALK_DTE_OUTSIDE, WALK_END,
+                                          WALK_PAGE_OUTSIDE, describe_device_table,
+                                          device_table_t, dte_cursor_t, entry_fields,
+                                          entry_fields_t, next_level2_page, walk_follow,
+                                          walk_next, walk_start)
 from its_core.frontend._guest cimport GuestWindow, guest_contains, guest_read_u64, guest_write_u64
 from its_core.core._core cimport TranslationTables
 from its_core.core._events cimport sparse_key
@@ -21,9 +29,7 @@ from its_core.core._types cimport (DEVICE_HAS_SLAB, DEVICE_SPARSE, LPI_FIRST_INT
                                    int32_t, int64_t, ite_t, uint8_t, uint16_t, uint32_t, uint64_t)
 
 # Field positions, from the layouts declared in abi/entries.py.
-cdef uint64_t VALID_BIT = abi.DTE["V"].mask
-cdef int DTE_NEXT_SHIFT = abi.DTE["next"].lsb
-cdef uint64_t DTE_NEXT_MASK = abi.DTE["next"].max
+cdef uint64_t CTE_VALID = abi.CTE["V"].mask
 cdef int DTE_ITT_SHIFT = abi.DTE["ITT_addr"].lsb
 cdef uint64_t DTE_ITT_MASK = abi.DTE["ITT_addr"].max
 cdef uint64_t DTE_SIZE_MASK = abi.DTE["Size"].max
@@ -36,14 +42,53 @@ cdef int CTE_TARGET_SHIFT = abi.CTE["RDBase"].lsb
 cdef uint64_t CTE_TARGET_MASK = abi.CTE["RDBase"].max
 cdef uint64_t CTE_ICID_MASK = abi.CTE["ICID"].max
 cdef uint64_t ITE_NEXT_MAX = abi.ITE_NEXT_MAX
-cdef uint64_t L1_ADDRESS_MASK = abi.L1_DESCRIPTOR["Address"].mask
 cdef int ITT_ADDR_SHIFT = abi.ITT_ADDR_SHIFT
+cdef entry_fields_t TABLE_FIELDS = entry_fields(abi)    # what the device-table walk reads
 cdef enum:
     ENTRY = 8
 
 
 # ---------------------------------------------------------------------------
 # Saving
+
+def level2_pages(GuestWindow mem, uint64_t base, uint64_t table_bytes, uint64_t page_bytes):
+    """The level-2 pages of a two-level device table (GITS_BASER0.Indirect = 1).
+
+    For every level-1 descriptor with V = 1, in table order: its index, its
+    level-2 page address (descriptor bits [51:12], the bits below the page
+    size cleared) and whether the whole page lies inside guest memory.
+    Returns ``(indices, pages, inside)``: uint64, uint64 and bool arrays.
+    Raises ValueError if a level-1 descriptor itself lies outside guest memory.
+    """
+    cdef device_table_t table = describe_device_table(&TABLE_FIELDS, base, table_bytes,
+                                                      page_bytes, True)
+    cdef uint64_t index = 0, page
+    cdef Py_ssize_t count = 0
+    cdef int found
+    while True:                             # count them, so the arrays are sized once
+        found = next_level2_page(mem, &table, &index, &page)
+        if found == WALK_END:
+            break
+        if found == WALK_DESCRIPTOR_OUTSIDE:
+            raise ValueError(f"level-1 descriptor {index} at {base + index * ENTRY:#x} "
+                             f"outside guest memory")
+        count += 1
+        index += 1
+    indices = np.empty(count, np.uint64)
+    pages = np.empty(count, np.uint64)
+    inside = np.empty(count, np.bool_)
+    cdef uint64_t[::1] index_view = indices, page_view = pages
+    cdef uint8_t[::1] inside_view = inside.view(np.uint8)
+    cdef Py_ssize_t position
+    index = 0
+    for position in range(count):
+        next_level2_page(mem, &table, &index, &page)
+        index_view[position] = index
+        page_view[position] = page
+        inside_view[position] = guest_contains(mem, page, page_bytes)
+        index += 1
+    return indices, pages, inside
+
 
 def zero_ranges(GuestWindow mem, const uint64_t[:] addrs, const uint64_t[:] lengths):
     """Zero each [addrs[i], addrs[i] + lengths[i]) of guest memory."""
@@ -126,7 +171,7 @@ def scan_collections(GuestWindow mem, uint64_t base, uint64_t table_bytes, int n
             raise RestoreError("collection", int(position), "CTE",
                                "entry outside guest memory")
         entry = guest_read_u64(mem, base + position * ENTRY)
-        if not entry & VALID_BIT:
+        if not entry & CTE_VALID:
             break
         icid = entry & CTE_ICID_MASK
         target = (entry >> CTE_TARGET_SHIFT) & CTE_TARGET_MASK
@@ -236,53 +281,33 @@ def scan_devices(GuestWindow mem, TranslationTables target, uint64_t base, uint6
     mapping what it finds into `target` (fresh tables, swapped in by the
     caller only when this returns).  `known_icids` is a 65536-entry uint8
     mask of the collections restored from the collection table."""
+    cdef device_table_t table = describe_device_table(&TABLE_FIELDS, base, table_bytes,
+                                                      page_bytes, indirect)
     try:
-        _scan_devices(mem, _DeviceScan(mem, target, known_icids), base, table_bytes, page_bytes,
-                      indirect)
+        _scan_devices(mem, _DeviceScan(mem, target, known_icids), &table)
     finally:
         target._sync_view()
 
 
-cdef int _scan_devices(GuestWindow mem, _DeviceScan scan, uint64_t base, uint64_t table_bytes,
-                       uint64_t page_bytes, bint indirect) except -1:
-    cdef uint64_t slots = table_bytes // ENTRY
-    cdef uint64_t per_page = page_bytes // ENTRY
-    cdef uint64_t device_id, dte, step, index, descriptor, page, offset
-    if not indirect:
-        device_id = 0
-        while device_id < slots:
-            if not guest_contains(mem, base + device_id * ENTRY, ENTRY):
-                raise RestoreError("device", int(device_id), "DTE", "entry outside guest memory")
-            dte = guest_read_u64(mem, base + device_id * ENTRY)
-            if not dte & VALID_BIT:
-                device_id += 1
-                continue
-            scan.device(device_id, dte)
-            step = (dte >> DTE_NEXT_SHIFT) & DTE_NEXT_MASK
-            if step == 0:
-                break
-            device_id += step               # past the table: the scan ends there (KVM)
-        return 0
-    for index in range(slots):
-        if not guest_contains(mem, base + index * ENTRY, ENTRY):
-            raise RestoreError("level1", int(index), "descriptor", "entry outside guest memory")
-        descriptor = guest_read_u64(mem, base + index * ENTRY)
-        if not descriptor & VALID_BIT:
-            continue
-        page = descriptor & L1_ADDRESS_MASK & ~(page_bytes - 1)
-        if not guest_contains(mem, page, page_bytes):
-            raise RestoreError("level1", int(index), "Address",
-                               f"level-2 page {page:#x} outside guest memory")
-        offset = 0
-        while offset < per_page:
-            dte = guest_read_u64(mem, page + offset * ENTRY)
-            if not dte & VALID_BIT:
-                offset += 1
-                continue
-            device_id = index * per_page + offset
-            scan.device(device_id, dte)
-            step = (dte >> DTE_NEXT_SHIFT) & DTE_NEXT_MASK
-            if step == 0:
-                return 0
-            offset += step                  # leaving the page: on to the next level-1 entry
-    return 0
+cdef int _scan_devices(GuestWindow mem, _DeviceScan scan, const device_table_t* table) except -1:
+    """Restore every valid DTE in KVM's scan order (the walk of _devtable.pxd:
+    `next` = 0 ends the scan, a flat-table `next` past the end too, one leaving
+    a level-2 page goes on at the next valid level-1 entry)."""
+    cdef dte_cursor_t cursor
+    cdef int found
+    walk_start(table, &cursor)
+    while True:
+        found = walk_next(mem, table, &cursor)
+        if found == WALK_END:
+            return 0
+        if found == WALK_DTE_OUTSIDE:
+            raise RestoreError("device", int(cursor.device_id), "DTE", "entry outside guest memory")
+        if found == WALK_DESCRIPTOR_OUTSIDE:
+            raise RestoreError("level1", int(cursor.next_descriptor), "descriptor",
+                               "entry outside guest memory")
+        if found == WALK_PAGE_OUTSIDE:
+            raise RestoreError("level1", int(cursor.next_descriptor), "Address",
+                               f"level-2 page {cursor.page:#x} outside guest memory")
+        scan.device(cursor.device_id, cursor.dte)
+        if not walk_follow(table, &cursor):
+            return 0

@@ -19,7 +19,8 @@ import numpy as np
 
 from its_core.abi import entries as abi
 from its_core.frontend import registers
-from its_core.abi._abi import save_itts, scan_collections, scan_devices, scatter_u64, zero_ranges
+from its_core.abi._abi import (level2_pages, save_itts, scan_collections, scan_devices,
+                               scatter_u64, zero_ranges)
 from its_core.core._core import TranslationTables
 from its_core.errors import ITSError, RestoreError, SaveError
 
@@ -28,8 +29,6 @@ _VALID = registers.GITS_BASER0.field("Valid")
 _INDIRECT = registers.GITS_BASER0.field("Indirect")
 _REVISION = registers.GITS_IIDR.field("Revision")
 _OFFSET = registers.GITS_CWRITER.field("Offset")
-_L1_VALID = abi.L1_DESCRIPTOR["V"].mask
-_L1_ADDRESS = abi.L1_DESCRIPTOR["Address"].mask
 
 #: Registers of `save_registers`, in the order `restore_registers` applies them
 #: (GITS_CTLR is saved but restored last, by `restore`).
@@ -67,14 +66,14 @@ def _plan_device_table(its, table: _Table, records: np.ndarray):
     if not memory.contains(table.base, table.nbytes):
         raise SaveError("device" if not table.indirect else "level1", None, "GITS_BASER0",
                         f"table {table.base:#x}+{table.nbytes:#x} outside guest memory")
-    if table.indirect:
-        level1 = memory.view(table.base, table.slots, "<u8", writable=False)
-        valid = np.flatnonzero(level1 & np.uint64(_L1_VALID))
-        pages = level1[valid] & np.uint64(_L1_ADDRESS) & ~np.uint64(table.page_bytes - 1)
-        for index, page in zip(valid.tolist(), pages.tolist()):
-            if not memory.contains(page, table.page_bytes):
-                raise SaveError("level1", index, "Address",
-                                f"level-2 page {page:#x} outside guest memory")
+    if table.indirect:                       # the native two-level walk (frontend/_devtable)
+        indices, pages, inside = level2_pages(its.guest_window, table.base, table.nbytes,
+                                              table.page_bytes)
+        outside = np.flatnonzero(~inside)
+        if outside.size:
+            index, page = int(indices[outside[0]]), int(pages[outside[0]])
+            raise SaveError("level1", index, "Address",
+                            f"level-2 page {page:#x} outside guest memory")
         zero = [(page, table.page_bytes) for page in pages.tolist()]
     else:
         zero = [(table.base, table.nbytes)]

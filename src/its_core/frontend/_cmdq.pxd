@@ -4,6 +4,7 @@
 from its_core.core._types cimport (cpu_t, devid_t, eventid_t, intid_t, ite_t, uint8_t, uint32_t,
                                    uint64_t)
 from its_core.core._core cimport TranslationTables
+from its_core.frontend._devtable cimport device_table_t
 from its_core.frontend._lpi cimport LPIState
 from its_core.frontend._guest cimport GuestWindow
 
@@ -15,10 +16,7 @@ cdef class CommandProcessor:
     # Device table (GITS_BASER0) and collection table (GITS_BASER1), as
     # configured by the front end before each run (they cannot change while
     # the ITS is enabled).
-    cdef uint64_t device_table      # base address (flat table or level-1 table)
-    cdef uint64_t device_table_bytes
-    cdef uint64_t device_page_bytes # page size (level-2 page size when indirect)
-    cdef bint device_indirect
+    cdef device_table_t device_table    # flat or two-level, walked by _devtable.pxd
     cdef public bint its_enabled     # GITS_CTLR.Enabled (kept by the front end)
     cdef uint64_t collection_slots  # BASER1 table bytes / 8
     # Error log: one row per failed command.
@@ -29,6 +27,5 @@ cdef class CommandProcessor:
 
     cdef uint64_t _device_slot(self, uint64_t device_id) noexcept
     cdef bint _collection_slot(self, uint64_t icid) noexcept
-    cdef uint32_t _execute(self, const uint64_t* dwords) except 0xFFFFFFFF
     cdef int _record(self, uint64_t offset, uint32_t opcode, uint32_t code) except -1
     cdef int _drop_device_pending(self, uint64_t device_id) except -1

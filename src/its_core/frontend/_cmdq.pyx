@@ -2,9 +2,19 @@
 
 `CommandProcessor.process` runs the queue from CREADR to CWRITER, reading
 each 32-byte command through a bounds-checked window on guest memory and
-applying it to the translation core and the LPI state, in native code.  The
-field positions come from `its_core.commands.FIELD_ROWS`, the same table the
-Python encoders and decoder use, loaded into a C table at import.
+applying it to the translation core and the LPI state, in native code.
+Two C tables are built at import from `its_core.commands`:
+
+* `FIELDS`, the field positions of every command, from `commands.FIELD_ROWS`
+  (the same table the Python encoders and decoder use);
+* `HANDLERS`, one C function per command number, from `commands.OPCODES`
+  (`_route` below; a command without a handler fails the import, and every
+  other number runs `_unknown_command`).
+
+Each handler checks its command and applies it; the look-ups the commands
+share (DeviceID -> device -> ITE -> collection, with each command's own error
+codes from `LOOKUP_ERRORS`) are written once, in `_find_ite`.  The device
+table is walked by _devtable.pxd, which the restore scan shares.
 
 A command that fails a check is recorded (queue offset, command number,
 error code) and skipped, or, in stall mode, left at CREADR with processing
@@ -15,6 +25,8 @@ import numpy as np
 
 from its_core.abi import entries as abi
 from its_core.frontend import commands
+from its_core.frontend._devtable cimport (NO_SLOT, describe_device_table, dte_slot, entry_fields,
+                                       entry_fields_t)
 from its_core.frontend._guest cimport guest_contains, guest_read_u64, guest_write_u64
 from its_core.core._core cimport (DEVICE_ID_OUT_OF_RANGE, DEVICE_NOT_MAPPED,
                                   EVENT_ID_OUT_OF_RANGE, INTID_OUT_OF_RANGE, ITS_DISABLED,
@@ -22,7 +34,7 @@ from its_core.core._core cimport (DEVICE_ID_OUT_OF_RANGE, DEVICE_NOT_MAPPED,
 from its_core.core._core import TranslationStatus
 from its_core.core._types cimport uint16_t
 from its_core.core._types cimport (CPU_NONE, LPI_FIRST_INTID, device_t, icid_t, ite_icid, ite_intid,
-                                   ite_pack)
+                                   ite_pack, ite_t)
 
 #: TranslationStatus members by value (no enum construction per doorbell).
 _STATUSES = tuple(sorted(TranslationStatus, key=int))
@@ -75,45 +87,351 @@ cdef inline uint64_t field(const uint64_t* dwords, uint32_t opcode, int field_id
     return (((dwords[spec.dword] >> spec.lsb) & spec.mask) << spec.shift) + spec.bias
 
 
-cdef uint32_t OP_MOVI = commands.OPCODES["MOVI"]
-cdef uint32_t OP_INT = commands.OPCODES["INT"]
-cdef uint32_t OP_CLEAR = commands.OPCODES["CLEAR"]
-cdef uint32_t OP_SYNC = commands.OPCODES["SYNC"]
-cdef uint32_t OP_MAPD = commands.OPCODES["MAPD"]
-cdef uint32_t OP_MAPC = commands.OPCODES["MAPC"]
-cdef uint32_t OP_MAPTI = commands.OPCODES["MAPTI"]
-cdef uint32_t OP_MAPI = commands.OPCODES["MAPI"]
-cdef uint32_t OP_INV = commands.OPCODES["INV"]
-cdef uint32_t OP_INVALL = commands.OPCODES["INVALL"]
-cdef uint32_t OP_MOVALL = commands.OPCODES["MOVALL"]
-cdef uint32_t OP_DISCARD = commands.OPCODES["DISCARD"]
-
-cdef uint32_t E_MOVI_UNMAPPED_INTERRUPT = commands.E_ITS_MOVI_UNMAPPED_INTERRUPT
 cdef uint32_t E_MOVI_UNMAPPED_COLLECTION = commands.E_ITS_MOVI_UNMAPPED_COLLECTION
-cdef uint32_t E_INT_UNMAPPED_INTERRUPT = commands.E_ITS_INT_UNMAPPED_INTERRUPT
 cdef uint32_t E_INT_LPIS_DISABLED = commands.E_ITS_INT_LPIS_DISABLED
-cdef uint32_t E_CLEAR_UNMAPPED_INTERRUPT = commands.E_ITS_CLEAR_UNMAPPED_INTERRUPT
 cdef uint32_t E_MAPD_DEVICE_OOR = commands.E_ITS_MAPD_DEVICE_OOR
 cdef uint32_t E_MAPD_ITTSIZE_OOR = commands.E_ITS_MAPD_ITTSIZE_OOR
 cdef uint32_t E_MAPC_PROCNUM_OOR = commands.E_ITS_MAPC_PROCNUM_OOR
 cdef uint32_t E_MAPC_COLLECTION_OOR = commands.E_ITS_MAPC_COLLECTION_OOR
-cdef uint32_t E_MAPTI_UNMAPPED_DEVICE = commands.E_ITS_MAPTI_UNMAPPED_DEVICE
 cdef uint32_t E_MAPTI_ID_OOR = commands.E_ITS_MAPTI_ID_OOR
 cdef uint32_t E_MAPTI_PHYSICALID_OOR = commands.E_ITS_MAPTI_PHYSICALID_OOR
 cdef uint32_t E_MAPTI_ID_ALREADY_MAPPED = commands.E_ITS_MAPTI_ID_ALREADY_MAPPED
-cdef uint32_t E_INV_UNMAPPED_INTERRUPT = commands.E_ITS_INV_UNMAPPED_INTERRUPT
 cdef uint32_t E_INVALL_UNMAPPED_COLLECTION = commands.E_ITS_INVALL_UNMAPPED_COLLECTION
 cdef uint32_t E_MOVALL_PROCNUM_OOR = commands.E_ITS_MOVALL_PROCNUM_OOR
-cdef uint32_t E_DISCARD_UNMAPPED_INTERRUPT = commands.E_ITS_DISCARD_UNMAPPED_INTERRUPT
 cdef uint32_t E_UNKNOWN_COMMAND = commands.E_ITS_UNKNOWN_COMMAND
 cdef uint32_t E_CMD_READ_FAULT = commands.E_ITS_CMD_READ_FAULT
 
 # 64-bit constants are typed globals, never C enum members (an enum holds an
 # int: a 64-bit value there is not portable).  Entry layouts come from abi/entries.py.
-cdef uint64_t ENTRY_BYTES = abi.ENTRY_BYTES             # DTE, CTE, ITE, level-1 descriptor
-cdef uint64_t NO_SLOT = 0xFFFFFFFFFFFFFFFF
-cdef uint64_t L2_ADDRESS_MASK = abi.L1_DESCRIPTOR["Address"].mask
-cdef uint64_t L1_VALID = abi.L1_DESCRIPTOR["V"].mask
+cdef uint64_t ENTRY_BYTES = abi.ENTRY_BYTES             # DTE, CTE, ITE
+cdef entry_fields_t TABLE_FIELDS = entry_fields(abi)    # what the device-table walk reads
+
+
+# ---------------------------------------------------------------------------
+# The look-ups the commands share, each written once.
+
+ctypedef struct lookup_errors_t:    # a command's error code per failed look-up (0: not checked)
+    uint32_t unmapped_device        # DeviceID beyond device_bits, or no device mapped there
+    uint32_t id_out_of_range        # EventID >= 2**(the device's EventID bits)
+    uint32_t unmapped_interrupt     # the EventID has no ITE
+    uint32_t unmapped_collection    # the ITE's collection is not mapped to a CPU
+
+#: The codes `_find_ite` reports, per command, in the order it checks
+#: (docs/front-end.md).  MAPTI and MAPI need an EventID *without* an ITE, so
+#: they check neither the ITE nor its collection; INV does not check the
+#: collection.
+_LOOKUP_ERROR_CODES = {
+    # command: (unmapped device, EventID out of range, no ITE, collection unmapped)
+    "MAPTI": (commands.E_ITS_MAPTI_UNMAPPED_DEVICE, commands.E_ITS_MAPTI_ID_OOR, 0, 0),
+    "MAPI": (commands.E_ITS_MAPTI_UNMAPPED_DEVICE, commands.E_ITS_MAPTI_ID_OOR, 0, 0),
+    "MOVI": (commands.E_ITS_MOVI_UNMAPPED_INTERRUPT,) * 3
+            + (commands.E_ITS_MOVI_UNMAPPED_COLLECTION,),
+    "DISCARD": (commands.E_ITS_DISCARD_UNMAPPED_INTERRUPT,) * 4,
+    "INV": (commands.E_ITS_INV_UNMAPPED_INTERRUPT,) * 3 + (0,),
+    "INT": (commands.E_ITS_INT_UNMAPPED_INTERRUPT,) * 4,
+    "CLEAR": (commands.E_ITS_CLEAR_UNMAPPED_INTERRUPT,) * 4,
+}
+
+#: `_LOOKUP_ERROR_CODES` by command number (all zero for the other commands).
+cdef lookup_errors_t LOOKUP_ERRORS[NUM_OPCODES]
+
+for _command, (_device, _event_id, _ite, _collection) in _LOOKUP_ERROR_CODES.items():
+    LOOKUP_ERRORS[commands.OPCODES[_command]] = lookup_errors_t(
+        unmapped_device=_device, id_out_of_range=_event_id, unmapped_interrupt=_ite,
+        unmapped_collection=_collection)
+
+
+ctypedef struct found_event_t:      # what _find_ite found for a command
+    uint64_t device_id              # the command's DeviceID ...
+    uint64_t event_id               # ... and EventID
+    device_t* device                # the mapped device
+    ite_t ite                       # its ITE for EventID (0: none; only MAPTI/MAPI go on then)
+    cpu_t cpu                       # the CPU of the ITE's collection (CPU_NONE: unmapped)
+
+
+cdef inline uint32_t _find_ite(CommandProcessor processor, const uint64_t* dwords,
+                               found_event_t* event) except 0xFFFFFFFF:
+    """The look-up of every command naming (DeviceID, EventID): device, ITE,
+    the CPU of the ITE's collection.  Returns 0, or the command's code from
+    LOOKUP_ERRORS for the first check that fails, in this order:
+    1. DeviceID below 2**device_bits and a device mapped there;
+    2. EventID below 2**(the device's EventID bits);
+    3. the EventID has an ITE          (only if the command has a code for it);
+    4. the ITE's collection is mapped  (only if the command has a code for it)."""
+    cdef uint32_t opcode = dwords[0] & 0xFF
+    cdef const lookup_errors_t* errors = &LOOKUP_ERRORS[opcode]
+    event.device_id = field(dwords, opcode, F_DEVICE_ID)
+    event.event_id = field(dwords, opcode, F_EVENT_ID)
+    event.cpu = CPU_NONE
+    cdef int failure = processor.tables._find_event(event.device_id, event.event_id,
+                                                    &event.device, &event.ite)
+    if failure == DEVICE_ID_OUT_OF_RANGE or failure == DEVICE_NOT_MAPPED:
+        return errors.unmapped_device
+    if failure == EVENT_ID_OUT_OF_RANGE:
+        return errors.id_out_of_range
+    if not errors.unmapped_interrupt:
+        return 0
+    if event.ite == 0:
+        return errors.unmapped_interrupt
+    event.cpu = processor.tables.collections[ite_icid(event.ite)]
+    if event.cpu == CPU_NONE and errors.unmapped_collection:
+        return errors.unmapped_collection
+    return 0
+
+
+cdef inline uint64_t _ite_slot(CommandProcessor processor, const found_event_t* event) noexcept:
+    """Guest address of the event's ITE in its device's ITT (ITT + EventID x 8,
+    all 8 bytes inside guest memory), or NO_SLOT."""
+    cdef uint64_t slot = event.device.itt_addr + event.event_id * ENTRY_BYTES
+    return slot if guest_contains(processor.mem, slot, ENTRY_BYTES) else NO_SLOT
+
+
+cdef inline cpu_t _collection_cpu(TranslationTables tables, uint64_t icid) noexcept:
+    """The CPU collection ICID maps to; CPU_NONE if it is unmapped or ICID >= num_collections."""
+    if icid >= <uint64_t>tables.num_collections:
+        return CPU_NONE
+    return tables.collections[icid]
+
+
+# ---------------------------------------------------------------------------
+# One handler per command: it checks the command (first failure wins) and
+# applies it.  Each returns 0 or the error code; 0xFFFFFFFF means a Python
+# exception is set (MemoryError from the core).
+
+ctypedef uint32_t (*command_handler_t)(CommandProcessor, const uint64_t*) except 0xFFFFFFFF
+
+
+cdef uint32_t _mapd(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """MAPD DeviceID, ITT_addr, Size, V.  Checks: the DeviceID has a
+    device-table slot (E_ITS_MAPD_DEVICE_OOR); V = 1 and Size + 1 > event_bits
+    (E_ITS_MAPD_ITTSIZE_OOR).  Drops the device if mapped (its events and their
+    pending bits); V = 1 maps it, V = 0 writes a zero DTE at its slot."""
+    cdef uint32_t opcode = dwords[0] & 0xFF
+    cdef TranslationTables tables = processor.tables
+    cdef uint64_t device_id = field(dwords, opcode, F_DEVICE_ID)
+    cdef uint64_t num_event_bits = field(dwords, opcode, F_NUM_EVENT_BITS)
+    cdef bint valid = field(dwords, opcode, F_VALID)
+    cdef uint64_t slot = processor._device_slot(device_id)
+    if slot == NO_SLOT:
+        return E_MAPD_DEVICE_OOR
+    if valid and num_event_bits > <uint64_t>tables.event_bits:
+        return E_MAPD_ITTSIZE_OOR
+    if tables._device(<devid_t>device_id) != NULL:
+        processor._drop_device_pending(device_id)
+    if valid:
+        tables._map_device(device_id, num_event_bits, field(dwords, opcode, F_ITT_ADDR))
+    else:
+        tables._unmap_device(device_id)
+        guest_write_u64(processor.mem, slot, 0)
+    return 0
+
+
+cdef uint32_t _mapc(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """MAPC ICID, RDbase, V.  V = 0: unmap ICID (no checks, no error when
+    unmapped).  V = 1 checks: CPU < num_cpus (E_ITS_MAPC_PROCNUM_OOR); ICID
+    has a collection-table slot (E_ITS_MAPC_COLLECTION_OOR); then routes ICID
+    to the CPU."""
+    cdef uint32_t opcode = dwords[0] & 0xFF
+    cdef TranslationTables tables = processor.tables
+    cdef uint64_t icid = field(dwords, opcode, F_ICID)
+    cdef uint64_t cpu_number
+    if not field(dwords, opcode, F_VALID):
+        if icid < <uint64_t>tables.num_collections:
+            tables._unmap_collection(icid)
+        return 0
+    cpu_number = field(dwords, opcode, F_CPU)
+    if cpu_number >= <uint64_t>tables.num_cpus:
+        return E_MAPC_PROCNUM_OOR
+    if not processor._collection_slot(icid):
+        return E_MAPC_COLLECTION_OOR
+    tables._map_collection(icid, cpu_number)
+    return 0
+
+
+cdef inline uint32_t _map_interrupt(CommandProcessor processor, const uint64_t* dwords,
+                                    uint64_t intid) except 0xFFFFFFFF:
+    """MAPTI and MAPI with pINTID `intid`.  Checks: _find_ite (device mapped:
+    E_ITS_MAPTI_UNMAPPED_DEVICE; EventID in range: E_ITS_MAPTI_ID_OOR); the
+    ITE's 8 bytes inside guest memory (E_ITS_MAPTI_ID_OOR); 8192 <= pINTID <
+    LPI limit (E_ITS_MAPTI_PHYSICALID_OOR); EventID not mapped yet
+    (E_ITS_MAPTI_ID_ALREADY_MAPPED); ICID has a collection-table slot
+    (E_ITS_MAPC_COLLECTION_OOR).  Then maps and loads the LPI's config byte."""
+    cdef found_event_t event
+    cdef uint64_t icid = field(dwords, dwords[0] & 0xFF, F_ICID)
+    cdef uint32_t code = _find_ite(processor, dwords, &event)
+    if code:
+        return code
+    if _ite_slot(processor, &event) == NO_SLOT:
+        return E_MAPTI_ID_OOR
+    if intid < LPI_FIRST_INTID or intid >= processor.lpi.limit:
+        return E_MAPTI_PHYSICALID_OOR
+    if event.ite != 0:
+        return E_MAPTI_ID_ALREADY_MAPPED
+    if not processor._collection_slot(icid):
+        return E_MAPC_COLLECTION_OOR
+    # Every check of TranslationTables._map_event has passed above.
+    processor.tables._add_ite(event.device, <eventid_t>event.event_id,
+                              ite_pack(<intid_t>intid, <icid_t>icid))
+    processor.lpi.load_config(<intid_t>intid)
+    return 0
+
+
+cdef uint32_t _mapti(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """MAPTI DeviceID, EventID, pINTID, ICID (checks: _map_interrupt)."""
+    return _map_interrupt(processor, dwords, field(dwords, dwords[0] & 0xFF, F_INTID))
+
+
+cdef uint32_t _mapi(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """MAPI DeviceID, EventID, ICID: MAPTI with pINTID = EventID (checks: _map_interrupt)."""
+    return _map_interrupt(processor, dwords, field(dwords, dwords[0] & 0xFF, F_EVENT_ID))
+
+
+cdef uint32_t _movi(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """MOVI DeviceID, EventID, ICID.  Checks: _find_ite (an ITE:
+    E_ITS_MOVI_UNMAPPED_INTERRUPT; its collection mapped:
+    E_ITS_MOVI_UNMAPPED_COLLECTION); the new ICID < num_collections and mapped
+    (E_ITS_MOVI_UNMAPPED_COLLECTION).  Sets the new ICID and moves a pending
+    bit from the old CPU to the new one."""
+    cdef found_event_t event
+    cdef uint64_t icid = field(dwords, dwords[0] & 0xFF, F_ICID)
+    cdef uint32_t code = _find_ite(processor, dwords, &event)
+    if code:
+        return code
+    cdef cpu_t new_cpu = _collection_cpu(processor.tables, icid)
+    if new_cpu == CPU_NONE:
+        return E_MOVI_UNMAPPED_COLLECTION
+    processor.tables._move_event(event.device_id, event.event_id, icid)
+    processor.lpi.move_pending(ite_intid(event.ite), event.cpu, new_cpu)
+    return 0
+
+
+cdef uint32_t _discard(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """DISCARD DeviceID, EventID.  Checks: _find_ite (an ITE whose collection
+    is mapped, else E_ITS_DISCARD_UNMAPPED_INTERRUPT).  Clears the pending bit
+    on the target CPU, unmaps the event and writes a zero ITE at ITT + EventID
+    x 8 (when inside guest memory)."""
+    cdef found_event_t event
+    cdef uint32_t code = _find_ite(processor, dwords, &event)
+    if code:
+        return code
+    processor.lpi.clear_pending(event.cpu, ite_intid(event.ite))
+    processor.tables._unmap_event(event.device_id, event.event_id)
+    cdef uint64_t slot = _ite_slot(processor, &event)
+    if slot != NO_SLOT:
+        guest_write_u64(processor.mem, slot, 0)
+    return 0
+
+
+cdef uint32_t _inv(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """INV DeviceID, EventID.  Checks: _find_ite (an ITE, else
+    E_ITS_INV_UNMAPPED_INTERRUPT; its collection is not checked).  Loads the
+    LPI's config byte."""
+    cdef found_event_t event
+    cdef uint32_t code = _find_ite(processor, dwords, &event)
+    if code:
+        return code
+    processor.lpi.load_config(ite_intid(event.ite))
+    return 0
+
+
+cdef uint32_t _int(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """INT DeviceID, EventID.  Checks: _find_ite (an ITE whose collection is
+    mapped, else E_ITS_INT_UNMAPPED_INTERRUPT); the target CPU has LPIs
+    enabled (E_ITS_INT_LPIS_DISABLED).  Sets the LPI pending on the target CPU
+    (an INTID at or above the LPI limit: nothing, no error)."""
+    cdef found_event_t event
+    cdef uint32_t code = _find_ite(processor, dwords, &event)
+    if code:
+        return code
+    if not processor.lpi.lpis_enabled[event.cpu]:
+        return E_INT_LPIS_DISABLED
+    if ite_intid(event.ite) < processor.lpi.limit:
+        processor.lpi.set_pending(event.cpu, ite_intid(event.ite))
+    return 0
+
+
+cdef uint32_t _clear(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """CLEAR DeviceID, EventID.  Checks: _find_ite (an ITE whose collection
+    is mapped, else E_ITS_CLEAR_UNMAPPED_INTERRUPT).  Clears the LPI's pending
+    bit on the target CPU."""
+    cdef found_event_t event
+    cdef uint32_t code = _find_ite(processor, dwords, &event)
+    if code:
+        return code
+    processor.lpi.clear_pending(event.cpu, ite_intid(event.ite))
+    return 0
+
+
+cdef uint32_t _invall(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """INVALL ICID.  Checks: ICID < num_collections and mapped
+    (E_ITS_INVALL_UNMAPPED_COLLECTION).  Loads the config byte of every mapped
+    event whose collection targets that CPU."""
+    cdef TranslationTables tables = processor.tables
+    cdef cpu_t cpu = _collection_cpu(tables, field(dwords, dwords[0] & 0xFF, F_ICID))
+    if cpu == CPU_NONE:
+        return E_INVALL_UNMAPPED_COLLECTION
+    processor.lpi.load_config_many(tables.intids_targeting(cpu))
+    return 0
+
+
+cdef uint32_t _movall(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """MOVALL RDbase1, RDbase2.  Checks: both CPUs < num_cpus
+    (E_ITS_MOVALL_PROCNUM_OOR).  Moves every pending bit of the first CPU to
+    the second (see LPIState.move_all)."""
+    cdef uint32_t opcode = dwords[0] & 0xFF
+    cdef uint64_t from_cpu = field(dwords, opcode, F_FROM_CPU)
+    cdef uint64_t to_cpu = field(dwords, opcode, F_TO_CPU)
+    if from_cpu >= <uint64_t>processor.lpi.num_cpus or to_cpu >= <uint64_t>processor.lpi.num_cpus:
+        return E_MOVALL_PROCNUM_OOR
+    processor.lpi.move_all(<cpu_t>from_cpu, <cpu_t>to_cpu)
+    return 0
+
+
+cdef uint32_t _sync(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
+    """SYNC RDbase.  No checks, no effect: processing is synchronous."""
+    return 0
+
+
+cdef uint32_t _unknown_command(CommandProcessor processor,
+                               const uint64_t* dwords) except 0xFFFFFFFF:
+    """Any command number commands.OPCODES does not list: E_ITS_UNKNOWN_COMMAND."""
+    return E_UNKNOWN_COMMAND
+
+
+#: The handler of every command number.
+cdef command_handler_t HANDLERS[NUM_OPCODES]
+
+for _opcode in range(NUM_OPCODES):
+    HANDLERS[_opcode] = _unknown_command
+
+
+cdef int _route(str mnemonic, command_handler_t handler) except -1:
+    """Run `handler` for the command number commands.OPCODES gives `mnemonic`."""
+    opcode = commands.OPCODES.get(mnemonic)
+    if opcode is None or HANDLERS[opcode] != _unknown_command:
+        raise ImportError(f"_cmdq: {mnemonic} is not a command of its_core.commands, "
+                          f"or has two handlers")
+    HANDLERS[opcode] = handler
+    return 0
+
+
+_route("MAPD", _mapd)
+_route("MAPC", _mapc)
+_route("MAPTI", _mapti)
+_route("MAPI", _mapi)
+_route("MOVI", _movi)
+_route("DISCARD", _discard)
+_route("INV", _inv)
+_route("INT", _int)
+_route("CLEAR", _clear)
+_route("INVALL", _invall)
+_route("MOVALL", _movall)
+_route("SYNC", _sync)
+
+_unhandled = [name for name, opcode in commands.OPCODES.items()
+              if HANDLERS[opcode] == _unknown_command]
+if _unhandled:
+    raise ImportError(f"_cmdq: no handler for {', '.join(_unhandled)} (its_core.commands)")
 
 
 cdef class CommandProcessor:
@@ -132,10 +450,8 @@ cdef class CommandProcessor:
                   uint64_t device_page_bytes, bint device_indirect,
                   uint64_t collection_table_bytes):
         """Describe the device and collection tables (from GITS_BASER0/1)."""
-        self.device_table = device_table
-        self.device_table_bytes = device_table_bytes
-        self.device_page_bytes = device_page_bytes
-        self.device_indirect = device_indirect
+        self.device_table = describe_device_table(&TABLE_FIELDS, device_table, device_table_bytes,
+                                                  device_page_bytes, device_indirect)
         self.collection_slots = collection_table_bytes // ENTRY_BYTES
 
     def clear_errors(self):
@@ -162,29 +478,9 @@ cdef class CommandProcessor:
 
     cdef uint64_t _device_slot(self, uint64_t device_id) noexcept:
         """Guest address of DeviceID's DTE, or NO_SLOT (docs/front-end.md)."""
-        cdef uint64_t index, descriptor_addr, descriptor, page, slot
-        cdef uint64_t per_page = self.device_page_bytes // ENTRY_BYTES
         if device_id >> self.tables.device_bits:
             return NO_SLOT
-        if not self.device_indirect:
-            if device_id >= self.device_table_bytes // ENTRY_BYTES:
-                return NO_SLOT
-            slot = self.device_table + device_id * ENTRY_BYTES
-        else:
-            index = device_id // per_page
-            if index >= self.device_table_bytes // ENTRY_BYTES:
-                return NO_SLOT
-            descriptor_addr = self.device_table + index * ENTRY_BYTES
-            if not guest_contains(self.mem, descriptor_addr, ENTRY_BYTES):
-                return NO_SLOT
-            descriptor = guest_read_u64(self.mem, descriptor_addr)
-            if not descriptor & L1_VALID:
-                return NO_SLOT
-            page = descriptor & L2_ADDRESS_MASK & ~(self.device_page_bytes - 1)
-            slot = page + (device_id % per_page) * ENTRY_BYTES
-        if not guest_contains(self.mem, slot, ENTRY_BYTES):
-            return NO_SLOT
-        return slot
+        return dte_slot(self.mem, &self.device_table, device_id)
 
     cdef bint _collection_slot(self, uint64_t icid) noexcept:
         return icid < <uint64_t>self.tables.num_collections and icid < self.collection_slots
@@ -201,133 +497,6 @@ cdef class CommandProcessor:
             if cpu != CPU_NONE:
                 self.lpi.clear_pending(cpu, intid_view[index])
         return 0
-
-    cdef uint32_t _execute(self, const uint64_t* dwords) except 0xFFFFFFFF:
-        """Apply one command; 0 or its error code."""
-        cdef uint32_t opcode = dwords[0] & 0xFF
-        cdef TranslationTables tables = self.tables
-        cdef uint64_t device_id, event_id, icid, intid, cpu_number, target, slot
-        cdef device_t* device
-        cdef ite_t ite
-        cdef int failure
-        cdef cpu_t cpu, new_cpu
-
-        if opcode == OP_MAPTI or opcode == OP_MAPI:
-            device_id = field(dwords, opcode, F_DEVICE_ID)
-            event_id = field(dwords, opcode, F_EVENT_ID)
-            icid = field(dwords, opcode, F_ICID)
-            intid = field(dwords, opcode, F_INTID) if opcode == OP_MAPTI else event_id
-            failure = tables._find_event(device_id, event_id, &device, &ite)
-            if failure == DEVICE_ID_OUT_OF_RANGE or failure == DEVICE_NOT_MAPPED:
-                return E_MAPTI_UNMAPPED_DEVICE
-            if failure == EVENT_ID_OUT_OF_RANGE or not guest_contains(
-                    self.mem, device.itt_addr + event_id * ENTRY_BYTES, ENTRY_BYTES):
-                return E_MAPTI_ID_OOR
-            if intid < LPI_FIRST_INTID or intid >= self.lpi.limit:
-                return E_MAPTI_PHYSICALID_OOR
-            if ite != 0:
-                return E_MAPTI_ID_ALREADY_MAPPED
-            if not self._collection_slot(icid):
-                return E_MAPC_COLLECTION_OOR
-            # Every check of TranslationTables._map_event has passed above.
-            tables._add_ite(device, <eventid_t>event_id, ite_pack(<intid_t>intid, <icid_t>icid))
-            self.lpi.load_config(<intid_t>intid)
-            return 0
-
-        if opcode == OP_MAPD:
-            device_id = field(dwords, opcode, F_DEVICE_ID)
-            slot = self._device_slot(device_id)
-            if slot == NO_SLOT:
-                return E_MAPD_DEVICE_OOR
-            if field(dwords, opcode, F_VALID) and \
-                    field(dwords, opcode, F_NUM_EVENT_BITS) > <uint64_t>tables.event_bits:
-                return E_MAPD_ITTSIZE_OOR
-            if tables._device(<devid_t>device_id) != NULL:
-                self._drop_device_pending(device_id)
-            if field(dwords, opcode, F_VALID):
-                tables._map_device(device_id, field(dwords, opcode, F_NUM_EVENT_BITS),
-                                   field(dwords, opcode, F_ITT_ADDR))
-            else:
-                tables._unmap_device(device_id)
-                guest_write_u64(self.mem, slot, 0)
-            return 0
-
-        if opcode == OP_MAPC:
-            icid = field(dwords, opcode, F_ICID)
-            if not field(dwords, opcode, F_VALID):
-                if icid < <uint64_t>tables.num_collections:
-                    tables._unmap_collection(icid)
-                return 0
-            cpu_number = field(dwords, opcode, F_CPU)
-            if cpu_number >= <uint64_t>tables.num_cpus:
-                return E_MAPC_PROCNUM_OOR
-            if not self._collection_slot(icid):
-                return E_MAPC_COLLECTION_OOR
-            tables._map_collection(icid, cpu_number)
-            return 0
-
-        if opcode == OP_SYNC:
-            return 0
-
-        if opcode == OP_MOVALL:
-            cpu_number = field(dwords, opcode, F_FROM_CPU)
-            target = field(dwords, opcode, F_TO_CPU)
-            if cpu_number >= <uint64_t>self.lpi.num_cpus or target >= <uint64_t>self.lpi.num_cpus:
-                return E_MOVALL_PROCNUM_OOR
-            self.lpi.move_all(<cpu_t>cpu_number, <cpu_t>target)
-            return 0
-
-        if opcode == OP_INVALL:
-            icid = field(dwords, opcode, F_ICID)
-            if icid >= <uint64_t>tables.num_collections or tables.collections[icid] == CPU_NONE:
-                return E_INVALL_UNMAPPED_COLLECTION
-            self.lpi.load_config_many(tables.intids_targeting(tables.collections[icid]))
-            return 0
-
-        if (opcode == OP_MOVI or opcode == OP_DISCARD or opcode == OP_INV
-                or opcode == OP_INT or opcode == OP_CLEAR):
-            device_id = field(dwords, opcode, F_DEVICE_ID)
-            event_id = field(dwords, opcode, F_EVENT_ID)
-            failure = tables._find_event(device_id, event_id, &device, &ite)
-            cpu = CPU_NONE if failure or ite == 0 else tables.collections[ite_icid(ite)]
-            if opcode == OP_INV:
-                if failure or ite == 0:
-                    return E_INV_UNMAPPED_INTERRUPT
-                self.lpi.load_config(ite_intid(ite))
-                return 0
-            if opcode == OP_MOVI:
-                if failure or ite == 0:
-                    return E_MOVI_UNMAPPED_INTERRUPT
-                if cpu == CPU_NONE:
-                    return E_MOVI_UNMAPPED_COLLECTION
-                icid = field(dwords, opcode, F_ICID)
-                if icid >= <uint64_t>tables.num_collections or tables.collections[icid] == CPU_NONE:
-                    return E_MOVI_UNMAPPED_COLLECTION
-                new_cpu = tables.collections[icid]
-                tables._move_event(device_id, event_id, icid)
-                self.lpi.move_pending(ite_intid(ite), cpu, new_cpu)
-                return 0
-            if cpu == CPU_NONE:
-                if opcode == OP_DISCARD:
-                    return E_DISCARD_UNMAPPED_INTERRUPT
-                if opcode == OP_INT:
-                    return E_INT_UNMAPPED_INTERRUPT
-                return E_CLEAR_UNMAPPED_INTERRUPT
-            if opcode == OP_INT:
-                if not self.lpi.lpis_enabled[cpu]:
-                    return E_INT_LPIS_DISABLED
-                if ite_intid(ite) < self.lpi.limit:
-                    self.lpi.set_pending(cpu, ite_intid(ite))
-                return 0
-            self.lpi.clear_pending(cpu, ite_intid(ite))
-            if opcode == OP_DISCARD:
-                tables._unmap_event(device_id, event_id)
-                slot = device.itt_addr + event_id * ENTRY_BYTES
-                if guest_contains(self.mem, slot, ENTRY_BYTES):
-                    guest_write_u64(self.mem, slot, 0)
-            return 0
-
-        return E_UNKNOWN_COMMAND
 
     def process(self, uint64_t queue_base, uint64_t queue_bytes, uint64_t creadr,
                 uint64_t cwriter, bint stall_on_error):
@@ -352,7 +521,7 @@ cdef class CommandProcessor:
                 for step in range(4):
                     dwords[step] = guest_read_u64(self.mem, addr + 8 * step)
                 opcode = dwords[0] & 0xFF
-                code = self._execute(dwords)
+                code = HANDLERS[opcode](self, dwords)
             else:
                 opcode = 0
                 code = E_CMD_READ_FAULT
