@@ -207,7 +207,7 @@ def test_bring_up_reads_back(layout):
         assert g.rd_read(cpu, GICR_CTLR, 4) & 1 == 1
         assert g.rd_read(cpu, GICR_PROPBASER) == s.propbaser
         assert g.rd_read(cpu, GICR_PENDBASER) == s.pendbaser[cpu] & ~(1 << 62)   # PTZ reads 0
-        assert g.rd_read(cpu, GICR_TYPER) == R.gicr_typer_value(cpu, cpu,
+        assert g.rd_read(cpu, GICR_TYPER) == R.gicr_typer_value(cpu, cpu, direct_lpi=True,
                                                                 last=cpu == NUM_CPUS - 1)
     assert g.errors() == []
 

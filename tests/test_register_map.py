@@ -37,7 +37,9 @@ def test_its_register_offsets_and_widths():
 def test_gicr_register_offsets_and_widths():
     assert {r.name: (r.offset, r.width) for r in R.GICR_REGISTERS} == {
         "GICR_CTLR": (0x0000, 32), "GICR_TYPER": (0x0008, 64),
+        "GICR_SETLPIR": (0x0040, 64), "GICR_CLRLPIR": (0x0048, 64),
         "GICR_PROPBASER": (0x0070, 64), "GICR_PENDBASER": (0x0078, 64),
+        "GICR_INVLPIR": (0x00A0, 64), "GICR_INVALLR": (0x00B0, 64), "GICR_SYNCR": (0x00C0, 32),
     }
 
 
@@ -235,7 +237,8 @@ def test_lookup_gicr():
     assert R.lookup_gicr(0x000C, 4) == (R.GICR_TYPER, 1)
     assert R.lookup_gicr(0x0070, 8) == (R.GICR_PROPBASER, None)
     assert R.lookup_gicr(0x007C, 4) == (R.GICR_PENDBASER, 1)
-    assert R.lookup_gicr(0x0040, 8) is None
+    assert R.lookup_gicr(0x0040, 8) == (R.GICR_SETLPIR, None)          # direct LPI registers
+    assert R.lookup_gicr(0x00C0, 8) is None and R.lookup_gicr(0x0050, 8) is None
 
 
 # -- writes -------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from its_core.frontend.guest_memory import GuestMemory, GuestMemoryError
 from its_core.frontend import commands, registers
 from its_core.frontend.its import ITS
 from its_core.frontend.bringup import GuestMap, bring_up
+from its_core.frontend.redistributors import Redistributors
 from its_core.core import reference
 
 # The public module paths of the flat layout this package had: the same module
@@ -69,6 +70,7 @@ __all__ = [
     "LAYOUTS",
     "MappingError",
     "MappingFailure",
+    "Redistributors",
     "RestoreError",
     "SaveError",
     "TranslationError",

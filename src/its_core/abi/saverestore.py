@@ -147,16 +147,15 @@ def save_tables(its) -> None:
         its.memory.view(collections.base, ctes.size, "<u8")[:] = ctes
 
 
-def _plan_pending(its) -> list[tuple[int, int]]:
+def _plan_pending(rd) -> list[tuple[int, int]]:
     """(cpu, table address) of every CPU with LPIs enabled, checked."""
-    rd = its.redistributors
-    start, end = its.lpi_state.pending_span()
+    start, end = rd.lpi_state.pending_span()
     plan = []
-    for cpu in range(its.num_cpus):
+    for cpu in range(rd.num_cpus):
         if not rd.lpis_enabled(cpu):
             continue
         addr = rd.pendbaser_address(cpu)
-        if end > start and not its.memory.contains(addr + start, end - start):
+        if end > start and not rd.memory.contains(addr + start, end - start):
             raise SaveError("pending", cpu, "GICR_PENDBASER",
                             f"pending table {addr:#x} outside guest memory")
         plan.append((cpu, addr))
@@ -166,8 +165,25 @@ def _plan_pending(its) -> list[tuple[int, int]]:
 def save_pending_tables(its) -> None:
     """Pending bitmap of each CPU with LPIs enabled -> its pending table
     (bytes 1024 up to the LPI limit / 8 only)."""
-    for cpu, addr in _plan_pending(its):
-        its.lpi_state.save_pending(cpu, addr)
+    rd = its.redistributors
+    for cpu, addr in _plan_pending(rd):
+        rd.lpi_state.save_pending(cpu, addr)
+
+
+def _redistributor_registers(rd) -> dict:
+    """The GICR_* registers of every CPU, by mnemonic: one list entry per CPU."""
+    return {name: [rd.mmio_read(cpu, registers.GICR_REGISTERS[name].offset,
+                                registers.GICR_REGISTERS[name].nbytes)
+                   for cpu in range(rd.num_cpus)]
+            for name in GICR_REGISTER_NAMES}
+
+
+def save_redistributors(rd) -> dict:
+    """Pending tables of the CPUs with LPIs enabled -> guest memory; the
+    GICR_* registers as a JSON-serialisable dict (`Redistributors.save`)."""
+    for cpu, addr in _plan_pending(rd):
+        rd.lpi_state.save_pending(cpu, addr)
+    return _redistributor_registers(rd)
 
 
 def save_registers(its) -> dict:
@@ -177,19 +193,18 @@ def save_registers(its) -> dict:
     return {name: its.register(name) for name in names}
 
 
-def save(its) -> dict:
-    """Tables and pending tables into guest memory; the registers of the ITS
-    and of the redistributors' LPI side as a JSON-serialisable dict."""
-    pending = _plan_pending(its)
+def save(its, redistributors: bool = True) -> dict:
+    """Tables (and, with `redistributors`, pending tables) into guest memory;
+    the registers of the ITS (and of the redistributors' LPI side) as a
+    JSON-serialisable dict.  Everything is checked before anything is written."""
+    rd = its.redistributors
+    pending = _plan_pending(rd) if redistributors else []
     save_tables(its)
     for cpu, addr in pending:
-        its.lpi_state.save_pending(cpu, addr)
+        rd.lpi_state.save_pending(cpu, addr)
     state = {"format": abi.FORMAT, **save_registers(its)}
-    rd = its.redistributors
-    for name in GICR_REGISTER_NAMES:
-        offset = registers.GICR_REGISTERS[name].offset
-        state[name] = [rd.mmio_read(cpu, offset, 8 if name != "GICR_CTLR" else 4)
-                       for cpu in range(its.num_cpus)]
+    if redistributors:
+        state.update(_redistributor_registers(rd))
     return state
 
 
@@ -227,11 +242,11 @@ def restore_tables(its) -> None:
                                      its.stored_register("GITS_BASER1")))
 
 
-def _check_pending(its, cpu: int, addr: int, span: tuple[int, int] | None = None) -> None:
+def _check_pending(rd, cpu: int, addr: int, span: tuple[int, int] | None = None) -> None:
     """RestoreError unless bytes `span` (default: the current limit's) of the
     pending table at `addr` lie inside guest memory."""
-    start, end = span or its.lpi_state.pending_span()
-    if end > start and not its.memory.contains(addr + start, end - start):
+    start, end = span or rd.lpi_state.pending_span()
+    if end > start and not rd.memory.contains(addr + start, end - start):
         raise RestoreError("pending", cpu, "GICR_PENDBASER",
                            f"pending table {addr:#x} outside guest memory")
 
@@ -239,11 +254,11 @@ def _check_pending(its, cpu: int, addr: int, span: tuple[int, int] | None = None
 def restore_pending_tables(its) -> None:
     """Pending tables -> pending bitmaps of the CPUs with LPIs enabled."""
     rd = its.redistributors
-    cpus = [cpu for cpu in range(its.num_cpus) if rd.lpis_enabled(cpu)]
+    cpus = [cpu for cpu in range(rd.num_cpus) if rd.lpis_enabled(cpu)]
     for cpu in cpus:
-        _check_pending(its, cpu, rd.pendbaser_address(cpu))
+        _check_pending(rd, cpu, rd.pendbaser_address(cpu))
     for cpu in cpus:
-        its.lpi_state.load_pending(cpu, rd.pendbaser_address(cpu))
+        rd.lpi_state.load_pending(cpu, rd.pendbaser_address(cpu))
 
 
 def _checked_registers(its, regs: dict) -> dict:
@@ -286,54 +301,77 @@ def restore_registers(its, regs: dict) -> None:
     _apply_its_registers(its, _checked_registers(its, regs))
 
 
+def _checked_redistributors(rd, state: dict) -> dict:
+    """The GICR_* lists of `state`, validated against `rd` (RestoreError
+    otherwise), with every pending table that will be read inside memory."""
+    gicr = {}
+    for name in GICR_REGISTER_NAMES:
+        column = state.get(name)
+        width = registers.GICR_REGISTERS[name].width
+        if isinstance(column, list) and len(column) != rd.num_cpus:
+            raise RestoreError("registers", name, name,
+                               f"the state was saved from {len(column)} CPUs but this ITS has "
+                               f"{rd.num_cpus}: restore into an ITS with "
+                               f"num_cpus={len(column)}")
+        if not isinstance(column, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << width
+                for v in column):
+            raise RestoreError("registers", name, name,
+                               f"expected {rd.num_cpus} {width}-bit values, one per CPU")
+        gicr[name] = column
+    pend_field = registers.GICR_PENDBASER.field("Physical_Address")
+    enable_field = registers.GICR_CTLR.field("EnableLPIs")
+    # The pending bytes that will be read are those below the limit the saved
+    # PROPBASER sets (one register for every CPU: the last write wins).
+    id_bits = registers.GICR_PROPBASER.field("IDbits").extract(gicr["GICR_PROPBASER"][-1])
+    limit = 1 << min(id_bits + 1, rd.lpi_state.intid_bits)
+    first = rd.lpi_state.pending_span()[0]
+    span = (first, max(first, limit // 8))
+    for cpu in range(rd.num_cpus):
+        if enable_field.extract(gicr["GICR_CTLR"][cpu]):
+            _check_pending(rd, cpu, gicr["GICR_PENDBASER"][cpu] & pend_field.mask, span)
+    return gicr
+
+
+def _apply_redistributors(rd, gicr: dict) -> None:
+    """The guest's writes of a checked GICR state: EnableLPIs off, the table
+    registers, then EnableLPIs (which loads the pending tables and config)."""
+    for cpu in range(rd.num_cpus):
+        rd.mmio_write(cpu, registers.GICR_CTLR.offset, 0, 4)
+    for cpu in range(rd.num_cpus):
+        rd.mmio_write(cpu, registers.GICR_PROPBASER.offset, gicr["GICR_PROPBASER"][cpu], 8)
+        rd.mmio_write(cpu, registers.GICR_PENDBASER.offset, gicr["GICR_PENDBASER"][cpu], 8)
+    for cpu in range(rd.num_cpus):
+        rd.mmio_write(cpu, registers.GICR_CTLR.offset, gicr["GICR_CTLR"][cpu], 4)
+
+
+def restore_redistributors(rd, state: dict) -> None:
+    """`Redistributors.restore`: validated, then applied."""
+    if not isinstance(state, dict):
+        raise RestoreError("registers", None, "state", "expected a dict of GICR_* registers")
+    _apply_redistributors(rd, _checked_redistributors(rd, state))
+
+
 def restore(its, state: dict) -> None:
-    """The whole sequence: redistributors, ITS registers but CTLR, tables,
-    pending state, GITS_CTLR.  Everything is validated before anything changes."""
+    """The whole sequence: redistributors (when `state` holds their GICR_*
+    registers), ITS registers but CTLR, tables, GITS_CTLR.  Everything is
+    validated before anything changes."""
     if its.enabled:
         raise ITSError("restore: the ITS is enabled; restore into a fresh or reset ITS")
     if not isinstance(state, dict) or state.get("format") != abi.FORMAT:
         raise RestoreError("registers", "format", "format",
                            f"not a {abi.FORMAT!r} register state")
     values = _checked_registers(its, state)
-    gicr = {}
-    for name in GICR_REGISTER_NAMES:
-        column = state.get(name)
-        width = registers.GICR_REGISTERS[name].width
-        if isinstance(column, list) and len(column) != its.num_cpus:
-            raise RestoreError("registers", name, name,
-                               f"the state was saved from {len(column)} CPUs but this ITS has "
-                               f"{its.num_cpus}: restore into an ITS with "
-                               f"num_cpus={len(column)}")
-        if not isinstance(column, list) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << width
-                for v in column):
-            raise RestoreError("registers", name, name,
-                               f"expected {its.num_cpus} {width}-bit values, one per CPU")
-        gicr[name] = column
+    rd = its.redistributors
+    with_redistributors = any(name in state for name in GICR_REGISTER_NAMES)
+    gicr = _checked_redistributors(rd, state) if with_redistributors else None
     ctlr = state.get("GITS_CTLR")
     if isinstance(ctlr, bool) or not isinstance(ctlr, int) or not 0 <= ctlr < 1 << 32:
         raise RestoreError("registers", "GITS_CTLR", "GITS_CTLR", f"{ctlr!r} is not a 32-bit value")
-    pend_field = registers.GICR_PENDBASER.field("Physical_Address")
-    enable_field = registers.GICR_CTLR.field("EnableLPIs")
-    # The pending bytes that will be read are those below the limit the saved
-    # PROPBASER sets (one register for every CPU: the last write wins).
-    id_bits = registers.GICR_PROPBASER.field("IDbits").extract(gicr["GICR_PROPBASER"][-1])
-    limit = 1 << min(id_bits + 1, its.lpi_state.intid_bits)
-    first = its.lpi_state.pending_span()[0]
-    span = (first, max(first, limit // 8))
-    for cpu in range(its.num_cpus):
-        if enable_field.extract(gicr["GICR_CTLR"][cpu]):
-            _check_pending(its, cpu, gicr["GICR_PENDBASER"][cpu] & pend_field.mask, span)
     tables = _build_tables(its, values["GITS_BASER0"], values["GITS_BASER1"])
     # Everything has passed: apply.
-    rd = its.redistributors
-    for cpu in range(its.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_CTLR.offset, 0, 4)
-    for cpu in range(its.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_PROPBASER.offset, gicr["GICR_PROPBASER"][cpu], 8)
-        rd.mmio_write(cpu, registers.GICR_PENDBASER.offset, gicr["GICR_PENDBASER"][cpu], 8)
-    for cpu in range(its.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_CTLR.offset, gicr["GICR_CTLR"][cpu], 4)
+    if gicr is not None:
+        _apply_redistributors(rd, gicr)
     # The restored tables go in before the BASER writes, so a saved BASER with
     # Valid = 0 drops (the empty) restored mappings, never the old ones with
     # the pending bits just read from the pending tables.

@@ -83,6 +83,28 @@ cdef class LPIState:
     cdef void clear_pending(self, cpu_t cpu, intid_t intid) noexcept:
         self.pending[cpu, intid >> 3] &= <uint8_t>~(1 << (intid & 7))
 
+    def _checked_lpi(self, int cpu, uint64_t intid):
+        """ValueError unless `cpu` is a redistributor and `intid` an LPI below
+        the limit: the callers (direct LPI registers) decide what a guest's
+        bad value does before they call."""
+        if not 0 <= cpu < self.num_cpus or not LPI_FIRST_INTID <= intid < self.limit:
+            raise ValueError(f"CPU {cpu} / LPI {intid} out of range")
+
+    def set_lpi(self, int cpu, uint64_t intid):
+        """Make LPI `intid` pending on `cpu` (GICR_SETLPIR)."""
+        self._checked_lpi(cpu, intid)
+        self.set_pending(cpu, <intid_t>intid)
+
+    def clear_lpi(self, int cpu, uint64_t intid):
+        """Clear the pending state of LPI `intid` on `cpu` (GICR_CLRLPIR)."""
+        self._checked_lpi(cpu, intid)
+        self.clear_pending(cpu, <intid_t>intid)
+
+    def reload_config(self, uint64_t intid):
+        """Reload the configuration byte of LPI `intid` (GICR_INVLPIR)."""
+        self._checked_lpi(0, intid)
+        self.load_config(<intid_t>intid)
+
     cdef bint is_pending(self, cpu_t cpu, intid_t intid) noexcept:
         return (self.pending[cpu, intid >> 3] >> (intid & 7)) & 1
 

@@ -20,7 +20,6 @@ raise.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -28,7 +27,8 @@ import numpy as np
 
 from its_core.abi import saverestore
 from its_core.core._core import TranslationStatus, TranslationTables, message_arrays
-from its_core.errors import InvalidAccessError, ITSError
+from its_core.errors import ITSError
+from its_core.frontend.access import ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log
 from its_core.frontend import commands, registers
 from its_core.frontend._cmdq import CommandProcessor
 from its_core.frontend._guest import GuestWindow
@@ -39,8 +39,6 @@ from its_core.validation import as_uint
 
 __all__ = ["ITS", "CommandError", "AccessError"]
 
-#: How many invalid register accesses `ITS.access_errors` keeps (the most recent).
-ACCESS_ERRORS_KEPT = 1 << 16
 #: Size of the ITS MMIO region: control frame + translation frame.
 ITS_REGION_BYTES = 0x2_0000
 _TRANSLATER = registers.GITS_TRANSLATER.offset
@@ -85,22 +83,6 @@ class CommandError(NamedTuple):
         return f"{self.command} at queue offset {self.offset:#x}: {self.name} ({self.code:#08x})"
 
 
-class AccessError(NamedTuple):
-    """An invalid register access (read as zero / write ignored)."""
-
-    frame: str      # "GITS" or "GICR<cpu>"
-    offset: int
-    size: int
-    write: bool
-    value: int      # the value written (0 for reads)
-    reason: str
-
-    def __str__(self) -> str:
-        what = f"{self.size}-byte write of {self.value:#x}" if self.write else \
-            f"{self.size}-byte read"
-        return f"{what} at {self.frame} offset {self.offset:#x}: {self.reason}"
-
-
 class CommandErrorLog(Sequence):
     """Read-only sequence view of the command processor's error log."""
 
@@ -131,6 +113,21 @@ class CommandErrorLog(Sequence):
         return f"<CommandErrorLog: {len(self)} errors>"
 
 
+def _check_shared(redistributors, memory: GuestMemory, num_cpus: int, intid_bits: int) -> None:
+    """TypeError / ValueError unless an ITS can attach to `redistributors`."""
+    if not isinstance(redistributors, Redistributors):
+        raise TypeError(f"redistributors must be a Redistributors, got "
+                        f"{type(redistributors).__name__}")
+    if redistributors.memory is not memory:
+        raise ValueError("redistributors must be built on the same GuestMemory as the ITS")
+    if redistributors.num_cpus != num_cpus:
+        raise ValueError(f"the redistributors have {redistributors.num_cpus} CPUs, "
+                         f"the ITS num_cpus={num_cpus}")
+    if redistributors.intid_bits != intid_bits:
+        raise ValueError(f"the redistributors have intid_bits={redistributors.intid_bits}, "
+                         f"the ITS intid_bits={intid_bits}")
+
+
 class ITS:
     """An ITS on guest memory `memory`, with `num_cpus` redistributors.
 
@@ -158,6 +155,11 @@ class ITS:
         the ITE's INTID field.
     stall_on_error : bool
         Stop the queue at a failed command (CREADR.Stalled) instead of skipping it.
+    redistributors : Redistributors, optional
+        Attach this ITS to a set of redistributors shared with other ITSs
+        (built on the same `memory`, with the same `num_cpus` and
+        `intid_bits`).  By default the ITS builds its own, which then share
+        its `access_errors` log and its `strict` setting.
     strict : bool, default False
         Raise `InvalidAccessError` for every register access that would
         otherwise read as zero / be ignored and be recorded in
@@ -187,21 +189,29 @@ class ITS:
 
     def __init__(self, memory: GuestMemory, num_cpus: int = 4, layout: str = "flat", *,
                  device_bits: int = 16, event_bits: int = 16, intid_bits: int = 16,
-                 stall_on_error: bool = False, strict: bool = False):
+                 stall_on_error: bool = False, strict: bool = False,
+                 redistributors: Redistributors | None = None):
         if not isinstance(memory, GuestMemory):
             raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
         self.memory = memory
         self.num_cpus = as_uint(num_cpus, "num_cpus")
         self.stall_on_error = bool(stall_on_error)
         self.strict = bool(strict)
+        # The most recent invalid accesses: a guest cannot grow this without bound.
+        self.access_errors = new_log()
+        self._log = AccessLog(self.access_errors, self.strict)
+        if redistributors is None:
+            redistributors = Redistributors(memory, self.num_cpus, intid_bits, strict=strict,
+                                            access_errors=self.access_errors)
+        else:
+            _check_shared(redistributors, memory, self.num_cpus, intid_bits)
+        self.redistributors = redistributors
         self.tables = TranslationTables(layout, device_bits=device_bits, event_bits=event_bits,
                                         intid_bits=intid_bits, num_cpus=num_cpus)
         self._window = GuestWindow(memory)
-        self._lpi = LPIState(self._window, num_cpus, intid_bits)
+        self._lpi = redistributors.lpi_state
         self._processor = CommandProcessor(self.tables, self._lpi, self._window)
         self.errors = CommandErrorLog(self._processor)
-        # The most recent invalid accesses: a guest cannot grow this without bound.
-        self.access_errors: deque[AccessError] = deque(maxlen=ACCESS_ERRORS_KEPT)
         # Stored register values.  GITS_CTLR is not among them: Enabled lives in
         # the command processor (`its_enabled`, which the doorbell reads) and
         # Quiescent is derived, so a read composes it.  CREADR.Stalled lives
@@ -212,7 +222,6 @@ class ITS:
             Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1)
         self._stalled = False
         self._queue_span = self._decode_queue()
-        self.redistributors = Redistributors(self)
 
     # ------------------------------------------------------------------ state
 
@@ -249,13 +258,10 @@ class ITS:
 
     # ------------------------------------------------------------------ MMIO
 
-    def _access_error(self, offset: int, size: int, write: bool, value: int, reason: str,
-                      frame: str = "GITS") -> None:
+    def _access_error(self, offset: int, size: int, write: bool, value: int,
+                      reason: str) -> None:
         """Record an invalid access (RAZ/WI), or raise it in strict mode."""
-        error = AccessError(frame, offset, size, write, value, reason)
-        if self.strict:
-            raise InvalidAccessError(error)
-        self.access_errors.append(error)
+        self._log.report("GITS", offset, size, write, value, reason)
 
     def _check_host_access(self, offset, size) -> tuple[int, int]:
         if type(offset) is not int or not 0 <= offset < ITS_REGION_BYTES:
@@ -513,31 +519,33 @@ class ITS:
 
     # ------------------------------------------------------------------ LPI side
 
-    def _check_cpu(self, cpu) -> int:
-        cpu = as_uint(cpu, "cpu")
-        if cpu >= self.num_cpus:
-            raise ValueError(f"cpu {cpu} is not in 0..{self.num_cpus - 1}")
-        return cpu
-
     def pending(self, cpu: int) -> np.ndarray:
-        """Sorted uint32 INTIDs pending on `cpu`."""
-        return self._lpi.pending_intids(self._check_cpu(cpu))
+        """Sorted uint32 INTIDs pending on `cpu` (from every ITS sharing the
+        redistributors: `Redistributors.pending`)."""
+        return self.redistributors.pending(cpu)
 
     def acknowledge(self, cpu: int) -> int | None:
         """Take the highest-priority enabled pending LPI of `cpu` (ties: lowest
-        INTID); None when there is none."""
-        return self._lpi.acknowledge(self._check_cpu(cpu))
+        INTID); None when there is none (`Redistributors.acknowledge`)."""
+        return self.redistributors.acknowledge(cpu)
 
     # ------------------------------------------------------------------ save / restore
 
-    def save(self) -> dict:
+    def save(self, redistributors: bool = True) -> dict:
         """Tables and pending tables -> guest memory; returns the register state
-        (ITS and redistributors' LPI side) as a JSON-serialisable dict."""
-        return saverestore.save(self)
+        (ITS and redistributors' LPI side) as a JSON-serialisable dict.
+
+        With ``redistributors=False`` only the ITS part is saved (its tables
+        and registers, no GICR_* entries, no pending tables): for ITSs that
+        share one `Redistributors`, which is saved once with `its_core.
+        Redistributors.save`."""
+        return saverestore.save(self, bool(redistributors))
 
     def restore(self, state: dict) -> None:
         """Restore a `save()` state from (a copy of) the guest memory it was
-        saved to; atomic: on RestoreError nothing has changed."""
+        saved to; atomic: on RestoreError nothing has changed.  A state without
+        GICR_* entries (``save(redistributors=False)``) restores the ITS part
+        only: restore the shared redistributors first."""
         saverestore.restore(self, state)
 
     def save_tables(self) -> None:

@@ -1,15 +1,29 @@
-"""The LPI side of the redistributors, as the guest sees it.
+"""The LPI side of a set of redistributors, as the guest sees it.
 
 One redistributor per CPU, with the LPI registers of its RD_base frame
 (declared in `its_core.registers`): GICR_CTLR.EnableLPIs, GICR_TYPER,
-GICR_PROPBASER (one register shared by every CPU, as KVM keeps it) and
-GICR_PENDBASER.  The state behind them (pending bitmaps, config cache) is
+GICR_PROPBASER (one register shared by every CPU, as KVM keeps it),
+GICR_PENDBASER and the direct LPI registers (SETLPIR, CLRLPIR, INVLPIR,
+INVALLR, SYNCR).  The state behind them (pending bitmaps, config cache) is
 the native `LPIState`; see docs/front-end.md for when it loads what.
+
+A `Redistributors` can be built on its own and shared by several ITSs, as in
+a system with more than one ITS: LPIs from all of them land in the same
+pending tables, and the config cache, EnableLPIs, PROPBASER and PENDBASER
+belong to the redistributors, not to any one ITS.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
+import numpy as np
+
 from its_core.frontend import registers
+from its_core.frontend._guest import GuestWindow
+from its_core.frontend._lpi import LPIState
+from its_core.frontend.access import AccessLog, new_log
+from its_core.frontend.guest_memory import GuestMemory
 from its_core.validation import as_uint
 
 _ENABLE_LPIS = registers.GICR_CTLR.field("EnableLPIs")
@@ -17,27 +31,82 @@ _PROP_ADDRESS = registers.GICR_PROPBASER.field("Physical_Address")
 _PROP_IDBITS = registers.GICR_PROPBASER.field("IDbits")
 _PEND_ADDRESS = registers.GICR_PENDBASER.field("Physical_Address")
 _PTZ = registers.GICR_PENDBASER.field("PTZ")
+_LPIR_INTID = registers.GICR_SETLPIR.field("pINTID").mask
 RD_FRAME_BYTES = 0x1_0000
+#: INTIDs below this are SGIs, PPIs, SPIs and special: not LPIs.
+LPI_FIRST_INTID = 8192
 #: Every valid guest access to an RD_base frame, (offset, size) -> (register, half).
 _GICR_ACCESSES = registers.GICR_REGISTERS.accesses()
+#: LPI INTID widths a set of redistributors supports (pending bitmaps of
+#: 2**intid_bits bits per CPU; the CPU interface reports 24-bit INTIDs).
+INTID_BITS_RANGE = range(14, 25)
+MAX_CPUS = 65536
 
 
 class Redistributors:
-    """The redistributors of an `ITS` (``its.redistributors``)."""
+    """The LPI side of `num_cpus` redistributors on guest memory `memory`.
 
-    def __init__(self, its):
-        self._its = its
-        self._lpi = its.lpi_state
-        self.num_cpus = its.num_cpus
+    Parameters
+    ----------
+    memory : GuestMemory
+        Guest memory holding the LPI configuration and pending tables (the
+        same object as the memory of every ITS attached).
+    num_cpus : int
+        Redistributors, one per CPU (1..65536).
+    intid_bits : int, default 16
+        LPI INTID width, 14..24.
+    strict : bool, default False
+        Raise `InvalidAccessError` for an access that would otherwise be
+        ignored and recorded in `access_errors`.
+    access_errors : collections.deque, optional
+        The log to record invalid accesses into (an ITS that builds its own
+        redistributors passes its own log, so one log holds both frames).
+
+    Attributes
+    ----------
+    memory : GuestMemory
+    num_cpus, intid_bits : int
+    access_errors : collections.deque of AccessError
+        The most recent invalid accesses to the RD_base frames.
+    """
+
+    def __init__(self, memory: GuestMemory, num_cpus: int, intid_bits: int = 16, *,
+                 strict: bool = False, access_errors: deque | None = None):
+        if not isinstance(memory, GuestMemory):
+            raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
+        num_cpus = as_uint(num_cpus, "num_cpus")
+        if not 1 <= num_cpus <= MAX_CPUS:
+            raise ValueError(f"num_cpus must be in 1..{MAX_CPUS}, got {num_cpus}")
+        intid_bits = as_uint(intid_bits, "intid_bits")
+        if intid_bits not in INTID_BITS_RANGE:
+            raise ValueError(f"intid_bits must be in {INTID_BITS_RANGE.start}.."
+                             f"{INTID_BITS_RANGE.stop - 1}, got {intid_bits}")
+        self.memory = memory
+        self.num_cpus = num_cpus
+        self.intid_bits = intid_bits
+        self.access_errors = new_log() if access_errors is None else access_errors
+        self._log = AccessLog(self.access_errors, strict)
+        self._lpi = LPIState(GuestWindow(memory), num_cpus, intid_bits)
         self._ctlr = [0] * self.num_cpus
         self._propbaser = registers.GICR_PROPBASER.reset
         self._pendbaser = [registers.GICR_PENDBASER.reset] * self.num_cpus
         self._ptz = [False] * self.num_cpus
         # GICR_TYPER is constant per CPU: Processor_Number (the PTA = 0 command
         # target) and Affinity are the CPU number; Last marks the last frame.
-        self._typer = [registers.gicr_typer_value(cpu, cpu, last=cpu == self.num_cpus - 1)
+        self._typer = [registers.gicr_typer_value(cpu, cpu, last=cpu == self.num_cpus - 1,
+                                                  direct_lpi=True)
                        for cpu in range(self.num_cpus)]
         self._lpi.set_propbaser(self.propbaser_address, _PROP_IDBITS.extract(self._propbaser))
+
+    @property
+    def strict(self) -> bool:
+        """Invalid accesses raise instead of being recorded."""
+        return self._log.strict
+
+    @property
+    def lpi_state(self) -> "LPIState":
+        """The native state: pending bitmaps, config cache, LPI limit (internal)."""
+        return self._lpi
 
     # -- derived values ---------------------------------------------------------
 
@@ -59,13 +128,46 @@ class Redistributors:
         """GICR_CTLR.EnableLPIs of `cpu`."""
         return bool(_ENABLE_LPIS.extract(self._ctlr[cpu]))
 
-    # -- MMIO --------------------------------------------------------------------
+    # -- the CPU side -------------------------------------------------------------
 
-    def _check(self, cpu, offset, size):
+    def check_cpu(self, cpu) -> int:
+        """`cpu` as an int, ValueError unless it is one of these redistributors."""
         if type(cpu) is not int or not 0 <= cpu < self.num_cpus:
             cpu = as_uint(cpu, "cpu")
             if cpu >= self.num_cpus:
                 raise ValueError(f"cpu {cpu} is not in 0..{self.num_cpus - 1}")
+        return cpu
+
+    def pending(self, cpu: int) -> np.ndarray:
+        """Sorted uint32 INTIDs pending on `cpu`."""
+        return self._lpi.pending_intids(self.check_cpu(cpu))
+
+    def acknowledge(self, cpu: int) -> int | None:
+        """Take the highest-priority enabled pending LPI of `cpu` (ties: lowest
+        INTID); None when there is none."""
+        return self._lpi.acknowledge(self.check_cpu(cpu))
+
+    # -- save / restore -----------------------------------------------------------
+
+    def save(self) -> dict:
+        """Each CPU's pending bitmap (CPUs with LPIs enabled) -> its pending
+        table in guest memory; returns the GICR_* registers as a JSON-
+        serialisable dict (one list entry per CPU).  SaveError: nothing written."""
+        from its_core.abi import saverestore
+        return saverestore.save_redistributors(self)
+
+    def restore(self, state: dict) -> None:
+        """Restore a `save()` dict (or the GICR_* entries of `ITS.save()`) from
+        (a copy of) the guest memory it was saved to: registers, pending
+        tables, config cache.  RestoreError: nothing changed.  Restore the
+        redistributors before the ITSs attached to them."""
+        from its_core.abi import saverestore
+        saverestore.restore_redistributors(self, state)
+
+    # -- MMIO --------------------------------------------------------------------
+
+    def _check(self, cpu, offset, size):
+        cpu = self.check_cpu(cpu)
         if type(offset) is not int or not 0 <= offset < RD_FRAME_BYTES:
             offset = as_uint(offset, "offset")
             if offset >= RD_FRAME_BYTES:
@@ -81,16 +183,19 @@ class Redistributors:
             return self._typer[cpu]
         if name == "GICR_PROPBASER":
             return self._propbaser
-        return self._pendbaser[cpu]
+        if name == "GICR_PENDBASER":
+            return self._pendbaser[cpu]
+        return 0                                         # GICR_SYNCR: never Busy
 
     def mmio_read(self, cpu: int, offset: int, size: int) -> int:
         """A guest read of `size` bytes at `offset` in `cpu`'s RD_base frame."""
         cpu, offset = self._check(cpu, offset, size)
         access = _GICR_ACCESSES.get((offset, size))
         if access is None:
-            self._its._access_error(offset, size, False, 0, "no register of that size there",
-                                    frame=f"GICR{cpu}")
+            self._log.report(f"GICR{cpu}", offset, size, False, 0, "no register of that size there")
             return 0
+        if access.register.access == "WO":
+            return 0                                     # direct LPI registers read as zero
         value = self._value(cpu, access.register.name)
         return value if access.half is None else registers.read_half(value, access.half)
 
@@ -101,10 +206,16 @@ class Redistributors:
             value = as_uint(value, "value", 8 * size)
         access = _GICR_ACCESSES.get((offset, size))
         if access is None:
-            self._its._access_error(offset, size, True, value, "no register of that size there",
-                                    frame=f"GICR{cpu}")
+            self._log.report(f"GICR{cpu}", offset, size, True, value,
+                             "no register of that size there")
             return
         register = access.register
+        if register.access == "WO":
+            self._write_direct(cpu, register, offset, size, value,
+                               value if access.half is None else value << (32 * access.half))
+            return
+        if register.access == "RO":
+            return                                       # write-ignored, architecturally
         old = self._value(cpu, register.name)
         new = value if access.half is None else registers.merge_half(old, access.half, value)
         if register.name == "GICR_CTLR":
@@ -119,6 +230,30 @@ class Redistributors:
                 merged = register.merge_write(old, new)
                 self._ptz[cpu] = bool(_PTZ.extract(merged))
                 self._pendbaser[cpu] = _PTZ.deposit(merged, 0)   # PTZ reads as 0
+
+    def _write_direct(self, cpu: int, register: registers.Register, offset: int, size: int,
+                      written: int, value: int) -> None:
+        """The direct LPI registers.  Ignored (and recorded) while EnableLPIs is
+        0 and for INTIDs that are not LPIs below the limit."""
+        if not self.lpis_enabled(cpu):
+            self._log.report(f"GICR{cpu}", offset, size, True, written,
+                             f"{register.name} while EnableLPIs is 0")
+            return
+        if register is registers.GICR_INVALLR:
+            self._lpi.load_all_config()
+            return
+        intid = value & _LPIR_INTID
+        if not LPI_FIRST_INTID <= intid < self._lpi.limit:
+            self._log.report(f"GICR{cpu}", offset, size, True, written,
+                             f"{register.name}: INTID {intid} is not an LPI below the limit "
+                             f"{self._lpi.limit}")
+            return
+        if register is registers.GICR_SETLPIR:
+            self._lpi.set_lpi(cpu, intid)
+        elif register is registers.GICR_CLRLPIR:
+            self._lpi.clear_lpi(cpu, intid)
+        else:                                            # GICR_INVLPIR
+            self._lpi.reload_config(intid)
 
     def _write_ctlr(self, cpu: int, value: int) -> None:
         was, now = self.lpis_enabled(cpu), bool(_ENABLE_LPIS.extract(value))

@@ -604,6 +604,19 @@ GICR_PENDBASER_LAYOUT = Layout(
     width=64,
 )
 
+#: GICR_SETLPIR / GICR_CLRLPIR: the physical INTID to make pending / clear.
+GICR_LPIR_LAYOUT = Layout("GICR_LPIR", _BIT("pINTID", 31, 0), width=64)
+
+#: GICR_INVLPIR: the physical INTID whose configuration byte to reload.  The
+#: GICv4.1 fields (V [63], vPEID [47:32]) are not implemented: RES0 here.
+GICR_INVLPIR_LAYOUT = Layout("GICR_INVLPIR", _BIT("INTID", 31, 0), width=64)
+
+#: GICR_INVALLR: reload every configuration byte.  Its GICv4.1 fields (V,
+#: vPEID) are not implemented, so every bit is RES0 here.
+GICR_INVALLR_LAYOUT = Layout("GICR_INVALLR", width=64)
+
+GICR_SYNCR_LAYOUT = Layout("GICR_SYNCR", _BIT("Busy", 0), width=32)
+
 
 # -- register declarations -------------------------------------------------------------
 
@@ -733,11 +746,11 @@ GICR_CTLR = _rw32(
     "GICR_CTLR", 0x0000, GICR_CTLR_LAYOUT, 0,
     read_only=_ro(GICR_CTLR_LAYOUT, "RWP", "UWP"),
     description="EnableLPIs; RWP is set while disabling LPIs is in progress")
-#: GICR_TYPER's reset value is a template: PLPIS = 1; the per-CPU fields
-#: (Processor_Number, Affinity, Last) come from `gicr_typer_value`.
+#: GICR_TYPER's reset value is a template: PLPIS = 1, DirectLPI = 1; the
+#: per-CPU fields (Processor_Number, Affinity, Last) come from `gicr_typer_value`.
 GICR_TYPER = _ro64(
-    "GICR_TYPER", 0x0008, GICR_TYPER_LAYOUT, GICR_TYPER_LAYOUT.encode(PLPIS=1),
-    "per-CPU identity; Processor_Number is the PTA=0 command target")
+    "GICR_TYPER", 0x0008, GICR_TYPER_LAYOUT, GICR_TYPER_LAYOUT.encode(PLPIS=1, DirectLPI=1),
+    "per-CPU identity; Processor_Number is the PTA=0 command target; DirectLPI = 1")
 GICR_PROPBASER = _rw64(
     "GICR_PROPBASER", 0x0070, GICR_PROPBASER_LAYOUT,
     GICR_PROPBASER_LAYOUT.encode(**_TABLE_ATTRS),
@@ -747,8 +760,29 @@ GICR_PENDBASER = _rw64(
     GICR_PENDBASER_LAYOUT.encode(**_TABLE_ATTRS),
     description="LPI pending table; writes ignored while EnableLPIs; PTZ not kept (KVM)")
 
+
+def _wo64(name: str, offset: int, layout: Layout, description: str) -> Register:
+    return Register(name, offset, 64, "WO", layout, 0, 0, _SIZES_64, description)
+
+
+# The direct LPI registers (GICR_TYPER.DirectLPI = 1).  Writes while EnableLPIs
+# is 0 and INTIDs that are not LPIs below the limit are ignored (the
+# architecture allows it) and recorded as invalid accesses.
+GICR_SETLPIR = _wo64("GICR_SETLPIR", 0x0040, GICR_LPIR_LAYOUT,
+                     "make pINTID pending on this redistributor")
+GICR_CLRLPIR = _wo64("GICR_CLRLPIR", 0x0048, GICR_LPIR_LAYOUT,
+                     "clear the pending state of pINTID on this redistributor")
+GICR_INVLPIR = _wo64("GICR_INVLPIR", 0x00A0, GICR_INVLPIR_LAYOUT,
+                     "reload the configuration byte of INTID")
+GICR_INVALLR = _wo64("GICR_INVALLR", 0x00B0, GICR_INVALLR_LAYOUT,
+                     "reload every configuration byte")
+GICR_SYNCR = _ro32("GICR_SYNCR", 0x00C0, GICR_SYNCR_LAYOUT, 0,
+                   "Busy reads 0: direct LPI writes take effect at once")
+
 #: The redistributor's LPI registers, offsets from RD_base.
-GICR_REGISTERS = RegisterMap("GICR", [GICR_CTLR, GICR_TYPER, GICR_PROPBASER, GICR_PENDBASER])
+GICR_REGISTERS = RegisterMap("GICR", [GICR_CTLR, GICR_TYPER, GICR_SETLPIR, GICR_CLRLPIR,
+                                      GICR_PROPBASER, GICR_PENDBASER, GICR_INVLPIR,
+                                      GICR_INVALLR, GICR_SYNCR])
 
 
 def lookup(offset: int, size: int) -> RegisterAccess | None:
@@ -776,7 +810,7 @@ def lookup_gicr(offset: int, size: int) -> RegisterAccess | None:
 
 
 def gicr_typer_value(processor_number: int, affinity: int, *, last: bool = False,
-                     plpis: bool = True) -> int:
+                     plpis: bool = True, direct_lpi: bool = False) -> int:
     """GICR_TYPER for one redistributor.
 
     Parameters
@@ -790,8 +824,11 @@ def gicr_typer_value(processor_number: int, affinity: int, *, last: bool = False
         True for the last redistributor of the series.
     plpis : bool, default True
         Physical LPIs supported (true whenever an ITS exists).
+    direct_lpi : bool, default False
+        The direct LPI registers (SETLPIR, CLRLPIR, INVLPIR, INVALLR, SYNCR)
+        are implemented; this model's redistributors report 1.
     """
-    return GICR_TYPER_LAYOUT.encode(PLPIS=plpis, Last=last,
+    return GICR_TYPER_LAYOUT.encode(PLPIS=plpis, Last=last, DirectLPI=direct_lpi,
                                     Processor_Number=processor_number, Affinity=affinity)
 
 
