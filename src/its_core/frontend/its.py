@@ -164,9 +164,11 @@ class ITS:
         Raise `InvalidAccessError` for every register access that would
         otherwise read as zero / be ignored and be recorded in
         `access_errors` (holes, wrong sizes, misaligned accesses, on the ITS
-        and the redistributor frames), so an integration bug surfaces at the
-        line that made it.  Architecturally ignored writes (to read-only
-        registers, BASER/CBASER while enabled, ...) are not errors.
+        frame, and on the redistributor frames when the ITS builds its own;
+        shared `Redistributors` take their own `strict`), so an integration
+        bug surfaces at the line that made it.  Architecturally ignored
+        writes (to read-only registers, BASER/CBASER while enabled, ...) are
+        not errors.
 
     Attributes
     ----------
@@ -179,7 +181,9 @@ class ITS:
     errors : CommandErrorLog
         Commands that failed (`CommandError`), oldest first; bounded.
     access_errors : collections.deque of AccessError
-        The most recent invalid register accesses (`ACCESS_ERRORS_KEPT`).
+        The most recent invalid register accesses (`ACCESS_ERRORS_KEPT`): of
+        the ITS frame, and of the redistributor frames when the ITS built its
+        own redistributors.
     num_cpus : int
     stall_on_error, strict : bool
     layout : str
