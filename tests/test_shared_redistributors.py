@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from its_core import (ITS, GuestMap, GuestMemory, InvalidAccessError, Redistributors,
                       bring_up, commands as C, registers as R)
@@ -227,3 +229,40 @@ def test_redistributor_restore_is_checked_before_anything_changes():
             rd.restore(bad)
         assert type(caught.value).__name__ == "RestoreError"
         assert rd.pending(1).tolist() == [8200]
+
+
+# -- highest_pending and the priority mask -------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(lpis=st.dictionaries(st.integers(8192, 8192 + 511),
+                            st.tuples(st.integers(0, 255), st.booleans()), max_size=40),
+       mask=st.integers(0, 255))
+def test_highest_pending_is_the_best_enabled_lpi_below_the_mask(lpis, mask):
+    """Against a brute-force reading of the rule: enabled (config bit 0), priority
+    = config & 0xFC strictly below the mask, lowest priority value, then lowest INTID."""
+    memory = GuestMemory(MEMORY_BYTES)
+    rd = Redistributors(memory, 2)
+    bring_up(ITS(memory, 2, "flat", redistributors=rd), MAP_A)
+    for intid, (config, pending) in lpis.items():
+        config_byte(memory, intid, config)
+        if pending:
+            rd.mmio_write(1, SETLPIR, intid, 8)
+    rd.mmio_write(1, INVALLR, 0, 8)
+    candidates = sorted((config & 0xFC, intid) for intid, (config, pending) in lpis.items()
+                        if pending and config & 1 and (config & 0xFC) < mask)
+    expected = (candidates[0][1], candidates[0][0]) if candidates else None
+    before = rd.pending(1).tolist()
+    assert rd.highest_pending(1, priority_mask=mask) == expected
+    assert rd.pending(1).tolist() == before                       # no side effect
+    taken = rd.acknowledge(1, priority_mask=mask)
+    assert taken == (expected[0] if expected else None)
+    assert rd.pending(1).tolist() == [i for i in before if i != taken]
+
+
+def test_priority_mask_is_checked():
+    memory, rd, first, _ = two_its()
+    for bad, error in ((256, ValueError), (-1, ValueError), (1.5, TypeError)):
+        with pytest.raises(error, match="priority_mask"):
+            rd.highest_pending(0, priority_mask=bad)
+        with pytest.raises(error, match="priority_mask"):
+            first.acknowledge(0, priority_mask=bad)

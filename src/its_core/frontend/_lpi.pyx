@@ -194,15 +194,17 @@ cdef class LPIState:
         bits = np.unpackbits(self.pending_array[cpu], bitorder="little")
         return np.flatnonzero(bits).astype(np.uint32)
 
-    def acknowledge(self, int cpu):
-        """Clear and return the highest-priority enabled pending LPI of `cpu`
-        (lowest priority value; ties: lowest INTID), or None.  One native scan
-        of the bitmap, 64 INTIDs per step."""
+    def highest_pending(self, int cpu, int priority_mask=0xFF):
+        """(intid, priority) of the highest-priority enabled pending LPI of
+        `cpu` whose priority (config bits [7:2], as 0..252) is strictly below
+        `priority_mask`, ties to the lowest INTID; None if there is none.  One
+        native scan of the bitmap, 64 INTIDs per step; nothing changes."""
         cdef const uint8_t* row = &self.pending[cpu, 0]
         cdef Py_ssize_t offset, length = self.pending.shape[1]
         cdef uint64_t word
         cdef intid_t intid, chosen = 0
-        cdef int bit, best = 0x100
+        cdef int bit, best = min(priority_mask, 0x100)
+        cdef int mask = best
         cdef uint8_t config
         with nogil:
             for offset in range(RESERVED_BYTES, length - 7, 8):
@@ -215,10 +217,17 @@ cdef class LPIState:
                     if config & 1 and (config & 0xFC) < best:
                         best = config & 0xFC
                         chosen = intid
-        if best == 0x100:
+        if best == mask:
             return None
-        self.clear_pending(cpu, chosen)
-        return chosen
+        return chosen, best
+
+    def acknowledge(self, int cpu, int priority_mask=0xFF):
+        """Clear and return the LPI `highest_pending` names, or None."""
+        found = self.highest_pending(cpu, priority_mask)
+        if found is None:
+            return None
+        self.clear_pending(cpu, <intid_t>found[0])
+        return found[0]
 
     def deliver(self, const uint32_t[::1] intids, const int32_t[::1] cpus,
                 uint8_t[::1] statuses):

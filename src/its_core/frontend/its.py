@@ -528,10 +528,12 @@ class ITS:
         redistributors: `Redistributors.pending`)."""
         return self.redistributors.pending(cpu)
 
-    def acknowledge(self, cpu: int) -> int | None:
-        """Take the highest-priority enabled pending LPI of `cpu` (ties: lowest
-        INTID); None when there is none (`Redistributors.acknowledge`)."""
-        return self.redistributors.acknowledge(cpu)
+    def acknowledge(self, cpu: int, priority_mask: int = 0xFF) -> int | None:
+        """Take the highest-priority enabled pending LPI of `cpu` whose priority
+        is strictly below `priority_mask` (as a CPU interface with ICC_PMR;
+        ties: lowest INTID); None when there is none
+        (`Redistributors.acknowledge`)."""
+        return self.redistributors.acknowledge(cpu, priority_mask)
 
     # ------------------------------------------------------------------ save / restore
 

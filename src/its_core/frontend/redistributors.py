@@ -43,6 +43,11 @@ INTID_BITS_RANGE = range(14, 25)
 MAX_CPUS = 65536
 
 
+def _priority_mask(value) -> int:
+    """An ICC_PMR-style priority mask, 0..255 (ValueError / TypeError otherwise)."""
+    return as_uint(value, "priority_mask", 8)
+
+
 class Redistributors:
     """The LPI side of `num_cpus` redistributors on guest memory `memory`.
 
@@ -142,10 +147,17 @@ class Redistributors:
         """Sorted uint32 INTIDs pending on `cpu`."""
         return self._lpi.pending_intids(self.check_cpu(cpu))
 
-    def acknowledge(self, cpu: int) -> int | None:
-        """Take the highest-priority enabled pending LPI of `cpu` (ties: lowest
-        INTID); None when there is none."""
-        return self._lpi.acknowledge(self.check_cpu(cpu))
+    def highest_pending(self, cpu: int, priority_mask: int = 0xFF) -> tuple[int, int] | None:
+        """``(intid, priority)`` of the highest-priority enabled pending LPI of
+        `cpu` that a CPU interface with ICC_PMR = `priority_mask` would take
+        (priority, the config byte's bits [7:2] as a number 0..252, strictly
+        below the mask; ties: lowest INTID), or None.  Changes nothing."""
+        return self._lpi.highest_pending(self.check_cpu(cpu), _priority_mask(priority_mask))
+
+    def acknowledge(self, cpu: int, priority_mask: int = 0xFF) -> int | None:
+        """Take (clear and return) the LPI `highest_pending` names; None when
+        there is none."""
+        return self._lpi.acknowledge(self.check_cpu(cpu), _priority_mask(priority_mask))
 
     # -- save / restore -----------------------------------------------------------
 
