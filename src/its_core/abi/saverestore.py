@@ -346,10 +346,12 @@ def _apply_redistributors(rd, gicr: dict) -> None:
 
 
 def restore_redistributors(rd, state: dict) -> None:
-    """`Redistributors.restore`: validated, then applied."""
+    """`Redistributors.restore`: validated, then applied (signalled once, at the end)."""
     if not isinstance(state, dict):
         raise RestoreError("registers", None, "state", "expected a dict of GICR_* registers")
-    _apply_redistributors(rd, _checked_redistributors(rd, state))
+    gicr = _checked_redistributors(rd, state)
+    with rd.deferred_signals():
+        _apply_redistributors(rd, gicr)
 
 
 def restore(its, state: dict) -> None:
@@ -369,12 +371,13 @@ def restore(its, state: dict) -> None:
     if isinstance(ctlr, bool) or not isinstance(ctlr, int) or not 0 <= ctlr < 1 << 32:
         raise RestoreError("registers", "GITS_CTLR", "GITS_CTLR", f"{ctlr!r} is not a 32-bit value")
     tables = _build_tables(its, values["GITS_BASER0"], values["GITS_BASER1"])
-    # Everything has passed: apply.
-    if gicr is not None:
-        _apply_redistributors(rd, gicr)
-    # The restored tables go in before the BASER writes, so a saved BASER with
-    # Valid = 0 drops (the empty) restored mappings, never the old ones with
-    # the pending bits just read from the pending tables.
-    its.install_tables(tables)
-    _apply_its_registers(its, values)
-    its.mmio_write(registers.GITS_CTLR.offset, ctlr & registers.GITS_CTLR.write_mask, 4)
+    # Everything has passed: apply, signalling the redistributors' changes once.
+    with rd.deferred_signals():
+        if gicr is not None:
+            _apply_redistributors(rd, gicr)
+        # The restored tables go in before the BASER writes, so a saved BASER
+        # with Valid = 0 drops (the empty) restored mappings, never the old
+        # ones with the pending bits just read from the pending tables.
+        its.install_tables(tables)
+        _apply_its_registers(its, values)
+        its.mmio_write(registers.GITS_CTLR.offset, ctlr & registers.GITS_CTLR.write_mask, 4)

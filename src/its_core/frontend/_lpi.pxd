@@ -18,6 +18,7 @@ cdef class LPIState:
     cdef uint8_t[::1] lpis_enabled
     cdef readonly uint64_t limit        # LPI limit: 2**min(PROPBASER.IDbits + 1, intid_bits)
     cdef readonly uint64_t prop_addr    # GICR_PROPBASER physical address
+    cdef readonly uint64_t version      # bumped by every change of pending bits, config, enables
 
     cdef void set_pending(self, cpu_t cpu, intid_t intid) noexcept
     cdef void clear_pending(self, cpu_t cpu, intid_t intid) noexcept

@@ -76,12 +76,15 @@ cdef class LPIState:
         """Take GICR_PROPBASER's address and IDbits field (bits - 1)."""
         self.prop_addr = prop_addr
         self.limit = (<uint64_t>1) << min(id_bits_field + 1, self.intid_bits)
+        self.version += 1
 
     cdef void set_pending(self, cpu_t cpu, intid_t intid) noexcept:
         self.pending[cpu, intid >> 3] |= <uint8_t>(1 << (intid & 7))
+        self.version += 1
 
     cdef void clear_pending(self, cpu_t cpu, intid_t intid) noexcept:
         self.pending[cpu, intid >> 3] &= <uint8_t>~(1 << (intid & 7))
+        self.version += 1
 
     def _checked_lpi(self, int cpu, uint64_t intid):
         """ValueError unless `cpu` is a redistributor and `intid` an LPI below
@@ -126,6 +129,7 @@ cdef class LPIState:
             for index in range(RESERVED_BYTES, self.pending.shape[1]):
                 self.pending[target, index] |= self.pending[source, index]
         memset(&self.pending[source, 0], 0, self.pending.shape[1])
+        self.version += 1
 
     cdef void load_config(self, intid_t intid) noexcept:
         """Cache the config byte of one LPI (0 if outside guest memory)."""
@@ -134,6 +138,7 @@ cdef class LPIState:
             self.config[intid] = self.mem.data[addr - self.mem.base]
         else:
             self.config[intid] = 0
+        self.version += 1
 
     def load_config_many(self, intids):
         """Cache the config bytes of the LPIs in `intids` (uint32 array)."""
@@ -145,6 +150,7 @@ cdef class LPIState:
     def load_all_config(self):
         """Cache the config byte of every LPI below the limit (EnableLPIs)."""
         count = max(0, <Py_ssize_t>self.limit - LPI_FIRST_INTID)
+        self.version += 1
         self.config_array[LPI_FIRST_INTID:] = 0
         first, last = _guest_span(self.mem, self.prop_addr, count)
         if last > first:
@@ -170,6 +176,7 @@ cdef class LPIState:
         """Copy `cpu`'s pending bits from its table (bytes outside guest
         memory read as 0; bytes below 1024 and beyond the limit untouched)."""
         start, end = self.pending_span()
+        self.version += 1
         row = self.pending_array[cpu]
         row[start:] = 0
         first, last = _guest_span(self.mem, pend_addr + start, end - start)
@@ -188,6 +195,7 @@ cdef class LPIState:
         """GICR_CTLR.EnableLPIs 1 -> 0: the CPU's pending state is dropped."""
         self.pending_array[cpu] = 0
         self.lpis_enabled[cpu] = 0
+        self.version += 1
 
     def pending_intids(self, int cpu):
         """Sorted uint32 INTIDs pending on `cpu`."""
@@ -248,7 +256,9 @@ cdef class LPIState:
                     statuses[index] = INTID_OUT_OF_RANGE
                 else:
                     self.pending[cpu, intid >> 3] |= <uint8_t>(1 << (intid & 7))
+        self.version += 1
 
     def reset_pending(self):
         """Drop every CPU's pending state."""
         self.pending_array[:] = 0
+        self.version += 1

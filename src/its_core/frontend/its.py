@@ -320,7 +320,10 @@ class ITS:
         if offset == _TRANSLATER and (size == 4 or size == 2) and device_id is not None:
             if type(value) is not int or not 0 <= value < (1 << (8 * size)):
                 value = as_uint(value, "value", 8 * size)
-            return self._processor.msi(device_id, value)
+            status = self._processor.msi(device_id, value)
+            if status == 0 and self.redistributors.on_signal is not None:
+                self._signal_doorbell(device_id, value)
+            return status
         offset, size = self._check_host_access(offset, size)
         if type(value) is not int or value < 0 or value >> (8 * size):
             value = as_uint(value, "value", 8 * size)
@@ -334,6 +337,8 @@ class ITS:
         writer = _WRITERS.get(access.register.name)
         if writer is not None:                           # None: RO, write-ignored
             writer(self, access.register, access.half, value)
+            if self.redistributors.on_signal is not None:
+                self.redistributors.signal_changes()     # once per write, whatever ran
         return None
 
     # Register write handlers (`_WRITERS`): each takes the register, the half
@@ -484,7 +489,14 @@ class ITS:
         Returns the `TranslationStatus`: ITS_DISABLED, a translation failure,
         LPIS_DISABLED, INTID_OUT_OF_RANGE, or OK (the LPI is now pending).
         """
-        return self._processor.msi(device_id, event_id)
+        status = self._processor.msi(device_id, event_id)
+        if status == 0 and self.redistributors.on_signal is not None:
+            self._signal_doorbell(device_id, event_id)
+        return status
+
+    def _signal_doorbell(self, device_id: int, event_id: int) -> None:
+        """Signal the target CPU of a delivered doorbell, if its best LPI changed."""
+        self.redistributors.signal_changes((self.tables.translate(device_id, event_id)[1],))
 
     def msi_batch(self, device_ids, event_ids, *, cpus_out=None) -> np.ndarray:
         """Many doorbells; returns a uint8 array of `TranslationStatus`.
@@ -517,8 +529,11 @@ class ITS:
         intids, cpus, statuses = self.tables.translate_batch(
             devices, events, out=(np.empty(length, np.uint32), cpus, np.empty(length, np.uint8)))
         self._lpi.deliver(intids, cpus, statuses)
+        delivered = statuses == TranslationStatus.OK
         if cpus_out is not None:
-            cpus_out[statuses != TranslationStatus.OK] = -1
+            cpus_out[~delivered] = -1
+        if self.redistributors.on_signal is not None:
+            self.redistributors.signal_changes(np.unique(cpus[delivered]).tolist())
         return statuses
 
     # ------------------------------------------------------------------ LPI side
@@ -561,6 +576,7 @@ class ITS:
     def restore_tables(self) -> None:
         """Guest memory -> translation tables, validated and atomic."""
         saverestore.restore_tables(self)
+        self.redistributors.signal_changes()
 
     def save_registers(self) -> dict:
         """GITS_IIDR, CBASER, CREADR, CWRITER, BASER0..7 and CTLR by mnemonic."""
@@ -569,6 +585,7 @@ class ITS:
     def restore_registers(self, regs: dict) -> None:
         """Every ITS register but GITS_CTLR, in KVM's documented order."""
         saverestore.restore_registers(self, regs)
+        self.redistributors.signal_changes()
 
     def save_pending_tables(self) -> None:
         """Pending bitmaps of CPUs with LPIs enabled -> their pending tables."""
@@ -577,6 +594,7 @@ class ITS:
     def restore_pending_tables(self) -> None:
         """Pending tables -> pending bitmaps of CPUs with LPIs enabled."""
         saverestore.restore_pending_tables(self)
+        self.redistributors.signal_changes()
 
     # ------------------------------------------------------------------ interface for its_core.abi
     # Save/restore and dump reach the ITS only through these members

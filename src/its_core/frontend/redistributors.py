@@ -16,6 +16,7 @@ belong to the redistributors, not to any one ITS.
 from __future__ import annotations
 
 from collections import deque
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -63,6 +64,9 @@ class Redistributors:
     strict : bool, default False
         Raise `InvalidAccessError` for an access that would otherwise be
         ignored and recorded in `access_errors`.
+    on_signal : callable, optional
+        ``on_signal(cpu)`` is called when the highest-priority enabled pending
+        LPI of `cpu` changes (see `on_signal`).
     access_errors : collections.deque, optional
         The log to record invalid accesses into (an ITS that builds its own
         redistributors passes its own log, so one log holds both frames).
@@ -76,7 +80,7 @@ class Redistributors:
     """
 
     def __init__(self, memory: GuestMemory, num_cpus: int, intid_bits: int = 16, *,
-                 strict: bool = False, access_errors: deque | None = None):
+                 strict: bool = False, on_signal=None, access_errors: deque | None = None):
         if not isinstance(memory, GuestMemory):
             raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
         num_cpus = as_uint(num_cpus, "num_cpus")
@@ -102,6 +106,81 @@ class Redistributors:
                                                   direct_lpi=True)
                        for cpu in range(self.num_cpus)]
         self._lpi.set_propbaser(self.propbaser_address, _PROP_IDBITS.extract(self._propbaser))
+        # Signalling: what each CPU's highest_pending() was when last looked at,
+        # the LPI state version it was computed at, and whether a callback runs.
+        self._on_signal = None
+        self._highest = [None] * self.num_cpus
+        self._seen_version = self._lpi.version
+        self._signalling = False
+        self._recheck = False                # a callback raised: look at every CPU again
+        self.on_signal = on_signal
+
+    @property
+    def on_signal(self):
+        """``callback(cpu)``, called when CPU `cpu`'s highest-priority enabled
+        pending LPI changes (from none to some, to another LPI, back to none).
+
+        It runs after the operation that changed it has completed, once per
+        CPU per operation: a CWRITER write (however many commands it ran), a
+        doorbell (`msi`, a GITS_TRANSLATER write), an `msi_batch`, a GICR
+        write, an `acknowledge`, a restore.  Never from inside a native loop,
+        never re-entrantly: a change the callback itself causes is signalled
+        after it returns.  An exception from the callback propagates to the
+        caller of the operation, whose effects stand; the CPUs not yet
+        signalled are signalled after the next operation.  None: no signals
+        (and no cost)."""
+        return self._on_signal
+
+    @on_signal.setter
+    def on_signal(self, callback) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"on_signal must be callable or None, got {type(callback).__name__}")
+        if callback is not None and self._on_signal is None:
+            self._highest = [self._lpi.highest_pending(cpu) for cpu in range(self.num_cpus)]
+            self._seen_version = self._lpi.version
+        self._on_signal = callback
+
+    def signal_changes(self, cpus=None) -> None:
+        """Call `on_signal` for each CPU (of `cpus`, default all) whose highest-
+        priority enabled pending LPI changed since it was last looked at.  The
+        model calls this after every operation; a simulator that changes the
+        LPI state behind the model's back (a pending table in memory, say)
+        may call it too."""
+        if self._on_signal is None or self._signalling:
+            return
+        if self._recheck:
+            cpus = None
+        self._signalling = True
+        try:
+            while self._recheck or self._seen_version != self._lpi.version:
+                self._recheck = False
+                self._seen_version = self._lpi.version
+                for cpu in (range(self.num_cpus) if cpus is None else cpus):
+                    highest = self._lpi.highest_pending(cpu)
+                    if highest != self._highest[cpu]:
+                        self._highest[cpu] = highest
+                        self._on_signal(cpu)
+                cpus = None                  # the callback may have changed any CPU
+        except BaseException:
+            self._recheck = True
+            raise
+        finally:
+            self._signalling = False
+
+    @contextmanager
+    def deferred_signals(self):
+        """Signal nothing inside the block; signal its changes when it ends
+        (what a restore does, and what a simulator can do around a group of
+        operations).  Blocks nest."""
+        if self._signalling:
+            yield
+            return
+        self._signalling = True
+        try:
+            yield
+        finally:
+            self._signalling = False
+        self.signal_changes()
 
     @property
     def strict(self) -> bool:
@@ -157,7 +236,11 @@ class Redistributors:
     def acknowledge(self, cpu: int, priority_mask: int = 0xFF) -> int | None:
         """Take (clear and return) the LPI `highest_pending` names; None when
         there is none."""
-        return self._lpi.acknowledge(self.check_cpu(cpu), _priority_mask(priority_mask))
+        cpu = self.check_cpu(cpu)
+        intid = self._lpi.acknowledge(cpu, _priority_mask(priority_mask))
+        if self._on_signal is not None:
+            self.signal_changes((cpu,))
+        return intid
 
     # -- save / restore -----------------------------------------------------------
 
@@ -213,6 +296,11 @@ class Redistributors:
 
     def mmio_write(self, cpu: int, offset: int, value: int, size: int) -> None:
         """A guest write of `size` bytes at `offset` in `cpu`'s RD_base frame."""
+        self._mmio_write(cpu, offset, value, size)
+        if self._on_signal is not None:
+            self.signal_changes()
+
+    def _mmio_write(self, cpu: int, offset: int, value: int, size: int) -> None:
         cpu, offset = self._check(cpu, offset, size)
         if type(value) is not int or value < 0 or value >> (8 * size):
             value = as_uint(value, "value", 8 * size)
