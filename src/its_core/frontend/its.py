@@ -321,7 +321,10 @@ class ITS:
             if type(value) is not int or not 0 <= value < (1 << (8 * size)):
                 value = as_uint(value, "value", 8 * size)
             status = self._processor.msi(device_id, value)
-            if status == 0 and self.redistributors.on_signal is not None:
+            # The redistributors' callback slot is read directly (not through
+            # the validating `on_signal` property) on the doorbell paths, which
+            # run millions of times a second.
+            if status == 0 and self.redistributors._on_signal is not None:
                 self._signal_doorbell(device_id, value)
             return status
         offset, size = self._check_host_access(offset, size)
@@ -337,7 +340,7 @@ class ITS:
         writer = _WRITERS.get(access.register.name)
         if writer is not None:                           # None: RO, write-ignored
             writer(self, access.register, access.half, value)
-            if self.redistributors.on_signal is not None:
+            if self.redistributors._on_signal is not None:
                 self.redistributors.signal_changes()     # once per write, whatever ran
         return None
 
@@ -490,7 +493,7 @@ class ITS:
         LPIS_DISABLED, INTID_OUT_OF_RANGE, or OK (the LPI is now pending).
         """
         status = self._processor.msi(device_id, event_id)
-        if status == 0 and self.redistributors.on_signal is not None:
+        if status == 0 and self.redistributors._on_signal is not None:
             self._signal_doorbell(device_id, event_id)
         return status
 
@@ -532,7 +535,7 @@ class ITS:
         delivered = statuses == TranslationStatus.OK
         if cpus_out is not None:
             cpus_out[~delivered] = -1
-        if self.redistributors.on_signal is not None:
+        if self.redistributors._on_signal is not None:
             self.redistributors.signal_changes(np.unique(cpus[delivered]).tolist())
         return statuses
 
