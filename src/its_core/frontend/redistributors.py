@@ -127,8 +127,8 @@ class Redistributors:
         never re-entrantly: a change the callback itself causes is signalled
         after it returns.  An exception from the callback propagates to the
         caller of the operation, whose effects stand; the CPUs not yet
-        signalled are signalled after the next operation.  None: no signals
-        (and no cost)."""
+        signalled are signalled after the next of those operations (or a call
+        of `signal_changes`).  None: no signals (and no cost)."""
         return self._on_signal
 
     @on_signal.setter
