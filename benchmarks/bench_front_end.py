@@ -166,3 +166,32 @@ def test_empty_python_call(benchmark):
     """The floor under every single-access figure of this group."""
     benchmark.group = "guest-driven"
     assert benchmark(_empty, registers.GITS_CREADR.offset, 8) is None
+
+
+# -- the CPU side: highest_pending ------------------------------------------------------------
+
+PENDING_LPIS = 10_000
+
+
+@pytest.mark.parametrize("intid_bits", [16, 24])
+def test_highest_pending(benchmark, intid_bits):
+    """highest_pending on a CPU with 10 000 LPIs pending (5 000 at 16 bits, which
+    has fewer LPIs), every LPI enabled at one priority but a single better one."""
+    from its_core import Redistributors
+
+    memory = GuestMemory(128 << 20)
+    rd = Redistributors(memory, 1, intid_bits)
+    guest = GuestMap(config_table=0x100_0000, pending_tables=0x200_0000, itt_base=0x400_0000)
+    bring_up(ITS(memory, 1, "flat", intid_bits=intid_bits, redistributors=rd), guest,
+             intid_bits=intid_bits)
+    count = PENDING_LPIS if intid_bits == 24 else PENDING_LPIS // 2
+    intids = np.random.default_rng(0).choice(np.arange(8192, 1 << intid_bits), count,
+                                             replace=False)
+    best = int(intids.max())
+    memory.write(guest.config_table + best - 8192, bytes([0x11]))     # priority 0x10
+    for intid in intids.tolist():
+        rd.mmio_write(0, registers.GICR_SETLPIR.offset, intid, 8)
+    rd.mmio_write(0, registers.GICR_INVLPIR.offset, best, 8)
+    benchmark.group = "highest-pending"
+    benchmark.extra_info["pending"] = count
+    assert benchmark(rd.highest_pending, 0) == (best, 0x10)
