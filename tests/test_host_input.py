@@ -170,6 +170,20 @@ def test_strict_mode_raises_where_the_default_records(access):
     assert f"{recorded.offset:#x}" in str(caught.value)
 
 
+def test_strict_mode_can_be_switched_on_later():
+    its = live_its()
+    its.mmio_read(0x0200, 4)
+    its.strict = True
+    assert its.strict and its.redistributors.strict
+    with pytest.raises(InvalidAccessError):
+        its.mmio_read(0x0200, 4)
+    with pytest.raises(InvalidAccessError):
+        its.redistributors.mmio_read(0, 0x0200, 4)
+    its.strict = False
+    its.redistributors.mmio_read(0, 0x0200, 4)
+    assert len(its.access_errors) == 2
+
+
 def test_strict_mode_keeps_architecturally_ignored_writes_quiet():
     its = live_its(strict=True)
     typer = its.mmio_read(R.GITS_TYPER.offset, 8)

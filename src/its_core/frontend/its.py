@@ -200,10 +200,10 @@ class ITS:
         self.memory = memory
         self.num_cpus = as_uint(num_cpus, "num_cpus")
         self.stall_on_error = bool(stall_on_error)
-        self.strict = bool(strict)
         # The most recent invalid accesses: a guest cannot grow this without bound.
         self.access_errors = new_log()
-        self._log = AccessLog(self.access_errors, self.strict)
+        self._log = AccessLog(self.access_errors, strict)
+        self._owns_redistributors = redistributors is None
         if redistributors is None:
             redistributors = Redistributors(memory, self.num_cpus, intid_bits, strict=strict,
                                             access_errors=self.access_errors)
@@ -232,6 +232,19 @@ class ITS:
     @property
     def layout(self) -> str:
         return self.tables.layout
+
+    @property
+    def strict(self) -> bool:
+        """Invalid accesses raise `InvalidAccessError` instead of being recorded
+        (see the class docstring); settable, and passed on to redistributors
+        this ITS built itself."""
+        return self._log.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self._log.strict = bool(value)
+        if self._owns_redistributors:
+            self.redistributors.strict = value
 
     @property
     def enabled(self) -> bool:

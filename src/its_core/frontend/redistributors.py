@@ -184,8 +184,12 @@ class Redistributors:
 
     @property
     def strict(self) -> bool:
-        """Invalid accesses raise instead of being recorded."""
+        """Invalid accesses raise instead of being recorded (settable)."""
         return self._log.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self._log.strict = bool(value)
 
     @property
     def lpi_state(self) -> "LPIState":
