@@ -17,8 +17,9 @@ import sys
 
 import numpy as np
 
-from its_core.frontend import registers
+from its_core.abi.saverestore import is_register_value
 from its_core.errors import RestoreError
+from its_core.frontend import registers
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.its import ITS
 
@@ -106,9 +107,7 @@ def _register(state: dict, name: str, cpu: int | None = None) -> int | None:
     value = state.get(name)
     if cpu is not None:
         value = value[cpu] if isinstance(value, list) and cpu < len(value) else None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
-        return None
-    return value
+    return value if is_register_value(value, 64) else None
 
 
 def _bad_register(name: str, value, reason: str) -> RestoreError:

@@ -37,6 +37,13 @@ ITS_REGISTER_ORDER = ("GITS_IIDR", "GITS_CBASER", "GITS_CREADR", "GITS_CWRITER",
 GICR_REGISTER_NAMES = ("GICR_CTLR", "GICR_PROPBASER", "GICR_PENDBASER")
 
 
+def is_register_value(value, width: int) -> bool:
+    """True if a saved state's entry `value` is a register value of `width`
+    bits: an int (not a bool) in 0 .. 2**width - 1.  The one check of every
+    register value read back from a state dict (restore, dump)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << width
+
+
 class _Table:
     """What a GITS_BASER value says about its table."""
 
@@ -271,7 +278,7 @@ def _checked_registers(its, regs: dict) -> dict:
             raise RestoreError("registers", name, name, "missing")
         value = regs[name]
         width = registers.ITS_REGISTERS[name].width
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << width:
+        if not is_register_value(value, width):
             raise RestoreError("registers", name, name, f"{value!r} is not a {width}-bit value")
         values[name] = value
     if _REVISION.extract(values["GITS_IIDR"]) != abi.REVISION:
@@ -313,9 +320,7 @@ def _checked_redistributors(rd, state: dict) -> dict:
                                f"the state was saved from {len(column)} CPUs but this ITS has "
                                f"{rd.num_cpus}: restore into an ITS with "
                                f"num_cpus={len(column)}")
-        if not isinstance(column, list) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << width
-                for v in column):
+        if not isinstance(column, list) or not all(is_register_value(v, width) for v in column):
             raise RestoreError("registers", name, name,
                                f"expected {rd.num_cpus} {width}-bit values, one per CPU")
         gicr[name] = column
@@ -368,7 +373,7 @@ def restore(its, state: dict) -> None:
     with_redistributors = any(name in state for name in GICR_REGISTER_NAMES)
     gicr = _checked_redistributors(rd, state) if with_redistributors else None
     ctlr = state.get("GITS_CTLR")
-    if isinstance(ctlr, bool) or not isinstance(ctlr, int) or not 0 <= ctlr < 1 << 32:
+    if not is_register_value(ctlr, 32):
         raise RestoreError("registers", "GITS_CTLR", "GITS_CTLR", f"{ctlr!r} is not a 32-bit value")
     tables = _build_tables(its, values["GITS_BASER0"], values["GITS_BASER1"])
     # Everything has passed: apply, signalling the redistributors' changes once.
