@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from its_core.abi import saverestore
 from its_core.frontend import registers
 from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
@@ -252,7 +253,6 @@ class Redistributors:
         """Each CPU's pending bitmap (CPUs with LPIs enabled) -> its pending
         table in guest memory; returns the GICR_* registers as a JSON-
         serialisable dict (one list entry per CPU).  SaveError: nothing written."""
-        from its_core.abi import saverestore
         return saverestore.save_redistributors(self)
 
     def restore(self, state: dict) -> None:
@@ -260,7 +260,6 @@ class Redistributors:
         (a copy of) the guest memory it was saved to: registers, pending
         tables, config cache.  RestoreError: nothing changed.  Restore the
         redistributors before the ITSs attached to them."""
-        from its_core.abi import saverestore
         saverestore.restore_redistributors(self, state)
 
     # -- MMIO --------------------------------------------------------------------
