@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
+
 __all__ = ["as_int", "as_uint"]
 
 
@@ -47,7 +49,7 @@ def as_int(value: object, name: str, *, flag: bool = False) -> int:
     """
     if type(value) is int:
         return value
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         if flag:
             return int(value)
         raise TypeError(f"{name} must be an integer, got bool")
