@@ -126,3 +126,31 @@ def test_reference_scalar(benchmark, tables_cache, expected_cache, workload):
     benchmark.extra_info["calls"] = SCALAR_CALLS
     benchmark.pedantic(_scalar_loop, (reference.translate, pairs), rounds=3, iterations=1)
     assert reference.translate(*pairs[0]) == (intids[0], cpus[0])
+
+
+GUARD_CALLS = 10_000
+SMALL_BATCH = 64
+
+
+@pytest.mark.parametrize("layout", ("flat", "twolevel", "hash"))
+def test_small_batch(benchmark, tables_cache, expected_cache, layout):
+    """A 64-pair batch: the call's fixed cost, which the thread guard adds to."""
+    workload = WORKLOADS["dense-1k"]
+    tables = tables_for(tables_cache, workload, layout)
+    device_ids, event_ids, intids, cpus, _ = expected_for(expected_cache, workload, "random")
+    pairs = (device_ids[:SMALL_BATCH].copy(), event_ids[:SMALL_BATCH].copy())
+    out = (np.empty(SMALL_BATCH, np.uint32), np.empty(SMALL_BATCH, np.int32),
+           np.empty(SMALL_BATCH, np.uint8))
+    benchmark.group = "thread-guard"
+    benchmark(tables.translate_batch, *pairs, out=out)
+    assert np.array_equal(out[0], intids[:SMALL_BATCH])
+
+
+def test_guard_pin_cycle(benchmark, tables_cache):
+    """The guard's fixed cost per batch (one pin and unpin), timed over
+    GUARD_CALLS cycles: compare with test_small_batch per call."""
+    tables = tables_for(tables_cache, WORKLOADS["dense-1k"], "flat")
+    benchmark.group = "thread-guard"
+    benchmark.extra_info["calls"] = GUARD_CALLS
+    benchmark(tables.guard.cycle_pins, GUARD_CALLS)
+    assert tables.guard.pinned == 0

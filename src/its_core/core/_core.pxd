@@ -6,6 +6,7 @@ from its_core.core._types cimport (lookup_t, cpu_t, device_t, devid_t, eventid_t
                                    ite_t, uint8_t, uint32_t, uint64_t, int64_t)
 from its_core.core._layouts cimport DeviceDirectory
 from its_core.core._events cimport ItePool, SparseEventMap
+from its_core.core._guard cimport TableGuard
 
 
 cpdef enum TranslationStatus:
@@ -49,6 +50,7 @@ cdef class TranslationTables:
     cdef lookup_t view                  # raw pointers for lookups (see _sync_view)
     cdef tuple view_owner               # the arrays `view` points into
     cdef Py_ssize_t view_generation     # sum of the stores' generations at refresh
+    cdef readonly TableGuard guard      # write sections and reader pins (docs/threads.md)
 
     # Mutators: validate, then change state or nothing.  They return 0 or a
     # MappingFailure code; -1 means a Python exception (MemoryError) is set.
@@ -70,6 +72,8 @@ cdef class TranslationTables:
     cdef int _prepare_storage(self, device_t* device, eventid_t max_event_id,
                               Py_ssize_t num_events) except -1
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
+    cdef object _mapping(self, int64_t device_id, int64_t event_id)
+    cdef bint _is_mapped(self, int64_t device_id)
     cdef object _live_ites(self)
     cdef object _ite_mask(self, bint by_intid)
     cdef int _refresh_view(self) except -1

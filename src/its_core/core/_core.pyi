@@ -1,7 +1,10 @@
 """Type stubs for the compiled translation core (its_core/core/_core.pyx)."""
 
+from contextlib import AbstractContextManager
 from enum import IntEnum
 from typing import Any, Optional
+
+from its_core.core._guard import TableGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -44,9 +47,11 @@ class TranslationTables:
     num_collections: int
     num_cpus: int
     num_events: int
+    guard: TableGuard
     def __init__(self, layout: str = ..., *, device_bits: int = ..., event_bits: int = ...,
                  intid_bits: int = ..., num_collections: int = ..., num_cpus: int = ...) -> None: ...
     def reset(self) -> None: ...
+    def exclusive(self) -> AbstractContextManager[None]: ...
     def map_device(self, device_id: int, event_bits: int, itt_addr: int = ...) -> None: ...
     def unmap_device(self, device_id: int) -> bool: ...
     def map_event(self, device_id: int, event_id: int, intid: int, icid: int) -> None: ...

@@ -6,6 +6,12 @@ mutator validates its arguments completely before it changes anything, so a
 rejected operation leaves the tables exactly as they were.  Lookups run in
 nogil loops specialised per layout (a fused type over the directory classes),
 so the layout's find is inlined into the loop.
+
+Threads (docs/threads.md): every mutator runs inside a write section of the
+tables' `TableGuard`, every read that releases the GIL or calls into Python
+half-way pins the tables, and every other read waits for another thread's
+open write section; so no read ever sees a mutation half done or an array
+that was freed.
 """
 
 import numpy as np
@@ -19,6 +25,7 @@ from its_core.core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, INT
 from its_core.core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
                                      flat_find, hash_find, twolevel_find)
 from its_core.core._events cimport find_ite, sparse_key
+from its_core.core._guard cimport TableGuard
 from its_core.core._types cimport ITS_CORE_DEBUG, lookup_t
 
 from its_core.core.parameters import LAYOUTS, check_table_parameters
@@ -248,6 +255,38 @@ def _check_out(out, Py_ssize_t length):
     return intids, cpus, statuses
 
 
+cdef class _Pin:
+    """``with _Pin(guard):`` a read that releases the GIL or calls into Python
+    half-way; must not contain another pin of the same tables."""
+    cdef TableGuard guard
+
+    def __cinit__(self, TableGuard guard):
+        self.guard = guard
+
+    def __enter__(self):
+        self.guard.pin()
+
+    def __exit__(self, *exc_info):
+        self.guard.unpin()
+        return False
+
+
+cdef class _WriteSection:
+    """``with _WriteSection(guard):`` a mutation, or a composite read that
+    must see one state (`TranslationTables.exclusive`)."""
+    cdef TableGuard guard
+
+    def __cinit__(self, TableGuard guard):
+        self.guard = guard
+
+    def __enter__(self):
+        self.guard.begin_write()
+
+    def __exit__(self, *exc_info):
+        self.guard.end_write()
+        return False
+
+
 cdef class TranslationTables:
     """DeviceID/EventID -> (LPI INTID, target CPU) mappings in one storage layout.
 
@@ -283,10 +322,24 @@ cdef class TranslationTables:
         self.intid_bits = intid_bits
         self.num_collections = num_collections
         self.num_cpus = num_cpus
+        self.guard = TableGuard()
         self.reset()
 
     def reset(self):
         """Drop every device, event and collection mapping."""
+        self.guard.begin_write()
+        try:
+            self._reset()
+        finally:
+            self.guard.end_write()
+
+    def exclusive(self):
+        """A context manager holding the tables' write section: no other
+        thread reads or changes them inside the block (for composite reads
+        that must see one state, such as a save).  Re-entrant."""
+        return _WriteSection(self.guard)
+
+    def _reset(self):
         if self.layout_code == LAYOUT_FLAT:
             self.directory = FlatDirectory(self.device_bits)
         elif self.layout_code == LAYOUT_TWOLEVEL:
@@ -516,17 +569,27 @@ cdef class TranslationTables:
         interpret it.  Raises `MappingError` (nothing changed) on bad input.
         """
         itt = as_uint(itt_addr, "itt_addr", 64)
-        _check(self._map_device(_wide(device_id, "device_id"), _wide(event_bits, "event_bits"),
-                                itt),
-               "map_device", {"device_id": device_id, "event_bits": event_bits,
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_bits = _wide(event_bits, "event_bits")
+        self.guard.begin_write()
+        try:
+            code = self._map_device(wide_device, wide_bits, itt)
+        finally:
+            self.guard.end_write()
+        _check(code, "map_device", {"device_id": device_id, "event_bits": event_bits,
                               "itt_addr": itt})
 
     def unmap_device(self, device_id):
         """Forget `device_id` and all its events.  Returns whether it was mapped."""
         cdef int64_t wide = _wide(device_id, "device_id")
-        was_mapped = (wide >= 0 and not ((<uint64_t>wide) >> self.device_bits)
-                      and self._device(<devid_t>wide) != NULL)
-        _check(self._unmap_device(wide), "unmap_device", {"device_id": device_id})
+        self.guard.begin_write()
+        try:
+            was_mapped = (wide >= 0 and not ((<uint64_t>wide) >> self.device_bits)
+                          and self._device(<devid_t>wide) != NULL)
+            code = self._unmap_device(wide)
+        finally:
+            self.guard.end_write()
+        _check(code, "unmap_device", {"device_id": device_id})
         return was_mapped
 
     def map_event(self, device_id, event_id, intid, icid):
@@ -536,24 +599,43 @@ cdef class TranslationTables:
         device's ITT, INTID an LPI below ``2**intid_bits``, EventID not yet
         mapped, ICID below `num_collections`.
         """
-        _check(self._map_event(_wide(device_id, "device_id"), _wide(event_id, "event_id"),
-                               _wide(intid, "intid"), _wide(icid, "icid")),
-               "map_event", {"device_id": device_id, "event_id": event_id,
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_event = _wide(event_id, "event_id")
+        cdef int64_t wide_intid = _wide(intid, "intid")
+        cdef int64_t wide_icid = _wide(icid, "icid")
+        self.guard.begin_write()
+        try:
+            code = self._map_event(wide_device, wide_event, wide_intid, wide_icid)
+        finally:
+            self.guard.end_write()
+        _check(code, "map_event", {"device_id": device_id, "event_id": event_id,
                              "intid": intid, "icid": icid})
 
     def unmap_event(self, device_id, event_id):
         """Forget the mapping of (`device_id`, `event_id`); return its (intid, icid)."""
-        mapped = self.lookup_event(device_id, event_id) if self._known(device_id) else None
-        _check(self._unmap_event(_wide(device_id, "device_id"), _wide(event_id, "event_id")),
-               "unmap_event", {"device_id": device_id, "event_id": event_id})
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_event = _wide(event_id, "event_id")
+        self.guard.begin_write()
+        try:
+            mapped = self._mapping(wide_device, wide_event)
+            code = self._unmap_event(wide_device, wide_event)
+        finally:
+            self.guard.end_write()
+        _check(code, "unmap_event", {"device_id": device_id, "event_id": event_id})
         return mapped
 
     def move_event(self, device_id, event_id, icid):
         """Give a mapped event collection `icid`; return its previous ICID."""
-        mapped = self.lookup_event(device_id, event_id) if self._known(device_id) else None
-        _check(self._move_event(_wide(device_id, "device_id"), _wide(event_id, "event_id"),
-                                _wide(icid, "icid")),
-               "move_event", {"device_id": device_id, "event_id": event_id, "icid": icid})
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_event = _wide(event_id, "event_id")
+        cdef int64_t wide_icid = _wide(icid, "icid")
+        self.guard.begin_write()
+        try:
+            mapped = self._mapping(wide_device, wide_event)
+            code = self._move_event(wide_device, wide_event, wide_icid)
+        finally:
+            self.guard.end_write()
+        _check(code, "move_event", {"device_id": device_id, "event_id": event_id, "icid": icid})
         return mapped[1]
 
     def map_events(self, device_ids, event_ids, intids, icids):
@@ -581,57 +663,84 @@ cdef class TranslationTables:
         cdef const uint32_t[:] icid_view = collections
         cdef uint8_t[::1] failure_view = failures
         cdef Py_ssize_t index
-        for index in range(length):
-            failure_view[index] = <uint8_t>self._map_event(
-                device_view[index], event_view[index], intid_view[index], icid_view[index])
+        self.guard.begin_write()
+        try:
+            for index in range(length):
+                failure_view[index] = <uint8_t>self._map_event(
+                    device_view[index], event_view[index], intid_view[index], icid_view[index])
+        finally:
+            self.guard.end_write()
         return failures
 
     def map_collection(self, icid, cpu):
         """Route collection `icid` to CPU number `cpu` (re-targets a mapped one)."""
-        _check(self._map_collection(_wide(icid, "icid"), _wide(cpu, "cpu")),
-               "map_collection", {"icid": icid, "cpu": cpu})
+        cdef int64_t wide_icid = _wide(icid, "icid")
+        cdef int64_t wide_cpu = _wide(cpu, "cpu")
+        self.guard.begin_write()
+        try:
+            code = self._map_collection(wide_icid, wide_cpu)
+        finally:
+            self.guard.end_write()
+        _check(code, "map_collection", {"icid": icid, "cpu": cpu})
 
     def unmap_collection(self, icid):
         """Unroute collection `icid`.  Returns whether it was mapped."""
         cdef int64_t wide = _wide(icid, "icid")
-        was_mapped = 0 <= wide < self.num_collections and self.collections[wide] != CPU_NONE
-        _check(self._unmap_collection(wide), "unmap_collection", {"icid": icid})
+        self.guard.begin_write()
+        try:
+            was_mapped = 0 <= wide < self.num_collections and self.collections[wide] != CPU_NONE
+            code = self._unmap_collection(wide)
+        finally:
+            self.guard.end_write()
+        _check(code, "unmap_collection", {"icid": icid})
         return was_mapped
 
-    def _known(self, device_id):
-        cdef int64_t wide = _wide(device_id, "device_id")
-        return (wide >= 0 and not ((<uint64_t>wide) >> self.device_bits)
-                and self._device(<devid_t>wide) != NULL)
+    cdef object _mapping(self, int64_t device_id, int64_t event_id):
+        """(intid, icid) of a mapped event or None; IDs already converted."""
+        cdef device_t* device
+        cdef ite_t ite = 0
+        if self._find_event(device_id, event_id, &device, &ite) or ite == 0:
+            return None
+        return ite_intid(ite), ite_icid(ite)
+
+    cdef bint _is_mapped(self, int64_t device_id):
+        """Whether a converted DeviceID is in range and mapped (no waiting)."""
+        return (device_id >= 0 and not ((<uint64_t>device_id) >> self.device_bits)
+                and self._device(<devid_t>device_id) != NULL)
 
     # ------------------------------------------------------------------
     # Python API: queries
 
     def lookup_device(self, device_id):
         """(event_bits, itt_addr) of a mapped device, or None."""
-        if not self._known(device_id):
+        cdef int64_t wide = _wide(device_id, "device_id")
+        self.guard.wait_writer()
+        if not self._is_mapped(wide):
             return None
-        cdef device_t* device = self._device(<devid_t>device_id)
+        cdef device_t* device = self._device(<devid_t>wide)
         return device.event_bits, device.itt_addr
 
     def lookup_event(self, device_id, event_id):
         """(intid, icid) of a mapped event, or None (also for out-of-range IDs)."""
-        cdef device_t* device
-        cdef ite_t ite = 0
-        if self._find_event(_wide(device_id, "device_id"), _wide(event_id, "event_id"),
-                            &device, &ite) or ite == 0:
-            return None
-        return ite_intid(ite), ite_icid(ite)
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_event = _wide(event_id, "event_id")
+        self.guard.wait_writer()
+        return self._mapping(wide_device, wide_event)
 
     def collection_cpu(self, icid):
         """CPU number collection `icid` targets, or None when unmapped."""
         cdef int64_t wide = _wide(icid, "icid")
+        self.guard.wait_writer()
         if not 0 <= wide < self.num_collections or self.collections[wide] == CPU_NONE:
             return None
         return self.collections[wide]
 
     cdef uint8_t _translate(self, devid_t device_id, eventid_t event_id,
                             intid_t* intid, cpu_t* cpu) except 255:
-        """One translation through this layout's inlined lookup."""
+        """One translation through this layout's inlined lookup (waits for
+        another thread's open write section; calls nothing that could let one
+        start)."""
+        self.guard.wait_writer()
         self._sync_view()
         cdef const lookup_t* view = &self.view
         intid[0] = INTID_NONE
@@ -697,33 +806,37 @@ cdef class TranslationTables:
         cdef uint8_t[::1] status_view = out[2]
         if length == 0:
             return out
-        self._sync_view()
-        # A private copy of the view, and `keepalive` holding every array it
-        # points into while the GIL is released: a concurrent mutation in
-        # another thread cannot free them under the loop.
-        cdef lookup_t view = self.view
-        keepalive = self.view_owner
         cdef uint32_t* intid_out = &intid_view[0]
         cdef int32_t* cpu_out = &cpu_view[0]
         cdef uint8_t* status_out = &status_view[0]
+        cdef lookup_t view
         cdef FlatDirectory flat
         cdef TwoLevelDirectory twolevel
         cdef HashDirectory hashed
-        if self.layout_code == LAYOUT_FLAT:
-            flat = <FlatDirectory>self.directory
-            with nogil:
-                translate_loop(flat, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out)
-        elif self.layout_code == LAYOUT_TWOLEVEL:
-            twolevel = <TwoLevelDirectory>self.directory
-            with nogil:
-                translate_loop(twolevel, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out)
-        else:
-            hashed = <HashDirectory>self.directory
-            with nogil:
-                translate_loop(hashed, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out)
+        # Pinned: no other thread's write section starts until the loop has
+        # finished, so every array `view` points into stays allocated and
+        # unchanged (docs/threads.md).
+        self.guard.pin()
+        try:
+            self._sync_view()
+            view = self.view
+            if self.layout_code == LAYOUT_FLAT:
+                flat = <FlatDirectory>self.directory
+                with nogil:
+                    translate_loop(flat, &view, length, device_view, event_view, intid_out,
+                                   cpu_out, status_out)
+            elif self.layout_code == LAYOUT_TWOLEVEL:
+                twolevel = <TwoLevelDirectory>self.directory
+                with nogil:
+                    translate_loop(twolevel, &view, length, device_view, event_view,
+                                   intid_out, cpu_out, status_out)
+            else:
+                hashed = <HashDirectory>self.directory
+                with nogil:
+                    translate_loop(hashed, &view, length, device_view, event_view, intid_out,
+                                   cpu_out, status_out)
+        finally:
+            self.guard.unpin()
         return out
 
     def load_devices(self, device_ids, event_bits, itt_addrs, event_counts, event_ids, ites):
@@ -744,39 +857,40 @@ cdef class TranslationTables:
         cdef const uint64_t[:] words = np.ascontiguousarray(ites, np.uint64)
         cdef Py_ssize_t index, position, row = 0, last, count
         cdef device_t* device
-        if not (devices.shape[0] == bits.shape[0] == itts.shape[0] == counts.shape[0]):
-            raise ValueError("device arrays differ in length")
-        if events.shape[0] != words.shape[0] or np.sum(event_counts) != events.shape[0]:
-            raise ValueError("event arrays do not match event_counts")
-        for index in range(devices.shape[0]):
-            if index and devices[index] <= devices[index - 1]:
-                raise ValueError("device_ids must be strictly increasing")
-            if self._map_device(devices[index], bits[index], itts[index]):
-                raise ValueError(f"device {devices[index]} cannot be mapped")
-            count = counts[index]
-            if count == 0:
-                continue
-            last = row + count - 1
-            for position in range(row, last + 1):
-                if (words[position] >> ITE_INTID_SHIFT) < LPI_FIRST_INTID or \
-                        (words[position] >> ITE_INTID_SHIFT) >> self.intid_bits or \
-                        (position > row and events[position] <= events[position - 1]) or \
-                        (<uint64_t>events[position]) >> bits[index] or \
-                        ite_icid(words[position]) >= self.num_collections:
-                    raise ValueError(f"event row {position} is not valid")
-            device = self._device(devices[index])
-            self._prepare_storage(device, events[last], count)
-            device = self._device(devices[index])
-            for position in range(row, last + 1):
-                if device.flags & DEVICE_SPARSE:
-                    self.sparse.put(sparse_key(devices[index], events[position]), words[position])
-                else:
-                    self.pool.entries[<Py_ssize_t>device.ite_base + events[position]] = \
-                        words[position]
-            device.num_events = <uint32_t>count
-            self.num_events += count
-            row = last + 1
-        self._sync_view()
+        with _WriteSection(self.guard):
+            if not (devices.shape[0] == bits.shape[0] == itts.shape[0] == counts.shape[0]):
+                raise ValueError("device arrays differ in length")
+            if events.shape[0] != words.shape[0] or np.sum(event_counts) != events.shape[0]:
+                raise ValueError("event arrays do not match event_counts")
+            for index in range(devices.shape[0]):
+                if index and devices[index] <= devices[index - 1]:
+                    raise ValueError("device_ids must be strictly increasing")
+                if self._map_device(devices[index], bits[index], itts[index]):
+                    raise ValueError(f"device {devices[index]} cannot be mapped")
+                count = counts[index]
+                if count == 0:
+                    continue
+                last = row + count - 1
+                for position in range(row, last + 1):
+                    if (words[position] >> ITE_INTID_SHIFT) < LPI_FIRST_INTID or \
+                            (words[position] >> ITE_INTID_SHIFT) >> self.intid_bits or \
+                            (position > row and events[position] <= events[position - 1]) or \
+                            (<uint64_t>events[position]) >> bits[index] or \
+                            ite_icid(words[position]) >= self.num_collections:
+                        raise ValueError(f"event row {position} is not valid")
+                device = self._device(devices[index])
+                self._prepare_storage(device, events[last], count)
+                device = self._device(devices[index])
+                for position in range(row, last + 1):
+                    if device.flags & DEVICE_SPARSE:
+                        self.sparse.put(sparse_key(devices[index], events[position]), words[position])
+                    else:
+                        self.pool.entries[<Py_ssize_t>device.ite_base + events[position]] = \
+                            words[position]
+                device.num_events = <uint32_t>count
+                self.num_events += count
+                row = last + 1
+            self._sync_view()
 
     def export_events(self):
         """Every ITE, sorted by (DeviceID, EventID), in one native pass.
@@ -788,83 +902,95 @@ cdef class TranslationTables:
             pINTID in bits [47:16], ICID in bits [15:0] (a KVM ITE without
             its `next` field).
         """
-        records = self.directory.records()
-        cdef Py_ssize_t total = self.num_events, row = 0, index, event
-        out_devices = np.empty(total, np.uint32)
-        out_events = np.empty(total, np.uint32)
-        out_ites = np.empty(total, np.uint64)
-        cdef uint32_t[::1] devices_view = out_devices
-        cdef uint32_t[::1] events_view = out_events
-        cdef uint64_t[::1] ites_view = out_ites
-        cdef device_t[::1] recs = records
+        cdef Py_ssize_t total, row = 0, index, event
+        cdef uint32_t[::1] devices_view
+        cdef uint32_t[::1] events_view
+        cdef uint64_t[::1] ites_view
+        cdef device_t[::1] recs
         cdef ite_t ite
-        for index in range(recs.shape[0]):
-            if recs[index].flags & DEVICE_HAS_SLAB:
-                for event in range((<Py_ssize_t>1) << recs[index].slab_log2):
-                    ite = self.pool.entries[<Py_ssize_t>recs[index].ite_base + event]
-                    if ite != 0:
-                        devices_view[row] = recs[index].device_id
-                        events_view[row] = <uint32_t>event
-                        ites_view[row] = ite
-                        row += 1
-            elif recs[index].flags & DEVICE_SPARSE:
-                sparse_events, sparse_ites = self.sparse.entries_of(recs[index].device_id)
-                count = sparse_events.shape[0]
-                out_devices[row:row + count] = recs[index].device_id
-                out_events[row:row + count] = sparse_events
-                out_ites[row:row + count] = sparse_ites
-                row += count
-        assert row == total, "event count out of step with the stores"
-        return out_devices, out_events, out_ites
+        with _Pin(self.guard):
+            total = self.num_events
+            recs = self.directory.records()
+            out_devices = np.empty(total, np.uint32)
+            out_events = np.empty(total, np.uint32)
+            out_ites = np.empty(total, np.uint64)
+            devices_view = out_devices
+            events_view = out_events
+            ites_view = out_ites
+            for index in range(recs.shape[0]):
+                if recs[index].flags & DEVICE_HAS_SLAB:
+                    for event in range((<Py_ssize_t>1) << recs[index].slab_log2):
+                        ite = self.pool.entries[<Py_ssize_t>recs[index].ite_base + event]
+                        if ite != 0:
+                            devices_view[row] = recs[index].device_id
+                            events_view[row] = <uint32_t>event
+                            ites_view[row] = ite
+                            row += 1
+                elif recs[index].flags & DEVICE_SPARSE:
+                    sparse_events, sparse_ites = self.sparse.entries_of(recs[index].device_id)
+                    count = sparse_events.shape[0]
+                    out_devices[row:row + count] = recs[index].device_id
+                    out_events[row:row + count] = sparse_events
+                    out_ites[row:row + count] = sparse_ites
+                    row += count
+            assert row == total, "event count out of step with the stores"
+            return out_devices, out_events, out_ites
 
     # ------------------------------------------------------------------
     # Bulk views of the state (for saving, testing and tooling)
 
     def device_ids(self):
         """Sorted uint32 array of the mapped DeviceIDs."""
-        return self.directory.device_ids()
+        with _Pin(self.guard):
+            return self.directory.device_ids()
 
     def devices(self):
         """Structured array of the mapped devices by DeviceID: fields
         ``device_id``, ``event_bits``, ``itt_addr``, ``num_events``."""
-        records = self.directory.records()
-        out = np.empty(records.shape[0], [("device_id", np.uint32), ("event_bits", np.uint8),
-                                          ("itt_addr", np.uint64), ("num_events", np.uint32)])
-        for name in out.dtype.names:
-            out[name] = records[name]
-        return out
+        with _Pin(self.guard):
+            records = self.directory.records()
+            out = np.empty(records.shape[0], [("device_id", np.uint32), ("event_bits", np.uint8),
+                                              ("itt_addr", np.uint64), ("num_events", np.uint32)])
+            for name in out.dtype.names:
+                out[name] = records[name]
+            return out
 
     def events_of(self, device_id):
         """(event_ids uint32, intids uint32, icids uint16) of a mapped device,
         sorted by EventID; empty arrays when the device is not mapped."""
+        cdef int64_t wide = _wide(device_id, "device_id")
+        cdef device_t* device
         empty = (np.empty(0, np.uint32), np.empty(0, np.uint32), np.empty(0, np.uint16))
-        if not self._known(device_id):
-            return empty
-        cdef device_t* device = self._device(<devid_t>device_id)
-        if device.flags & DEVICE_SPARSE:
-            event_ids, ites = self.sparse.entries_of(<devid_t>device_id)
-        elif device.flags & DEVICE_HAS_SLAB:
-            base = device.ite_base
-            slab = self.pool.entries_array[base:base + (1 << device.slab_log2)]
-            event_ids = np.flatnonzero(slab).astype(np.uint32)
-            ites = slab[event_ids]
-        else:
-            return empty
-        return (event_ids,
-                (ites >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32),
-                (ites & np.uint64(ITE_ICID_MASK)).astype(np.uint16))
+        with _Pin(self.guard):
+            if not self._is_mapped(wide):
+                return empty
+            device = self._device(<devid_t>wide)
+            if device.flags & DEVICE_SPARSE:
+                event_ids, ites = self.sparse.entries_of(<devid_t>wide)
+            elif device.flags & DEVICE_HAS_SLAB:
+                base = device.ite_base
+                slab = self.pool.entries_array[base:base + (1 << device.slab_log2)]
+                event_ids = np.flatnonzero(slab).astype(np.uint32)
+                ites = slab[event_ids]
+            else:
+                return empty
+            return (event_ids,
+                    (ites >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32),
+                    (ites & np.uint64(ITE_ICID_MASK)).astype(np.uint16))
 
     def intids_targeting(self, int cpu):
         """uint32 INTIDs of every mapped event whose collection targets `cpu`
         (with repeats when events share an LPI), for INVALL."""
-        ites = self._live_ites()
-        targets = self.collections_array[(ites & np.uint64(ITE_ICID_MASK)).astype(np.intp)]
-        return (ites[targets == cpu] >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32)
+        with _Pin(self.guard):
+            ites = self._live_ites()
+            targets = self.collections_array[(ites & np.uint64(ITE_ICID_MASK)).astype(np.intp)]
+            return (ites[targets == cpu] >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32)
 
     def device_records(self):
         """The device records themselves (DEVICE_DTYPE of _layouts) by DeviceID:
         what the native save path walks."""
-        return self.directory.records()
+        with _Pin(self.guard):
+            return self.directory.records()
 
     cdef object _live_ites(self):
         """Every live ITE word (pool and sparse map), unordered."""
@@ -891,35 +1017,40 @@ cdef class TranslationTables:
 
     def referenced_icids(self):
         """Sorted uint16 ICIDs named by at least one mapped event."""
-        return np.flatnonzero(self._ite_mask(False)).astype(np.uint16)
+        with _Pin(self.guard):
+            return np.flatnonzero(self._ite_mask(False)).astype(np.uint16)
 
     def mapped_intids(self):
         """Sorted unique uint32 INTIDs of every mapped event."""
-        return np.flatnonzero(self._ite_mask(True)).astype(np.uint32)
+        with _Pin(self.guard):
+            return np.flatnonzero(self._ite_mask(True)).astype(np.uint32)
 
     def collections_of(self, icids):
         """int32 target CPU of each ICID in `icids` (-1 where unmapped)."""
-        return self.collections_array[np.asarray(icids, np.intp)]
+        with _Pin(self.guard):
+            return self.collections_array[np.asarray(icids, np.intp)]
 
     def collection_table(self):
         """(icids uint16, cpus int32) of the mapped collections, by ICID."""
-        mapped = np.flatnonzero(self.collections_array[:self.num_collections] != CPU_NONE)
-        return mapped.astype(np.uint16), self.collections_array[mapped].copy()
+        with _Pin(self.guard):
+            mapped = np.flatnonzero(self.collections_array[:self.num_collections] != CPU_NONE)
+            return mapped.astype(np.uint16), self.collections_array[mapped].copy()
 
     def snapshot(self):
         """The whole state as plain Python containers, for comparisons:
         ``{"devices": {device_id: (event_bits, itt_addr)},
         "events": {(device_id, event_id): (intid, icid)},
         "collections": {icid: cpu}}``."""
-        devices, events = {}, {}
-        for record in self.devices():
-            device_id = int(record["device_id"])
-            devices[device_id] = (int(record["event_bits"]), int(record["itt_addr"]))
-            for event_id, intid, icid in zip(*self.events_of(device_id)):
-                events[(device_id, int(event_id))] = (int(intid), int(icid))
-        icids, cpus = self.collection_table()
-        return {"devices": devices, "events": events,
-                "collections": {int(icid): int(cpu) for icid, cpu in zip(icids, cpus)}}
+        with _WriteSection(self.guard):
+            devices, events = {}, {}
+            for record in self.devices():
+                device_id = int(record["device_id"])
+                devices[device_id] = (int(record["event_bits"]), int(record["itt_addr"]))
+                for event_id, intid, icid in zip(*self.events_of(device_id)):
+                    events[(device_id, int(event_id))] = (int(intid), int(icid))
+            icids, cpus = self.collection_table()
+            return {"devices": devices, "events": events,
+                    "collections": {int(icid): int(cpu) for icid, cpu in zip(icids, cpus)}}
 
     @property
     def num_devices(self):
@@ -930,8 +1061,9 @@ cdef class TranslationTables:
     def nbytes(self):
         """Bytes held by every array of the tables (directory, ITE pool,
         sparse map, collection table)."""
-        return (self.directory.nbytes + self.pool.nbytes + self.sparse.nbytes
-                + self.collections_array.nbytes)
+        with _Pin(self.guard):
+            return (self.directory.nbytes + self.pool.nbytes + self.sparse.nbytes
+                    + self.collections_array.nbytes)
 
     def __repr__(self):
         return (f"TranslationTables(layout={self.layout!r}, devices={self.num_devices}, "

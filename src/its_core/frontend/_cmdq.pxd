@@ -29,3 +29,5 @@ cdef class CommandProcessor:
     cdef bint _collection_slot(self, uint64_t icid) noexcept
     cdef int _record(self, uint64_t offset, uint32_t opcode, uint32_t code) except -1
     cdef int _drop_device_pending(self, uint64_t device_id) except -1
+    cdef tuple _run(self, uint64_t queue_base, uint64_t queue_bytes, uint64_t creadr,
+                    uint64_t cwriter, bint stall_on_error)

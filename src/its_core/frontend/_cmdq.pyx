@@ -507,13 +507,23 @@ cdef class CommandProcessor:
         the queue (or not 32-byte multiples) make the queue invalid: nothing
         runs.
         """
+        if (queue_bytes == 0 or creadr >= queue_bytes or cwriter >= queue_bytes
+                or creadr % COMMAND_BYTES or cwriter % COMMAND_BYTES):
+            return creadr, False
+        # One write section for the whole run: a concurrent translation sees
+        # the mappings before the CWRITER write or after it (docs/threads.md).
+        self.tables.guard.begin_write()
+        try:
+            return self._run(queue_base, queue_bytes, creadr, cwriter, stall_on_error)
+        finally:
+            self.tables.guard.end_write()
+
+    cdef tuple _run(self, uint64_t queue_base, uint64_t queue_bytes, uint64_t creadr,
+                    uint64_t cwriter, bint stall_on_error):
         cdef uint64_t dwords[4]
         cdef uint64_t addr, step
         cdef uint32_t code, opcode
         cdef uint64_t budget = queue_bytes // COMMAND_BYTES
-        if (queue_bytes == 0 or creadr >= queue_bytes or cwriter >= queue_bytes
-                or creadr % COMMAND_BYTES or cwriter % COMMAND_BYTES):
-            return creadr, False
         while creadr != cwriter and budget:
             budget -= 1
             addr = queue_base + creadr
@@ -550,9 +560,13 @@ cdef class CommandProcessor:
 
     def drop_device(self, uint64_t device_id):
         """Forget a device, its events and their pending bits (BASER0 Valid=0)."""
-        if self.tables._device(<devid_t>device_id) != NULL:
-            self._drop_device_pending(device_id)
-            self.tables._unmap_device(device_id)
+        self.tables.guard.begin_write()
+        try:
+            if self.tables._device(<devid_t>device_id) != NULL:
+                self._drop_device_pending(device_id)
+                self.tables._unmap_device(device_id)
+        finally:
+            self.tables.guard.end_write()
 
     def msi(self, device_id, event_id):
         """The doorbell: translate one (DeviceID, EventID) and make its LPI

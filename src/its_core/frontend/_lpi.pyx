@@ -239,23 +239,24 @@ cdef class LPIState:
 
     def deliver(self, const uint32_t[::1] intids, const int32_t[::1] cpus,
                 uint8_t[::1] statuses):
-        """Make the translated LPIs of a batch pending (nogil).  Statuses that
-        are OK become LPIS_DISABLED or INTID_OUT_OF_RANGE where delivery fails."""
+        """Make the translated LPIs of a batch pending.  Statuses that are OK
+        become LPIS_DISABLED or INTID_OUT_OF_RANGE where delivery fails.  A C
+        loop that keeps the GIL: deliveries from several threads never
+        interleave, so none loses another's pending bits (docs/threads.md)."""
         cdef Py_ssize_t index
         cdef cpu_t cpu
         cdef intid_t intid
-        with nogil:
-            for index in range(statuses.shape[0]):
-                if statuses[index] != OK:
-                    continue
-                cpu = cpus[index]
-                intid = intids[index]
-                if not self.lpis_enabled[cpu]:
-                    statuses[index] = LPIS_DISABLED
-                elif intid >= self.limit:
-                    statuses[index] = INTID_OUT_OF_RANGE
-                else:
-                    self.pending[cpu, intid >> 3] |= <uint8_t>(1 << (intid & 7))
+        for index in range(statuses.shape[0]):
+            if statuses[index] != OK:
+                continue
+            cpu = cpus[index]
+            intid = intids[index]
+            if not self.lpis_enabled[cpu]:
+                statuses[index] = LPIS_DISABLED
+            elif intid >= self.limit:
+                statuses[index] = INTID_OUT_OF_RANGE
+            else:
+                self.pending[cpu, intid >> 3] |= <uint8_t>(1 << (intid & 7))
         self.version += 1
 
     def reset_pending(self):

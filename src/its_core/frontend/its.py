@@ -20,6 +20,7 @@ raise.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -200,6 +201,9 @@ class ITS:
         self.memory = memory
         self.num_cpus = as_uint(num_cpus, "num_cpus")
         self.stall_on_error = bool(stall_on_error)
+        # Register writes, submit, save, restore and reset run one at a time
+        # (docs/threads.md); doorbells and translations do not take it.
+        self._lock = threading.RLock()
         # The most recent invalid accesses: a guest cannot grow this without bound.
         self.access_errors = new_log()
         self._log = AccessLog(self.access_errors, strict)
@@ -352,7 +356,8 @@ class ITS:
                              "carries with the doorbell (the embedding code dropped it)")
         writer = _WRITERS.get(access.register.name)
         if writer is not None:                           # None: RO, write-ignored
-            writer(self, access.register, access.half, value)
+            with self._lock:
+                writer(self, access.register, access.half, value)
             if self.redistributors._on_signal is not None:
                 self.redistributors.signal_changes()     # once per write, whatever ran
         return None
@@ -464,6 +469,10 @@ class ITS:
         dwords = np.asarray(dwords)
         if dwords.ndim != 2 or dwords.shape[1] != 4 or dwords.dtype.kind not in "u":
             raise ValueError("commands must be an (n, 4) array of unsigned doublewords")
+        with self.redistributors.deferred_signals(), self._lock:
+            self._submit(dwords)
+
+    def _submit(self, dwords: np.ndarray) -> None:
         if not _CBASER_VALID.extract(self._regs["GITS_CBASER"]):
             raise ITSError("submit: GITS_CBASER is not valid")
         base, queue_bytes = self._queue_span
@@ -576,40 +585,50 @@ class ITS:
         and registers, no GICR_* entries, no pending tables): for ITSs that
         share one `Redistributors`, which is saved once with `its_core.
         Redistributors.save`."""
-        return saverestore.save(self, bool(redistributors))
+        with self._lock, self.tables.exclusive():
+            if redistributors:
+                with self.redistributors._lock:
+                    return saverestore.save(self, True)
+            return saverestore.save(self, False)
 
     def restore(self, state: dict) -> None:
         """Restore a `save()` state from (a copy of) the guest memory it was
         saved to; atomic: on RestoreError nothing has changed.  A state without
         GICR_* entries (``save(redistributors=False)``) restores the ITS part
         only: restore the shared redistributors first."""
-        saverestore.restore(self, state)
+        with self.redistributors.deferred_signals(), self._lock:
+            saverestore.restore(self, state)
 
     def save_tables(self) -> None:
         """Device table, ITTs and collection table -> guest memory (KVM rev0)."""
-        saverestore.save_tables(self)
+        with self._lock, self.tables.exclusive():
+            saverestore.save_tables(self)
 
     def restore_tables(self) -> None:
         """Guest memory -> translation tables, validated and atomic."""
-        saverestore.restore_tables(self)
+        with self._lock:
+            saverestore.restore_tables(self)
         self.redistributors.signal_changes()
 
     def save_registers(self) -> dict:
         """GITS_IIDR, CBASER, CREADR, CWRITER, BASER0..7 and CTLR by mnemonic."""
-        return saverestore.save_registers(self)
+        with self._lock:
+            return saverestore.save_registers(self)
 
     def restore_registers(self, regs: dict) -> None:
         """Every ITS register but GITS_CTLR, in KVM's documented order."""
-        saverestore.restore_registers(self, regs)
-        self.redistributors.signal_changes()
+        with self.redistributors.deferred_signals(), self._lock:
+            saverestore.restore_registers(self, regs)
 
     def save_pending_tables(self) -> None:
         """Pending bitmaps of CPUs with LPIs enabled -> their pending tables."""
-        saverestore.save_pending_tables(self)
+        with self._lock, self.redistributors._lock:
+            saverestore.save_pending_tables(self)
 
     def restore_pending_tables(self) -> None:
         """Pending tables -> pending bitmaps of CPUs with LPIs enabled."""
-        saverestore.restore_pending_tables(self)
+        with self._lock, self.redistributors._lock:
+            saverestore.restore_pending_tables(self)
         self.redistributors.signal_changes()
 
     # ------------------------------------------------------------------ interface for its_core.abi
@@ -671,6 +690,10 @@ class ITS:
         """KVM's ITS reset: disabled, quiescent, no mappings, BASERn.Valid = 0
         (other fields kept), CBASER = CREADR = CWRITER = 0, errors cleared.
         Redistributor state is kept."""
+        with self._lock:
+            self._reset()
+
+    def _reset(self) -> None:
         self.tables.reset()
         self._processor.its_enabled = False
         for register in _BASERS:

@@ -15,6 +15,7 @@ belong to the redistributors, not to any one ITS.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from contextlib import contextmanager
 
@@ -96,6 +97,9 @@ class Redistributors:
         self.intid_bits = intid_bits
         self.access_errors = new_log() if access_errors is None else access_errors
         self._log = AccessLog(self.access_errors, strict)
+        # Register writes, acknowledge, save and restore run one at a time
+        # (docs/threads.md); the native LPI state is changed under the GIL.
+        self._lock = threading.RLock()
         self._lpi = LPIState(GuestWindow(memory), num_cpus, intid_bits)
         self._ctlr = [0] * self.num_cpus
         self._propbaser = registers.GICR_PROPBASER.reset
@@ -108,11 +112,15 @@ class Redistributors:
                        for cpu in range(self.num_cpus)]
         self._lpi.set_propbaser(self.propbaser_address, _PROP_IDBITS.extract(self._propbaser))
         # Signalling: what each CPU's highest_pending() was when last looked at,
-        # the LPI state version it was computed at, and whether a callback runs.
+        # the LPI state version it was computed at, and who signals: one
+        # thread at a time holds `_signal_lock` (while it calls callbacks, or
+        # for a deferred block) and looks again before it lets go, so a change
+        # another thread makes meanwhile is signalled by the holder.
         self._on_signal = None
         self._highest = [None] * self.num_cpus
         self._seen_version = self._lpi.version
-        self._signalling = False
+        self._signal_lock = threading.Lock()
+        self._signal_owner = None            # thread ident holding _signal_lock
         self._recheck = False                # a callback raised: look at every CPU again
         self.on_signal = on_signal
 
@@ -129,7 +137,11 @@ class Redistributors:
         after it returns.  An exception from the callback propagates to the
         caller of the operation, whose effects stand; the CPUs not yet
         signalled are signalled after the next of those operations (or a call
-        of `signal_changes`).  None: no signals (and no cost)."""
+        of `signal_changes`).  None: no signals (and no cost).
+
+        With several threads driving the model, the callback runs on a thread
+        that completed a changing operation (not necessarily the one that
+        made a given change) and never on two threads at once."""
         return self._on_signal
 
     @on_signal.setter
@@ -137,8 +149,11 @@ class Redistributors:
         if callback is not None and not callable(callback):
             raise TypeError(f"on_signal must be callable or None, got {type(callback).__name__}")
         if callback is not None and self._on_signal is None:
-            self._highest = [self._lpi.highest_pending(cpu) for cpu in range(self.num_cpus)]
-            self._seen_version = self._lpi.version
+            with self._signal_role():
+                self._highest = [self._lpi.highest_pending(cpu)
+                                 for cpu in range(self.num_cpus)]
+                self._seen_version = self._lpi.version
+                self._on_signal = callback
         self._on_signal = callback
 
     def signal_changes(self, cpus=None) -> None:
@@ -147,40 +162,66 @@ class Redistributors:
         model calls this after every operation; a simulator that changes the
         LPI state behind the model's back (a pending table in memory, say)
         may call it too."""
-        if self._on_signal is None or self._signalling:
+        if self._on_signal is None:
             return
-        if self._recheck:
-            cpus = None
-        self._signalling = True
+        # A failed acquire means the holder (a callback of this thread, a
+        # deferred block, or another thread) looks again before it lets go.
+        while self._signal_lock.acquire(blocking=False):
+            self._signal_owner = threading.get_ident()
+            try:
+                self._signal_pending(None if self._recheck else cpus)
+            finally:
+                self._signal_owner = None
+                self._signal_lock.release()
+            if not self._recheck and self._seen_version == self._lpi.version:
+                return
+            cpus = None                      # a change slipped in before the release
+
+    def _signal_pending(self, cpus) -> None:
+        """The signalling loop, with the signal role held."""
+        callback = self._on_signal
         try:
-            while self._recheck or self._seen_version != self._lpi.version:
+            while callback is not None and (self._recheck
+                                            or self._seen_version != self._lpi.version):
                 self._recheck = False
                 self._seen_version = self._lpi.version
                 for cpu in (range(self.num_cpus) if cpus is None else cpus):
                     highest = self._lpi.highest_pending(cpu)
                     if highest != self._highest[cpu]:
                         self._highest[cpu] = highest
-                        self._on_signal(cpu)
+                        callback(cpu)
                 cpus = None                  # the callback may have changed any CPU
+                callback = self._on_signal
         except BaseException:
             self._recheck = True
             raise
+
+    @contextmanager
+    def _signal_role(self):
+        """Hold the signal role (waiting for another thread's), unless this
+        thread already does."""
+        if self._signal_owner == threading.get_ident():
+            yield
+            return
+        self._signal_lock.acquire()
+        self._signal_owner = threading.get_ident()
+        try:
+            yield
         finally:
-            self._signalling = False
+            self._signal_owner = None
+            self._signal_lock.release()
 
     @contextmanager
     def deferred_signals(self):
         """Signal nothing inside the block; signal its changes when it ends
         (what a restore does, and what a simulator can do around a group of
-        operations).  Blocks nest."""
-        if self._signalling:
+        operations).  Blocks nest.  Other threads' changes meanwhile are
+        signalled at the end of the block too."""
+        if self._signal_owner == threading.get_ident():
             yield
             return
-        self._signalling = True
-        try:
+        with self._signal_role():
             yield
-        finally:
-            self._signalling = False
         self.signal_changes()
 
     @property
@@ -242,7 +283,9 @@ class Redistributors:
         """Take (clear and return) the LPI `highest_pending` names; None when
         there is none."""
         cpu = self.check_cpu(cpu)
-        intid = self._lpi.acknowledge(cpu, _priority_mask(priority_mask))
+        mask = _priority_mask(priority_mask)
+        with self._lock:
+            intid = self._lpi.acknowledge(cpu, mask)
         if self._on_signal is not None:
             self.signal_changes((cpu,))
         return intid
@@ -253,14 +296,16 @@ class Redistributors:
         """Each CPU's pending bitmap (CPUs with LPIs enabled) -> its pending
         table in guest memory; returns the GICR_* registers as a JSON-
         serialisable dict (one list entry per CPU).  SaveError: nothing written."""
-        return saverestore.save_redistributors(self)
+        with self._lock:
+            return saverestore.save_redistributors(self)
 
     def restore(self, state: dict) -> None:
         """Restore a `save()` dict (or the GICR_* entries of `ITS.save()`) from
         (a copy of) the guest memory it was saved to: registers, pending
         tables, config cache.  RestoreError: nothing changed.  Restore the
         redistributors before the ITSs attached to them."""
-        saverestore.restore_redistributors(self, state)
+        with self.deferred_signals(), self._lock:
+            saverestore.restore_redistributors(self, state)
 
     # -- MMIO --------------------------------------------------------------------
 
@@ -299,7 +344,8 @@ class Redistributors:
 
     def mmio_write(self, cpu: int, offset: int, value: int, size: int) -> None:
         """A guest write of `size` bytes at `offset` in `cpu`'s RD_base frame."""
-        self._mmio_write(cpu, offset, value, size)
+        with self._lock:
+            self._mmio_write(cpu, offset, value, size)
         if self._on_signal is not None:
             self.signal_changes()
 
