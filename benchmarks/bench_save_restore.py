@@ -2,13 +2,17 @@
 
 Groups ``save-tables`` and ``restore-tables`` each hold a plain numpy copy
 of the same number of 8-byte entries, so the table reads as a ratio to a
-memory copy measured in the same run.
+memory copy measured in the same run.  Groups ``snapshot`` and
+``from-snapshot`` (host snapshots: `ITS.snapshot`, `ITS.from_snapshot`) each
+hold a numpy copy of the snapshot's own arrays (every array of the dict,
+copied into new arrays, as `snapshot` makes new ones).
 """
 
 import numpy as np
 import pytest
 
 from its_core import ITS, GuestMemory
+from its_core.abi.snapshot_format import FORMAT
 from its_core.testing import assert_same_state, random_state
 
 DEVICES = 65_536
@@ -59,3 +63,44 @@ def test_restore_tables(benchmark, saved, layout):
     benchmark(target.restore_tables)
     target.mmio_write(0, 1, 4)
     assert_same_state(its, target)
+
+
+@pytest.fixture(scope="module")
+def snapshots(saved):
+    """layout -> (its, its.snapshot()) of the same states."""
+    return {layout: (its, its.snapshot()) for layout, (its, _) in saved.items()}
+
+
+def _copy_arrays(arrays):
+    return [np.copy(array) for array in arrays]
+
+
+@pytest.mark.parametrize("group", ["snapshot", "from-snapshot"])
+def test_snapshot_numpy_copy(benchmark, snapshots, group):
+    """The yardstick: a numpy copy of every array of the snapshot."""
+    _, snapshot = snapshots["flat"]
+    arrays = [value for value in snapshot.values() if isinstance(value, np.ndarray)]
+    benchmark.group = group
+    benchmark.extra_info["entries"] = int(snapshot["tables.event_id"].size)
+    benchmark.extra_info["bytes"] = sum(array.nbytes for array in arrays)
+    copies = benchmark(_copy_arrays, arrays)
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, copies))
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_snapshot(benchmark, snapshots, layout):
+    its, _ = snapshots[layout]
+    benchmark.group = "snapshot"
+    benchmark.extra_info["entries"] = its.tables.num_events
+    snapshot = benchmark(its.snapshot)
+    assert snapshot["format"] == FORMAT and snapshot["tables.event_id"].size == ENTRIES
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_from_snapshot(benchmark, snapshots, layout):
+    its, snapshot = snapshots[layout]
+    memory = GuestMemory(np.array(its.memory.array))
+    benchmark.group = "from-snapshot"
+    benchmark.extra_info["entries"] = its.tables.num_events
+    twin = benchmark(ITS.from_snapshot, snapshot, memory)
+    assert_same_state(its, twin)

@@ -15,7 +15,7 @@ def _python_sources(folder: str):
 
 def _private_uses(path: pathlib.Path, names=("its",)):
     """`its._something` attribute uses in a module (the ITS is always called `its`
-    in abi/ and tools/)."""
+    in abi/ and tools/, a Redistributors `rd`, a TranslationTables `tables`)."""
     tree = ast.parse(path.read_text(), str(path))
     return [f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}"
             for node in ast.walk(tree)
@@ -26,8 +26,9 @@ def _private_uses(path: pathlib.Path, names=("its",)):
 
 def test_save_restore_and_dump_use_only_the_internal_interface():
     uses = [use for folder in ("abi", "tools") for path in _python_sources(folder)
-            for use in _private_uses(path)]
+            for use in _private_uses(path, ("its", "rd", "tables"))]
     uses += _private_uses(PACKAGE / "testing.py")
+    uses += _private_uses(PACKAGE / "snapshot.py", ("its", "rd", "tables"))
     assert uses == []
 
 

@@ -9,7 +9,9 @@ addresses (`GuestMap`) as a guest driver does.
 Underneath, `TranslationTables` maps (DeviceID, EventID) to an LPI INTID and
 a target CPU in one of three storage layouts (`LAYOUTS`); `its_core.reference`
 is the pure-Python model it is tested against.  `its_core.registers` and
-`its_core.commands` declare the register and command layouts.
+`its_core.commands` declare the register and command layouts;
+`its_core.snapshot` saves and loads host snapshots (`ITS.snapshot`) as
+``.npz`` files.
 
 The sources are grouped by layer: `its_core.core` (C types, storage layouts,
 event stores, `TranslationTables`, the reference tables), `its_core.frontend`
@@ -46,6 +48,7 @@ from its_core.frontend.its import ITS
 from its_core.frontend.bringup import GuestMap, bring_up
 from its_core.frontend.redistributors import Redistributors
 from its_core.core import reference
+from its_core import snapshot
 
 # The public module paths of the flat layout this package had: the same module
 # objects under their old names, so `import its_core.registers` and
@@ -67,6 +70,7 @@ __all__ = [
     "bring_up",
     "commands",
     "registers",
+    "snapshot",
     "LAYOUTS",
     "MappingError",
     "MappingFailure",

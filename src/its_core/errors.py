@@ -56,13 +56,15 @@ class _TableError(ITSError):
     Attributes
     ----------
     table : str
-        ``"device"``, ``"level1"``, ``"itt"``, ``"collection"``, ``"pending"``
-        or ``"registers"``.
+        ``"device"``, ``"level1"``, ``"itt"``, ``"collection"``, ``"pending"``,
+        ``"registers"``, or ``"snapshot"`` (a host snapshot: `ITS.from_snapshot`,
+        `its_core.snapshot.load`).
     id : object
         DeviceID, (DeviceID, EventID), ICID, table position, CPU number (table
-        ``"pending"``, printed in decimal; the others print in hex) or register name.
+        ``"pending"``, printed in decimal; the others print in hex), register
+        name, or None.
     field : str
-        The entry field (or register) at fault.
+        The entry field (or register; for a snapshot, its key) at fault.
     reason : str
         What is wrong with it.
     """
@@ -72,7 +74,7 @@ class _TableError(ITSError):
         self.id = id
         self.field = field
         self.reason = reason
-        where = f"{table} table" if table != "registers" else "registers"
+        where = f"{table} table" if table not in ("registers", "snapshot") else table
         if id is None:
             ident = ""
         elif table == "pending":            # the id is a CPU number: decimal, like everywhere

@@ -3,7 +3,7 @@
 # event stores of _events.pxd.
 
 from its_core.core._types cimport (lookup_t, cpu_t, device_t, devid_t, eventid_t, icid_t, intid_t,
-                                   ite_t, uint8_t, uint32_t, uint64_t, int64_t)
+                                   ite_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t)
 from its_core.core._layouts cimport DeviceDirectory
 from its_core.core._events cimport ItePool, SparseEventMap
 from its_core.core._guard cimport TableGuard
@@ -80,6 +80,12 @@ cdef class TranslationTables:
     cdef int _sync_view(self) except -1
     cdef uint8_t _translate(self, devid_t device_id, eventid_t event_id,
                             intid_t* intid, cpu_t* cpu) except 255
+    cdef Py_ssize_t _load_arrays(self, const uint32_t[::1] devices, const uint8_t[::1] bits,
+                                 const uint64_t[::1] itts, const uint32_t[::1] counts,
+                                 const uint32_t[::1] events, const uint32_t[::1] intids,
+                                 const uint16_t[::1] icids, int* failure) except -2
+    cdef int _check_devices(self, dict columns) except -1
+    cdef int _raise_row(self, dict columns, Py_ssize_t row, int failure) except -1
 
 
 cdef int message_ids(object device_id, object event_id, uint64_t* device,

@@ -1,5 +1,6 @@
 """Type stubs for the compiled translation core (its_core/core/_core.pyx)."""
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from enum import IntEnum
 from typing import Any, Optional
@@ -11,6 +12,8 @@ import numpy.typing as npt
 
 LAYOUTS: tuple[str, str, str]
 DEBUG_BUILD: bool
+#: (name, dtype, dimension, meaning) of each canonical table array.
+TABLE_ARRAYS: tuple[tuple[str, str, str, str], ...]
 
 class TranslationStatus(IntEnum):
     OK = 0
@@ -72,6 +75,12 @@ class TranslationTables:
                      event_ids: npt.ArrayLike, ites: npt.ArrayLike) -> None: ...
     def export_events(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32],
                                      npt.NDArray[np.uint64]]: ...
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]: ...
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], layout: str = ..., *,
+                    device_bits: int = ..., event_bits: int = ..., intid_bits: int = ...,
+                    num_collections: int = ..., num_cpus: int = ...) -> "TranslationTables": ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
     def intids_targeting(self, cpu: int) -> npt.NDArray[np.uint32]: ...
     def device_records(self) -> npt.NDArray[np.void]: ...
     def referenced_icids(self) -> npt.NDArray[np.uint16]: ...

@@ -18,6 +18,7 @@ import numpy as np
 
 cimport cython
 from libc.stdint cimport int32_t
+from libc.string cimport memset
 
 from its_core.core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, INTID_NONE,
                                    ITE_ICID_MASK, ITE_INTID_SHIFT, LPI_FIRST_INTID,
@@ -26,10 +27,12 @@ from its_core.core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirec
                                      flat_find, hash_find, twolevel_find)
 from its_core.core._events cimport find_ite, sparse_key
 from its_core.core._guard cimport TableGuard
-from its_core.core._types cimport ITS_CORE_DEBUG, lookup_t
+from its_core.core._types cimport ITS_CORE_DEBUG, checked_index, lookup_t
 
+from its_core.core._events import POOL_MAX_ENTRIES
+from its_core.core._layouts import DEVICE_DTYPE
 from its_core.core.parameters import LAYOUTS, check_table_parameters
-from its_core.errors import MappingError, TranslationError
+from its_core.errors import MappingError, RestoreError, TranslationError
 from its_core.validation import as_int, as_uint
 
 #: True in a debug build (Cython bounds/wraparound/initialisation checks on).
@@ -286,6 +289,152 @@ cdef class _WriteSection:
         self.guard.end_write()
         return False
 
+
+
+#: The tables as canonical arrays, declared once: ``(name, dtype, dimension,
+#: meaning)``.  `TranslationTables.to_arrays` writes them, `from_arrays` checks
+#: and loads them, and a host snapshot (`its_core.abi.snapshot_format`) holds
+#: them as ``tables.<name>``.  The dimension names the length the arrays of
+#: one group share: ``devices`` (mapped devices, by DeviceID), ``events``
+#: (every ITE, grouped by device in DeviceID order, by EventID within a device:
+#: `export_events` order) and ``collections`` (mapped collections, by ICID).
+TABLE_ARRAYS = (
+    ("device_id", "u4", "devices", "mapped DeviceIDs, strictly increasing, below 2**device_bits"),
+    ("event_bits", "u1", "devices", "EventID bits each device was mapped with, 1..event_bits"),
+    ("itt_addr", "u8", "devices", "ITT address each device was mapped with"),
+    ("num_events", "u4", "devices",
+     "mapped events of each device: its rows of the event arrays; they sum to their length"),
+    ("event_id", "u4", "events",
+     "EventIDs, strictly increasing within a device, below 2**(its event bits)"),
+    ("intid", "u4", "events", "pINTID of each event: an LPI, 8192 <= INTID < 2**intid_bits"),
+    ("icid", "u2", "events", "collection of each event, below num_collections (mapped or not)"),
+    ("collection_icid", "u2", "collections",
+     "ICIDs of the mapped collections, strictly increasing, below num_collections"),
+    ("collection_cpu", "i4", "collections", "target CPU of each, 0..num_cpus-1"),
+)
+
+cdef enum:
+    ROW_OK = 0
+    ROW_NOT_INCREASING = 1      # EventID not above the previous one of its device
+    ROW_BEYOND_ITT = 2          # EventID >= 2**(the device's EventID bits)
+    ROW_NOT_LPI = 3             # INTID < 8192 or >= 2**intid_bits
+    ROW_ICID = 4                # ICID >= num_collections
+    ROW_ABOVE_LAST = 5          # EventID above the device's last one: not increasing
+    SPARSE_STORAGE = 255        # _load_arrays: the device's ITEs go to the sparse map
+    INITIAL_POOL_ENTRIES = 1024 # what a new ItePool holds
+
+
+cdef inline Py_ssize_t _load_rows(ite_t* slab, Py_ssize_t slab_size, const uint32_t* events,
+                                  const uint32_t* intids, const uint16_t* icids,
+                                  Py_ssize_t count, uint64_t last, uint64_t intid_limit,
+                                  uint64_t num_collections, int* failure) noexcept nogil:
+    """Check the `count` event rows of one device (EventIDs strictly
+    increasing up to `last`, INTIDs LPIs below `intid_limit`, ICIDs below
+    `num_collections`) and, with a `slab`, write their ITEs into it, indexed
+    by EventID (`last` < `slab_size`).  Returns -1, or the first refused row
+    with its ROW_* code in `failure`."""
+    cdef Py_ssize_t row
+    cdef uint32_t event, previous = 0, intid
+    for row in range(count):
+        event = events[row]
+        intid = intids[row]
+        if row and event <= previous:
+            failure[0] = ROW_NOT_INCREASING
+            return row
+        if event > last:
+            failure[0] = ROW_ABOVE_LAST
+            return row
+        if intid < LPI_FIRST_INTID or intid >= intid_limit:
+            failure[0] = ROW_NOT_LPI
+            return row
+        if icids[row] >= num_collections:
+            failure[0] = ROW_ICID
+            return row
+        if slab != NULL:
+            slab[checked_index(event, slab_size)] = ite_pack(intid, icids[row])
+        previous = event
+    return -1
+
+
+cdef inline bint _write_rows(ite_t* slab, Py_ssize_t slab_size, const uint32_t* events,
+                             const uint32_t* intids, const uint16_t* icids, Py_ssize_t count,
+                             uint32_t last, uint32_t intid_span,
+                             uint32_t num_collections) noexcept nogil:
+    """`_load_rows` for a slab, without a branch per row: every check of the
+    `count` rows is folded into one flag while their ITEs are written (each
+    store kept inside the slab), so the loop runs at memory speed; a full slab
+    (EventIDs exactly 0..count-1) is one straight, vectorisable pass.  True
+    when some row is bad: `_load_rows` then says which and why."""
+    cdef Py_ssize_t row
+    cdef uint32_t event, previous = 0, bad = 0
+    if count == slab_size:
+        for row in range(count):
+            bad |= events[row] ^ <uint32_t>row
+            bad |= (intids[row] - <uint32_t>LPI_FIRST_INTID) >= intid_span
+            bad |= icids[row] >= num_collections
+            slab[row] = ite_pack(intids[row], icids[row])
+        return bad != 0
+    for row in range(count):
+        event = events[row]
+        bad |= (row != 0) & (event <= previous)
+        bad |= event > last
+        bad |= (intids[row] - <uint32_t>LPI_FIRST_INTID) >= intid_span
+        bad |= icids[row] >= num_collections
+        slab[checked_index(event if event <= last else last, slab_size)] = \
+            ite_pack(intids[row], icids[row])
+        previous = event
+    return bad != 0
+
+
+_SINGULAR = {"devices": "device", "events": "event", "collections": "collection"}
+
+
+def _table_error(str name, str reason):
+    """RestoreError about the canonical array `name` (key ``tables.<name>``)."""
+    return RestoreError("snapshot", None, f"tables.{name}", reason)
+
+
+def _first(mask):
+    """Index of the first True of a bool array."""
+    return int(np.flatnonzero(mask)[0])
+
+
+def _table_columns(arrays):
+    """The canonical arrays of `arrays` (a mapping by `TABLE_ARRAYS` name),
+    contiguous, after checking that each is there with its dtype, 1-D, and
+    that the arrays of one dimension agree in length (RestoreError)."""
+    try:
+        names = set(arrays)
+    except TypeError:
+        raise RestoreError("snapshot", None, "tables",
+                           f"expected a mapping of arrays, got {type(arrays).__name__}") from None
+    expected = [name for name, _, _, _ in TABLE_ARRAYS]
+    extra = sorted(names - set(expected), key=str)
+    if extra:
+        raise RestoreError("snapshot", None, f"tables.{extra[0]}", "not a table array")
+    columns, lengths = {}, {}
+    for name, dtype, dimension, _ in TABLE_ARRAYS:
+        if name not in names:
+            raise _table_error(name, "missing")
+        value = arrays[name]
+        if not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype) or value.ndim != 1:
+            got = (f"a {value.ndim}-D {value.dtype} array" if isinstance(value, np.ndarray)
+                   else type(value).__name__)
+            raise _table_error(name, f"expected a 1-D {np.dtype(dtype)} array, got {got}")
+        first = lengths.setdefault(dimension, (name, value.shape[0]))
+        if value.shape[0] != first[1]:
+            raise _table_error(name, f"has {value.shape[0]} rows but tables.{first[0]} has "
+                                     f"{first[1]} (both are per {_SINGULAR[dimension]})")
+        columns[name] = np.ascontiguousarray(value)
+    return columns
+
+
+def _rebuild_tables(layout, device_bits, event_bits, intid_bits, num_collections, num_cpus,
+                    arrays):
+    """Unpickle `TranslationTables` (see `TranslationTables.__reduce__`)."""
+    return TranslationTables.from_arrays(
+        arrays, layout, device_bits=device_bits, event_bits=event_bits, intid_bits=intid_bits,
+        num_collections=num_collections, num_cpus=num_cpus)
 
 cdef class TranslationTables:
     """DeviceID/EventID -> (LPI INTID, target CPU) mappings in one storage layout.
@@ -935,6 +1084,310 @@ cdef class TranslationTables:
                     row += count
             assert row == total, "event count out of step with the stores"
             return out_devices, out_events, out_ites
+
+    # ------------------------------------------------------------------
+    # Canonical arrays (host snapshots, pickling)
+
+    def to_arrays(self):
+        """The whole state as the canonical arrays of `TABLE_ARRAYS`, fresh
+        copies, in one native pass over the stores.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``device_id``, ``event_bits``, ``itt_addr``, ``num_events`` (one
+            row per mapped device, by DeviceID), ``event_id``, ``intid``,
+            ``icid`` (one row per ITE, grouped by device, by EventID within
+            a device) and ``collection_icid``, ``collection_cpu`` (the mapped
+            collections, by ICID).  `from_arrays` takes them back, in any
+            layout.
+        """
+        with _WriteSection(self.guard):          # one state, however long it takes
+            return self._to_arrays()
+
+    def _to_arrays(self):
+        records = self.directory.records()
+        cdef Py_ssize_t count = records.shape[0], total = self.num_events
+        out = {name: np.empty(total if dimension == "events" else count, np.dtype(dtype))
+               for name, dtype, dimension, _ in TABLE_ARRAYS if dimension != "collections"}
+        if self.sparse.count:
+            live = self.sparse.values_array != 0
+            order = np.argsort(self.sparse.keys_array[live])
+            sparse_keys = self.sparse.keys_array[live][order]
+            sparse_ites = self.sparse.values_array[live][order]
+        else:
+            sparse_keys = sparse_ites = np.zeros(1, np.uint64)
+        cdef const uint64_t[::1] skeys = sparse_keys
+        cdef const ite_t[::1] sites = sparse_ites
+        cdef const device_t[::1] recs = records
+        cdef uint32_t[::1] device_out = out["device_id"]
+        cdef uint8_t[::1] bits_out = out["event_bits"]
+        cdef uint64_t[::1] itt_out = out["itt_addr"]
+        cdef uint32_t[::1] count_out = out["num_events"]
+        cdef uint32_t[::1] event_out = out["event_id"]
+        cdef uint32_t[::1] intid_out = out["intid"]
+        cdef uint16_t[::1] icid_out = out["icid"]
+        cdef const ite_t* pool = &self.pool.entries[0]
+        cdef Py_ssize_t index, event, base, size, row = 0, sparse_row = 0, wanted
+        cdef ite_t ite
+        cdef bint consistent = True
+        with nogil:
+            for index in range(count):
+                device_out[index] = recs[index].device_id
+                bits_out[index] = recs[index].event_bits
+                itt_out[index] = recs[index].itt_addr
+                count_out[index] = recs[index].num_events
+                wanted = row + recs[index].num_events
+                if wanted > total:
+                    consistent = False
+                    break
+                if recs[index].flags & DEVICE_HAS_SLAB:
+                    base = recs[index].ite_base
+                    size = (<Py_ssize_t>1) << recs[index].slab_log2
+                    if wanted - row == size:          # a full slab: one straight pass
+                        for event in range(size):
+                            ite = pool[base + event]
+                            event_out[row + event] = <uint32_t>event
+                            intid_out[row + event] = ite_intid(ite)
+                            icid_out[row + event] = ite_icid(ite)
+                        row = wanted
+                        continue
+                    for event in range(size):
+                        ite = pool[base + event]
+                        if ite != 0:
+                            if row == wanted:
+                                consistent = False
+                                break
+                            event_out[row] = <uint32_t>event
+                            intid_out[row] = ite_intid(ite)
+                            icid_out[row] = ite_icid(ite)
+                            row += 1
+                elif recs[index].flags & DEVICE_SPARSE:
+                    while row < wanted:
+                        if sparse_row >= skeys.shape[0] or \
+                                (skeys[sparse_row] >> 32) != recs[index].device_id:
+                            consistent = False
+                            break
+                        event_out[row] = <uint32_t>skeys[sparse_row]
+                        intid_out[row] = ite_intid(sites[sparse_row])
+                        icid_out[row] = ite_icid(sites[sparse_row])
+                        sparse_row += 1
+                        row += 1
+                if row != wanted or not consistent:
+                    consistent = False
+                    break
+        if not consistent or row != total:
+            raise AssertionError("event count out of step with the stores")
+        out["collection_icid"], out["collection_cpu"] = self.collection_table()
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, str layout="flat", *, device_bits=16, event_bits=16,
+                    intid_bits=16, num_collections=ICID_SPACE, num_cpus=8):
+        """New tables holding the canonical arrays `arrays` (as `to_arrays`
+        returns them: a mapping by `TABLE_ARRAYS` name), in `layout`, with the
+        constructor's parameters.
+
+        Every array is checked first, vectorised where it can be and in the
+        native loading pass for the per-event checks, so hostile arrays give
+        `RestoreError` (naming the array as ``tables.<name>``, its key in a
+        host snapshot, the row and what is wrong), never a crash and never a
+        partly built object.  ValueError / TypeError for bad parameters, as
+        the constructor.
+        """
+        cdef TranslationTables tables = cls(
+            layout, device_bits=device_bits, event_bits=event_bits, intid_bits=intid_bits,
+            num_collections=num_collections, num_cpus=num_cpus)
+        columns = _table_columns(arrays)
+        tables._check_devices(columns)
+        icids, cpus = columns["collection_icid"], columns["collection_cpu"]
+        if icids.shape[0]:
+            bad = (icids >= tables.num_collections)
+            if bad.any():
+                index = _first(bad)
+                raise _table_error("collection_icid", f"row {index}: ICID {icids[index]} is not "
+                                   f"below num_collections = {tables.num_collections}")
+            bad = icids[1:] <= icids[:icids.shape[0] - 1]
+            if bad.any():
+                index = _first(bad) + 1
+                raise _table_error("collection_icid", f"row {index}: ICID {icids[index]} does "
+                                   f"not follow ICID {icids[index - 1]} (not strictly increasing)")
+            bad = (cpus < 0) | (cpus >= tables.num_cpus)
+            if bad.any():
+                index = _first(bad)
+                raise _table_error("collection_cpu", f"row {index}: CPU {cpus[index]} is not in "
+                                   f"0..{tables.num_cpus - 1}")
+        cdef int failure = ROW_OK
+        cdef Py_ssize_t row = tables._load_arrays(
+            columns["device_id"], columns["event_bits"], columns["itt_addr"],
+            columns["num_events"], columns["event_id"], columns["intid"], columns["icid"],
+            &failure)
+        if row >= 0:
+            tables._raise_row(columns, row, failure)
+        tables.collections_array[icids.astype(np.intp)] = cpus
+        return tables
+
+    cdef int _check_devices(self, dict columns) except -1:
+        """RestoreError unless the per-device arrays are valid and their
+        event counts add up to the event arrays (vectorised)."""
+        devices, bits = columns["device_id"], columns["event_bits"]
+        counts = columns["num_events"]
+        if devices.shape[0]:
+            bad = (devices.astype(np.uint64) >> np.uint64(self.device_bits)) != 0
+            if bad.any():
+                index = _first(bad)
+                raise _table_error("device_id", f"row {index}: DeviceID {devices[index]:#x} is "
+                                   f"not below 2**device_bits = {1 << self.device_bits:#x}")
+            bad = devices[1:] <= devices[:devices.shape[0] - 1]
+            if bad.any():
+                index = _first(bad) + 1
+                raise _table_error("device_id", f"row {index}: DeviceID {devices[index]:#x} does "
+                                   f"not follow DeviceID {devices[index - 1]:#x} (not strictly "
+                                   "increasing)")
+            bad = (bits < 1) | (bits > self.event_bits)
+            if bad.any():
+                index = _first(bad)
+                raise _table_error("event_bits", f"row {index}: {bits[index]} EventID bits is "
+                                   f"not in 1..event_bits = 1..{self.event_bits}")
+            bad = counts.astype(np.uint64) > (np.uint64(1) << bits.astype(np.uint64))
+            if bad.any():
+                index = _first(bad)
+                raise _table_error("num_events", f"row {index}: {counts[index]} events do not "
+                                   f"fit the device's {bits[index]} EventID bits")
+        total = int(counts.sum(dtype=np.uint64))
+        if total != columns["event_id"].shape[0]:
+            raise _table_error("num_events", f"the devices' events sum to {total}, but the event "
+                               f"arrays have {columns['event_id'].shape[0]} rows")
+        return 0
+
+    cdef int _raise_row(self, dict columns, Py_ssize_t row, int failure) except -1:
+        """The RestoreError of a row the native loading pass refused."""
+        event = int(columns["event_id"][row])
+        ends = np.cumsum(columns["num_events"], dtype=np.int64)
+        device = int(np.searchsorted(ends, row, side="right"))
+        where = f"row {row} (DeviceID {int(columns['device_id'][device]):#x})"
+        if failure == ROW_NOT_INCREASING:
+            raise _table_error("event_id", f"{where}: EventID {event} does not follow EventID "
+                               f"{int(columns['event_id'][row - 1])} (not strictly increasing "
+                               "within the device)")
+        if failure == ROW_ABOVE_LAST:
+            raise _table_error("event_id", f"{where}: EventID {event} is above the device's last "
+                               f"EventID {int(columns['event_id'][ends[device] - 1])} (not "
+                               "strictly increasing within the device)")
+        if failure == ROW_BEYOND_ITT:
+            raise _table_error("event_id", f"{where}: EventID {event} is beyond the device's ITT "
+                               f"({int(columns['event_bits'][device])} EventID bits)")
+        if failure == ROW_NOT_LPI:
+            raise _table_error("intid", f"{where}: INTID {int(columns['intid'][row])} is not an "
+                               f"LPI below 2**intid_bits = {1 << self.intid_bits:#x}")
+        raise _table_error("icid", f"{where}: ICID {int(columns['icid'][row])} is not below "
+                           f"num_collections = {self.num_collections}")
+
+    cdef Py_ssize_t _load_arrays(self, const uint32_t[::1] devices, const uint8_t[::1] bits,
+                                 const uint64_t[::1] itts, const uint32_t[::1] counts,
+                                 const uint32_t[::1] events, const uint32_t[::1] intids,
+                                 const uint16_t[::1] icids, int* failure) except -2:
+        """Load canonical arrays into these fresh tables: the device arrays
+        checked by `_check_devices`, the event rows checked here, in the
+        loading pass itself (`_load_rows`).  Returns -1, or the first refused
+        row with its ROW_* code in `failure` (the tables are then partly
+        loaded: drop them).
+
+        A first pass chooses every device's storage as `_prepare_storage`
+        would for its EventIDs, so the pool is allocated once at its final
+        size; the second writes each slab in place, in DeviceID order, and
+        the device records, which the directory then takes in one bulk
+        `load` (each layout allocating its arrays once)."""
+        cdef Py_ssize_t count = devices.shape[0], index, row = 0, end, number, position
+        cdef Py_ssize_t dense_total = 0, sparse_total = 0, size, base = 0, refused
+        cdef uint64_t last
+        cdef uint64_t intid_limit = (<uint64_t>1) << self.intid_bits
+        cdef uint32_t intid_span = <uint32_t>(intid_limit - LPI_FIRST_INTID)
+        cdef uint64_t num_collections = self.num_collections
+        cdef int slab_log2
+        storage_array = np.empty(count, np.uint8)   # slab_log2 per device, or SPARSE_STORAGE
+        cdef uint8_t[::1] storage = storage_array
+        for index in range(count):                   # pass 1: storage
+            end = row + counts[index]
+            storage[index] = 0
+            if end > row:
+                last = events[end - 1]
+                if last >> bits[index]:
+                    failure[0] = ROW_BEYOND_ITT
+                    return end - 1
+                slab_log2 = INITIAL_SLAB_LOG2
+                while last >> slab_log2:
+                    slab_log2 += 1
+                slab_log2 = min(slab_log2, <int>bits[index])
+                size = (<Py_ssize_t>1) << slab_log2
+                if size > max(<Py_ssize_t>DENSE_SLAB_LIMIT, DENSE_SLAB_FACTOR * (end - row)):
+                    storage[index] = SPARSE_STORAGE
+                    sparse_total += end - row
+                else:
+                    storage[index] = <uint8_t>slab_log2
+                    dense_total += size
+            row = end
+        if dense_total > POOL_MAX_ENTRIES:
+            raise _table_error("event_id", f"the devices' slabs need {dense_total} ITE slots, "
+                               f"more than the pool's {POOL_MAX_ENTRIES}")
+        pool_array = np.empty(max(dense_total, <Py_ssize_t>INITIAL_POOL_ENTRIES), np.uint64)
+        pool_array[dense_total:] = 0
+        cdef ite_t[::1] pool = pool_array
+        if sparse_total:
+            self.sparse.ensure_capacity(sparse_total)
+        records = np.zeros(count, DEVICE_DTYPE)     # the directory takes them all at once
+        cdef device_t[::1] recs = records
+        cdef device_t* device
+        row = 0
+        for index in range(count):                   # pass 2: write the events
+            device = &recs[index]
+            device.device_id = devices[index]
+            device.event_bits = bits[index]
+            device.itt_addr = itts[index]
+            number = counts[index]
+            if number == 0:
+                continue
+            last = events[row + number - 1]
+            if storage[index] == SPARSE_STORAGE:
+                refused = _load_rows(NULL, 0, &events[row], &intids[row], &icids[row], number,
+                                     last, intid_limit, num_collections, failure)
+                if refused >= 0:
+                    return row + refused
+                for position in range(row, row + number):
+                    self.sparse.put(sparse_key(devices[index], events[position]),
+                                    ite_pack(intids[position], icids[position]))
+                device.flags = DEVICE_SPARSE
+            else:
+                size = (<Py_ssize_t>1) << storage[index]
+                if number != size:
+                    memset(&pool[base], 0, size * sizeof(ite_t))
+                if _write_rows(&pool[base], size, &events[row], &intids[row], &icids[row],
+                               number, <uint32_t>last, intid_span, <uint32_t>num_collections):
+                    refused = _load_rows(&pool[base], size, &events[row], &intids[row],
+                                         &icids[row], number, last, intid_limit,
+                                         num_collections, failure)
+                    if refused < 0:
+                        raise AssertionError("_write_rows and _load_rows disagree")
+                    return row + refused
+                device.ite_base = <uint32_t>base
+                device.slab_log2 = storage[index]
+                device.flags = DEVICE_HAS_SLAB
+                base += size
+            device.num_events = <uint32_t>number
+            self.num_events += number
+            row += number
+        self.directory.load(records)
+        self.pool.adopt(pool_array, dense_total)
+        self._sync_view()
+        return -1
+
+    def __reduce__(self):
+        """Pickle (and copy) through the canonical arrays: `to_arrays` /
+        `from_arrays` (a copy is equal in every mapping; how the layout
+        stores them internally may differ)."""
+        return (_rebuild_tables, (self.layout, self.device_bits, self.event_bits,
+                                  self.intid_bits, self.num_collections, self.num_cpus,
+                                  self.to_arrays()))
 
     # ------------------------------------------------------------------
     # Bulk views of the state (for saving, testing and tooling)

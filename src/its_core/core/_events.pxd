@@ -18,6 +18,7 @@ cdef class ItePool:
     cdef readonly Py_ssize_t generation # bumped whenever entries is reallocated
 
     cdef Py_ssize_t reserve(self, Py_ssize_t size) except -1
+    cdef int adopt(self, object array, Py_ssize_t top) except -1
     cdef void release(self, device_t* device) noexcept
     cdef int compact(self, list record_arrays, Py_ssize_t spare) except -1
     cdef object fill(self, lookup_t* view)
@@ -36,6 +37,7 @@ cdef class SparseEventMap:
     cdef uint64_t _slot_of(self, uint64_t key) noexcept
     cdef _reinsert(self, const uint64_t[::1] keys, const ite_t[::1] values)
     cdef int put(self, uint64_t key, ite_t ite) except -1
+    cdef int ensure_capacity(self, Py_ssize_t count) except -1
     cdef ite_t pop(self, uint64_t key) noexcept
     cdef int drop_device(self, devid_t device_id) except -1
     cdef object fill(self, lookup_t* view)

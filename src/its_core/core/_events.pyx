@@ -52,6 +52,22 @@ cdef class ItePool:
         self.top += size
         return start
 
+    cdef int adopt(self, object array, Py_ssize_t top) except -1:
+        """Replace this (empty) pool by `array`, a uint64 array whose first
+        `top` entries hold the slabs a bulk load laid out and whose rest is
+        zero: the pool is then allocated once, at its final size."""
+        if self.top:
+            raise ValueError("adopt: the pool is not empty")
+        if array.dtype != np.uint64 or array.ndim != 1 or not 0 <= top <= array.shape[0] \
+                or array.shape[0] < 1 or array.shape[0] > POOL_MAX_ENTRIES:
+            raise ValueError("adopt: not a pool array")
+        self.entries_array = array
+        self.entries = array
+        self.top = top
+        self.garbage = 0
+        self.generation += 1
+        return 0
+
     cdef void release(self, device_t* device) noexcept:
         """Give back the slab of `device` (zeroed; its entries become garbage)."""
         cdef Py_ssize_t size
@@ -139,6 +155,19 @@ cdef class SparseEventMap:
         self.keys[slot] = key
         self.values[slot] = ite
         self.count += 1
+        return 0
+
+    cdef int ensure_capacity(self, Py_ssize_t count) except -1:
+        """Grow the map (once) so that `count` entries in all fit at load <= 1/2."""
+        cdef Py_ssize_t buckets = self.mask + 1
+        while 2 * count > buckets:
+            buckets *= 2
+        if buckets == <Py_ssize_t>(self.mask + 1):
+            return 0
+        old_keys, old_values = self.keys_array, self.values_array
+        live = old_values != 0
+        self._allocate(buckets)
+        self._reinsert(old_keys[live], old_values[live])
         return 0
 
     cdef _reinsert(self, const uint64_t[::1] keys, const ite_t[::1] values):

@@ -21,6 +21,8 @@ cdef class DeviceDirectory:
     cdef list storage(self)
     cdef object fill(self, lookup_t* view)
     cdef device_t* lookup(self, devid_t device_id) noexcept
+    cdef int load(self, object records) except -1
+    cdef int _check_load(self, object records) except -1
 
 
 cdef class FlatDirectory(DeviceDirectory):

@@ -7,6 +7,8 @@ DEVICE_DTYPE: np.dtype
 FLAT_MAX_DEVICE_BITS: int
 TWOLEVEL_PAGE_SHIFT: int
 
+def sorted_order(ids: npt.ArrayLike) -> npt.NDArray[np.intp]: ...
+
 class DeviceDirectory:
     device_bits: int
     count: int

@@ -8,6 +8,7 @@ from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
 
 ERROR_DTYPE: np.dtype
+MAX_ERRORS: int
 
 class CommandProcessor:
     its_enabled: bool
@@ -19,6 +20,8 @@ class CommandProcessor:
     def configure(self, device_table: int, device_table_bytes: int, device_page_bytes: int,
                   device_indirect: bool, collection_table_bytes: int) -> None: ...
     def clear_errors(self) -> None: ...
+    def load_errors(self, offsets: npt.ArrayLike, opcodes: npt.ArrayLike, codes: npt.ArrayLike,
+                    dropped: int) -> None: ...
     @property
     def errors(self) -> npt.NDArray[np.void]: ...
     def process(self, queue_base: int, queue_bytes: int, creadr: int, cwriter: int,

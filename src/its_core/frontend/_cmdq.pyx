@@ -41,6 +41,8 @@ _STATUSES = tuple(sorted(TranslationStatus, key=int))
 
 #: Numpy layout of the error log.
 ERROR_DTYPE = np.dtype([("offset", np.uint32), ("opcode", np.uint8), ("code", np.uint32)])
+#: Command errors a processor records by default; later ones are only counted.
+MAX_ERRORS = 1 << 20
 
 cdef uint64_t COMMAND_BYTES = commands.COMMAND_BYTES
 
@@ -438,7 +440,7 @@ cdef class CommandProcessor:
     """Runs commands against a `TranslationTables` and an `LPIState`."""
 
     def __init__(self, TranslationTables tables, LPIState lpi, GuestWindow mem,
-                 Py_ssize_t max_errors=1 << 20):
+                 Py_ssize_t max_errors=MAX_ERRORS):
         self.tables = tables
         self.lpi = lpi
         self.mem = mem
@@ -463,6 +465,28 @@ cdef class CommandProcessor:
     def errors(self):
         """The error log rows recorded so far (a copy)."""
         return self.log_array[:self.error_count].copy()
+
+    def load_errors(self, offsets, opcodes, codes, Py_ssize_t dropped):
+        """Replace the error log by these rows (equal-length arrays, at most
+        `max_errors` of them) and `dropped` errors counted but not recorded
+        (only when the log is full), as a host snapshot restores it.
+        ValueError otherwise; the log is then unchanged."""
+        offsets, opcodes, codes = np.asarray(offsets), np.asarray(opcodes), np.asarray(codes)
+        cdef Py_ssize_t count = offsets.shape[0] if offsets.ndim == 1 else -1
+        if count < 0 or opcodes.shape != (count,) or codes.shape != (count,):
+            raise ValueError("offsets, opcodes and codes must be 1-D arrays of one length")
+        if count > self.max_errors:
+            raise ValueError(f"{count} errors do not fit a log of {self.max_errors}")
+        if dropped < 0 or (dropped and count < self.max_errors):
+            raise ValueError(f"{dropped} dropped errors with {count} of {self.max_errors} "
+                             "recorded: errors are only dropped once the log is full")
+        log = np.zeros(max(64, count), ERROR_DTYPE)
+        log["offset"][:count] = offsets
+        log["opcode"][:count] = opcodes
+        log["code"][:count] = codes
+        self.log_array = log
+        self.error_count = count
+        self.errors_dropped = dropped
 
     cdef int _record(self, uint64_t offset, uint32_t opcode, uint32_t code) except -1:
         if self.error_count >= self.max_errors:

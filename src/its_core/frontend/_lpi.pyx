@@ -259,6 +259,25 @@ cdef class LPIState:
                 self.pending[cpu, intid >> 3] |= <uint8_t>(1 << (intid & 7))
         self.version += 1
 
+    def load_state(self, pending, config, enabled):
+        """Replace every CPU's pending bitmap, the config cache and the
+        EnableLPIs flags with copies of `pending` (uint8, num_cpus x
+        2**intid_bits / 8), `config` (uint8, 2**intid_bits) and `enabled`
+        (bool, num_cpus), as a host snapshot restores them: nothing is read
+        from guest memory.  ValueError for arrays of another shape."""
+        pending = np.asarray(pending)
+        config = np.asarray(config)
+        enabled = np.asarray(enabled)
+        for name, array, target in (("pending", pending, self.pending_array),
+                                    ("config", config, self.config_array),
+                                    ("enabled", enabled, self.enabled_array)):
+            if array.shape != target.shape:
+                raise ValueError(f"{name} has shape {array.shape}, expected {target.shape}")
+        self.pending_array[...] = pending
+        self.config_array[...] = config
+        self.enabled_array[...] = enabled != 0
+        self.version += 1
+
     def reset_pending(self):
         """Drop every CPU's pending state."""
         self.pending_array[:] = 0

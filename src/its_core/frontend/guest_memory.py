@@ -190,6 +190,20 @@ class GuestMemory:
     def __len__(self) -> int:
         return self._size
 
+    def __reduce__(self):
+        """Pickle (and `copy.deepcopy`) by value: the bytes go with the object.
+
+        A `GuestMemory` that owns its array comes back owning a copy of it; one
+        that wraps a caller's buffer comes back wrapping a copy of that buffer
+        object (a ``bytearray`` stays a ``bytearray`` and the copy aliases it,
+        as the original aliases the caller's).  A buffer that cannot be pickled
+        (an ``mmap``, a ``memoryview``) makes pickling raise TypeError, as
+        pickle does.  Pickle's memo keeps one memory shared by several objects
+        shared in the copy (docs/embedding.md, "Snapshots and copies")."""
+        if self._source is None:
+            return (_owned_memory, (self._array, self._base))
+        return (GuestMemory, (self._source, self._base))
+
     def __repr__(self) -> str:
         owner = "owned" if self._source is None else type(self._source).__name__
         return f"<GuestMemory [{self._base:#x}, {self.end:#x}) {owner}>"
@@ -352,3 +366,12 @@ class GuestMemory:
         if not writable:
             out.flags.writeable = False
         return out
+
+
+def _owned_memory(array: np.ndarray, base: int) -> GuestMemory:
+    """Unpickle a `GuestMemory` that owns its array (see `GuestMemory.__reduce__`)."""
+    if not (isinstance(array, np.ndarray) and array.flags.writeable):
+        array = np.array(array, dtype=np.uint8)
+    memory = GuestMemory(array, base)
+    memory._source = None
+    return memory

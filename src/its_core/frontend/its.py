@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from its_core.abi import saverestore
+from its_core.abi import saverestore, snapshot_format
 from its_core.core._core import TranslationStatus, TranslationTables, message_arrays
 from its_core.errors import ITSError
 from its_core.frontend.access import ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log
@@ -631,8 +631,84 @@ class ITS:
             saverestore.restore_pending_tables(self)
         self.redistributors.signal_changes()
 
+    # ------------------------------------------------------------------ host snapshots
+
+    def snapshot(self, redistributors: bool = True) -> dict:
+        """The whole state as a host snapshot (``its-core-snapshot-1``, docs/
+        save-format.md): a dict of numpy arrays and plain Python scalars
+        (int, bool, str), copied, never aliasing the ITS.  Tables, registers,
+        Enabled, stall state, both error logs, `strict`, `stall_on_error`
+        and, with `redistributors`, the redistributors' registers, PTZ,
+        pending bitmaps, config cache and `strict` (and their own
+        `access_errors` when they do not share this ITS's).  Guest memory is
+        not in it and is not touched; `on_signal` is not carried.
+
+        With ``redistributors=False`` there are no redistributor entries: for
+        ITSs sharing one `Redistributors`, snapshotted once
+        (`Redistributors.snapshot`)."""
+        with self._lock, self.tables.exclusive():
+            if redistributors:
+                with self.redistributors._lock:
+                    return snapshot_format.snapshot_its(self, True)
+            return snapshot_format.snapshot_its(self, False)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict, memory: GuestMemory, *,
+                      redistributors: Redistributors | None = None,
+                      layout: str | None = None) -> "ITS":
+        """A new ITS on `memory` holding a `snapshot()`; nothing is read from
+        guest memory (which the snapshot does not hold) and nothing runs.
+
+        Parameters
+        ----------
+        snapshot : dict
+            As `snapshot` returns it (or `its_core.snapshot.read` loads it).
+        memory : GuestMemory
+            The guest memory of the new ITS.
+        redistributors : Redistributors, optional
+            Attach to these (shared with other ITSs), for a snapshot taken
+            with ``redistributors=False``; they must match as for the
+            constructor (same `memory`, `num_cpus`, `intid_bits`).  Without
+            it the snapshot's own redistributor entries are rebuilt.
+        layout : str, optional
+            Build the tables in this layout instead of the snapshot's (the
+            format does not depend on the layout).
+
+        Raises
+        ------
+        RestoreError
+            The snapshot is invalid (another format, a missing or extra key,
+            a wrong dtype or shape, contents no ITS can hold); the message
+            names the key.  Nothing has been built.
+        ValueError, TypeError
+            `redistributors` given with a snapshot that has redistributor
+            entries too, or not given with one that has none; `redistributors`
+            or `layout` that do not fit; `memory` not a GuestMemory.
+        """
+        if redistributors is not None and not isinstance(redistributors, Redistributors):
+            raise TypeError(f"redistributors must be a Redistributors, got "
+                            f"{type(redistributors).__name__}")
+        return snapshot_format.build_its(cls, snapshot, memory, redistributors, layout)
+
+    def __reduce__(self):
+        """Pickle and `copy.deepcopy` through `snapshot` / `from_snapshot`: the
+        memory and the redistributors go as ordinary objects (by value), so
+        pickle's memo keeps them shared between ITSs copied together.  An ITS
+        that built its own redistributors still shares its `access_errors`
+        with them in the copy.  `on_signal` is not carried.  (`copy.copy` gives
+        an ITS on the same memory and redistributors.)"""
+        return (_rebuild, (type(self), self.snapshot(redistributors=False), self.memory,
+                           self.redistributors, self._owns_redistributors))
+
+    def _adopt_redistributors(self) -> None:
+        """Make the redistributors this ITS's own, as if it had built them:
+        one `access_errors` log for both frames, `strict` passed on."""
+        self._owns_redistributors = True
+        self.access_errors = self.redistributors.access_errors
+        self._log = AccessLog(self.access_errors, self._log.strict)
+
     # ------------------------------------------------------------------ interface for its_core.abi
-    # Save/restore and dump reach the ITS only through these members
+    # Save/restore, host snapshots and dump reach the ITS only through these members
     # (docs/architecture.md, "Internal interfaces"); they are not for simulators.
 
     @property
@@ -657,13 +733,15 @@ class ITS:
         self._configure_processor()
         return self._processor.device_slots(device_ids)
 
-    def install_tables(self, tables: TranslationTables) -> None:
+    def install_tables(self, tables: TranslationTables, load_config: bool = True) -> None:
         """Replace the translation tables with restored ones (nothing checks
-        them again); the config bytes of their LPIs are loaded, as MAPTI
-        loads them."""
+        them again); with `load_config`, the config bytes of their LPIs are
+        loaded from guest memory, as MAPTI loads them (a host snapshot
+        carries its config cache instead)."""
         self.tables = tables
         self._processor.set_tables(tables)
-        self._lpi.load_config_many(tables.mapped_intids())
+        if load_config:
+            self._lpi.load_config_many(tables.mapped_intids())
 
     def load_queue(self, cbaser: int, creadr: int, cwriter: int) -> None:
         """Set GITS_CBASER, CREADR (its Stalled bit included) and CWRITER as a
@@ -683,6 +761,24 @@ class ITS:
             raise ITSError("load_baser: the ITS is enabled")
         register = _BASERS[n]
         self._write_baser(register, self._regs[register.name], value)
+
+    def load_enabled(self, enabled: bool) -> None:
+        """Set GITS_CTLR.Enabled as a host snapshot restores it: the tables
+        the BASERs describe are configured, no command runs.  ITSError when
+        enabling without GITS_CBASER, BASER0 and BASER1 Valid."""
+        if enabled and not (_CBASER_VALID.extract(self._regs["GITS_CBASER"])
+                            and _VALID.extract(self._regs["GITS_BASER0"])
+                            and _VALID.extract(self._regs["GITS_BASER1"])):
+            raise ITSError("load_enabled: GITS_CBASER, BASER0 and BASER1 must be Valid")
+        if enabled:
+            self._configure_processor()
+        self._processor.its_enabled = bool(enabled)
+
+    def load_command_errors(self, offsets, opcodes, codes, dropped: int) -> None:
+        """Replace the command error log (`errors`) by these rows and a count
+        of `dropped` errors (counted, not recorded), as a host snapshot
+        restores it."""
+        self._processor.load_errors(offsets, opcodes, codes, dropped)
 
     # ------------------------------------------------------------------ reset
 
@@ -706,6 +802,15 @@ class ITS:
     def __repr__(self) -> str:
         return (f"<ITS {self.layout} enabled={self.enabled} devices={self.tables.num_devices} "
                 f"events={self.tables.num_events} errors={len(self.errors)}>")
+
+
+def _rebuild(cls: type, snapshot: dict, memory: GuestMemory, redistributors: Redistributors,
+             owns_redistributors: bool) -> ITS:
+    """Unpickle an `ITS` (see `ITS.__reduce__`)."""
+    its = cls.from_snapshot(snapshot, memory, redistributors=redistributors)
+    if owns_redistributors:
+        its._adopt_redistributors()
+    return its
 
 
 #: The write handler of each writable ITS register, by name (RO registers have none).

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from its_core.abi import saverestore
+from its_core.abi import saverestore, snapshot_format
 from its_core.frontend import registers
 from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
@@ -307,6 +307,57 @@ class Redistributors:
         with self.deferred_signals(), self._lock:
             saverestore.restore_redistributors(self, state)
 
+    # -- host snapshots ---------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """The whole state as a host snapshot (``its-core-snapshot-1``, docs/
+        save-format.md): a dict of numpy arrays and plain scalars, copied,
+        never aliasing this object; registers, PTZ, pending bitmaps, config
+        cache, `strict` and `access_errors`.  Guest memory is not in it and
+        is not touched; `on_signal` is not carried."""
+        with self._lock:
+            return snapshot_format.snapshot_redistributors(self)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict, memory: GuestMemory) -> "Redistributors":
+        """New redistributors on `memory` holding a `snapshot()` (nothing is
+        read from guest memory), with `on_signal` None.  `RestoreError`
+        naming the key at fault for an invalid snapshot; nothing is built."""
+        return snapshot_format.build_redistributors(cls, snapshot, memory)
+
+    def __reduce__(self):
+        """Pickle and `copy.deepcopy` through `snapshot` / `from_snapshot`; the
+        memory goes as an ordinary object (by value, shared through pickle's
+        memo).  `on_signal` is not carried: the copy has None."""
+        return (_rebuild, (type(self), self.snapshot(), self.memory))
+
+    # -- interface for its_core.abi (host snapshots) -------------------------------
+
+    def register_state(self) -> dict:
+        """The stored LPI registers: ``GICR_CTLR`` and ``GICR_PENDBASER`` (lists,
+        one value per CPU), ``GICR_PROPBASER`` (one value), and ``ptz`` (each
+        CPU's PTZ as last written, which GICR_PENDBASER reads as 0: whether
+        enabling LPIs will take the pending table as zero)."""
+        return {"GICR_CTLR": list(self._ctlr), "GICR_PROPBASER": self._propbaser,
+                "GICR_PENDBASER": list(self._pendbaser), "ptz": list(self._ptz)}
+
+    def load_state(self, ctlr, propbaser: int, pendbaser, ptz, pending, config) -> None:
+        """Set the stored registers (as `register_state` gives them), the
+        pending bitmaps and the config cache at once, as a host snapshot
+        restores them: no register side effect runs and nothing is read from
+        guest memory.  The values must be valid (the snapshot validator
+        checked them)."""
+        ctlr, pendbaser, ptz = [int(v) for v in ctlr], [int(v) for v in pendbaser], \
+            [bool(v) for v in ptz]
+        if not len(ctlr) == len(pendbaser) == len(ptz) == self.num_cpus:
+            raise ValueError(f"expected {self.num_cpus} values per register")
+        self._lpi.load_state(pending, config,
+                             np.array([_ENABLE_LPIS.extract(v) for v in ctlr], bool))
+        self._ctlr, self._pendbaser, self._ptz = ctlr, pendbaser, ptz
+        self._propbaser = int(propbaser)
+        self._lpi.set_propbaser(self.propbaser_address, _PROP_IDBITS.extract(self._propbaser))
+        self.signal_changes()
+
     # -- MMIO --------------------------------------------------------------------
 
     def _check(self, cpu, offset, size):
@@ -412,3 +463,8 @@ class Redistributors:
             self._ptz[cpu] = False
         elif was and not now:
             self._lpi.disable(cpu)
+
+
+def _rebuild(cls: type, snapshot: dict, memory: GuestMemory) -> Redistributors:
+    """Unpickle a `Redistributors` (see `Redistributors.__reduce__`)."""
+    return cls.from_snapshot(snapshot, memory)
