@@ -168,15 +168,15 @@ def test_empty_python_call(benchmark):
     assert benchmark(_empty, registers.GITS_CREADR.offset, 8) is None
 
 
-# -- the CPU side: highest_pending ------------------------------------------------------------
+# -- the CPU side: highest_pending and acknowledge -------------------------------------------
 
 PENDING_LPIS = 10_000
 
 
-@pytest.mark.parametrize("intid_bits", [16, 24])
-def test_highest_pending(benchmark, intid_bits):
-    """highest_pending on a CPU with 10 000 LPIs pending (5 000 at 16 bits, which
-    has fewer LPIs), every LPI enabled at one priority but a single better one."""
+def _cpu_side(intid_bits):
+    """Redistributors of one CPU with 10 000 LPIs pending at random INTIDs, each
+    enabled at a random priority, and the ``(intid, priority)`` that
+    highest_pending must return (found here by brute force)."""
     from its_core import Redistributors
 
     memory = GuestMemory(128 << 20)
@@ -184,14 +184,46 @@ def test_highest_pending(benchmark, intid_bits):
     guest = GuestMap(config_table=0x100_0000, pending_tables=0x200_0000, itt_base=0x400_0000)
     bring_up(ITS(memory, 1, "flat", intid_bits=intid_bits, redistributors=rd), guest,
              intid_bits=intid_bits)
-    count = PENDING_LPIS if intid_bits == 24 else PENDING_LPIS // 2
-    intids = np.random.default_rng(0).choice(np.arange(8192, 1 << intid_bits), count,
-                                             replace=False)
-    best = int(intids.max())
-    memory.write(guest.config_table + best - 8192, bytes([0x11]))     # priority 0x10
+    rng = np.random.default_rng(0)
+    intids = rng.choice(np.arange(8192, 1 << intid_bits), PENDING_LPIS, replace=False)
+    configs = (rng.integers(0, 64, PENDING_LPIS) << 2 | 1).astype(np.uint8)
+    memory.array[guest.config_table - memory.base + intids - 8192] = configs
+    rd.mmio_write(0, registers.GICR_INVALLR.offset, 0, 8)
     for intid in intids.tolist():
         rd.mmio_write(0, registers.GICR_SETLPIR.offset, intid, 8)
-    rd.mmio_write(0, registers.GICR_INVLPIR.offset, best, 8)
+    best = min(zip((configs & 0xFC).tolist(), intids.tolist()))
+    assert len(rd.pending(0)) == PENDING_LPIS
+    return rd, (best[1], best[0])
+
+
+@pytest.fixture(scope="module")
+def cpu_side():
+    return {intid_bits: _cpu_side(intid_bits) for intid_bits in (16, 24)}
+
+
+@pytest.mark.parametrize("intid_bits", [16, 24])
+def test_highest_pending(benchmark, cpu_side, intid_bits):
+    """rd.highest_pending(0) with 10 000 LPIs pending at random priorities."""
+    rd, best = cpu_side[intid_bits]
     benchmark.group = "highest-pending"
-    benchmark.extra_info["pending"] = count
-    assert benchmark(rd.highest_pending, 0) == (best, 0x10)
+    benchmark.extra_info["pending"] = PENDING_LPIS
+    assert benchmark(rd.highest_pending, 0) == best
+
+
+@pytest.mark.parametrize("intid_bits", [16, 24])
+def test_acknowledge_highest(benchmark, cpu_side, intid_bits):
+    """rd.acknowledge(0) followed by lpi_state.set_lpi of the LPI it took, so that
+    10 000 stay pending: each call takes the best LPI (unfiling it from the
+    priority index) and makes it pending again (filing it back)."""
+    rd, best = cpu_side[intid_bits]
+    lpi = rd.lpi_state
+
+    def acknowledge_and_repend():
+        intid = rd.acknowledge(0)
+        lpi.set_lpi(0, intid)
+        return intid
+
+    benchmark.group = "highest-pending"
+    benchmark.extra_info["pending"] = PENDING_LPIS
+    assert benchmark(acknowledge_and_repend) == best[0]
+    assert rd.highest_pending(0) == best and len(rd.pending(0)) == PENDING_LPIS

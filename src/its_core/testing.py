@@ -69,6 +69,7 @@ def random_state(its, num_devices: int, events_per_device: int, *, seed: int = 0
     pending = intids[chosen][mapped]
     its.lpi_state.pending_array[cpus[mapped], (pending >> np.uint64(3)).astype(np.intp)] |= (
         np.uint8(1) << (pending & np.uint64(7)).astype(np.uint8))
+    its.lpi_state.rebuild_index()       # the bitmap was written directly
     return guest
 
 
