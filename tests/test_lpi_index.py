@@ -156,7 +156,6 @@ INITIAL = st.lists(st.tuples(CPU, EVENT), max_size=60)
 def run(machine: Machine, operation) -> None:
     lpi, its, pool = machine.lpi, machine.its, machine.pool
     kind = operation[0]
-    cpu_of = lambda event: machine.icid[event] % machine.num_cpus  # noqa: E731
     if kind == "set":
         lpi.set_lpi(operation[1] % machine.num_cpus, pool[operation[2] % len(pool)])
     elif kind == "set_everywhere":

@@ -29,7 +29,8 @@ import numpy as np
 from its_core.abi import saverestore, snapshot_format
 from its_core.core._core import TranslationStatus, TranslationTables, message_arrays
 from its_core.errors import ITSError
-from its_core.frontend.access import ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log
+from its_core.frontend.access import (  # noqa: F401 - ACCESS_ERRORS_KEPT is re-exported
+    ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log)
 from its_core.frontend import commands, registers
 from its_core.frontend._cmdq import CommandProcessor
 from its_core.frontend._guest import GuestWindow
