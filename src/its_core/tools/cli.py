@@ -179,6 +179,24 @@ def _replay(args) -> int:
     return replay.main(args.trace, args.json, sys.stdout)
 
 
+def _run(args) -> int:
+    try:
+        from its_core.virt import runner
+    except ImportError as error:
+        print(f"its-core run: {error}", file=sys.stderr)
+        return 2
+    return runner.run(args.kernel, smp=args.smp, memory=args.memory, append=args.append,
+                      initrd=args.initrd, layout=args.layout, migrate_on=args.migrate_on,
+                      migrate_every=args.migrate_every, timeout=args.timeout)
+
+
+def _positive(text: str) -> int:
+    value = int(text, 0)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="its-core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -254,6 +272,28 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("trace", help="the trace file")
     replay.add_argument("--json", action="store_true", help="machine-readable output")
     replay.set_defaults(func=_replay)
+
+    run = commands.add_parser(
+        "run", help="boot a bare-metal AArch64 guest on the virt machine (needs the virt extra)",
+        description="Boot KERNEL (ELF or raw, as QEMU's -kernel) on its_core.virt: QEMU's "
+        "virt board with gic-version=3, its_core as the ITS. Guest UART output goes to "
+        "stdout. Exit status 0 when the guest powers off (PSCI SYSTEM_OFF) or resets, 3 on "
+        "timeout, 4 when no CPU can run, 5 on a guest fault, 2 when the kernel cannot be "
+        "loaded (docs/virt.md).")
+    run.add_argument("kernel", help="the guest image")
+    run.add_argument("--smp", type=_positive, default=1, help="CPUs (default 1)")
+    run.add_argument("--memory", default="256M", help="RAM size (default 256M)")
+    run.add_argument("--append", default="", help="/chosen/bootargs")
+    run.add_argument("--initrd", help="a file loaded where QEMU loads an initrd")
+    run.add_argument("--layout", choices=LAYOUTS, default="flat",
+                     help="ITS storage layout (default flat; migrations move to the next)")
+    run.add_argument("--migrate-on", metavar="TEXT",
+                     help="migrate when the guest writes a line containing TEXT, then feed "
+                     "it a newline")
+    run.add_argument("--migrate-every", type=_positive, metavar="N",
+                     help="migrate after every N instructions (counted in scheduler slices)")
+    run.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    run.set_defaults(func=_run)
     return parser
 
 

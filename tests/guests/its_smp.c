@@ -1,0 +1,141 @@
+/* ITS end to end on every CPU: bring-up, INT and doorbell LPIs taken as IRQs
+   on the CPU their collection names, MOVI, priorities and the priority mask,
+   INV after a config-table edit, MOVALL, and SGIs.  Prints one line per check
+   ("ok ..." or "FAIL ..."), then "done", then powers off. */
+#include "guest.h"
+
+#define LPI(n) (8192 + (n))
+#define DEVICE 0
+
+static u8 prop_table[65536] __attribute__((aligned(4096)));
+static u8 pend_tables[8][65536] __attribute__((aligned(65536)));   /* 64 KiB aligned each */
+static u64 device_table[512] __attribute__((aligned(4096)));
+static u64 collection_table[512] __attribute__((aligned(4096)));
+static u64 queue[512] __attribute__((aligned(4096)));
+static u64 itt[64] __attribute__((aligned(256)));
+static volatile u32 ready;
+static volatile u32 failures;
+extern char _end[];
+
+static void check(int good, const char *what, u64 value)
+{
+    puts(good ? "ok " : "FAIL ");
+    print(what, value);
+    if (!good)
+        failures++;
+}
+
+static int count_cpus(void)
+{
+    int cpus = 1;
+    while (cpus < 8 && psci(0xC4000004, (u64)cpus, 0, 0) >= 0)   /* AFFINITY_INFO */
+        cpus++;
+    return cpus;
+}
+
+void secondary_main(u64 cpu)
+{
+    gic_cpu_init(cpu, 0xf0);
+    gic_enable_sgi(cpu, 3, 0x80);
+    lpi_cpu_enable(cpu, (u64)pend_tables[cpu]);
+    __asm__ volatile("msr daifclr, #2");
+    __atomic_fetch_add(&ready, 1, __ATOMIC_SEQ_CST);
+    for (;;)
+        __asm__ volatile("wfi");
+}
+
+static int got(u64 cpu, u32 intid, u32 since)
+{
+    for (u64 tries = 0; tries < 5000000; tries++)
+        for (u32 i = since; i < irq_count[cpu] && i < LOG_SIZE; i++)
+            if (irq_log[cpu][i] == intid)
+                return 1;
+    return 0;
+}
+
+int main(u64 dtb)
+{
+    int cpus = count_cpus();
+    print("cpus ", cpus);
+    check(dtb >= (u64)_end, "device tree above the image at ", dtb);
+
+    gic_distributor_init();
+    gic_cpu_init(0, 0xf0);
+    gic_enable_sgi(0, 3, 0x80);
+    lpi_init_tables((u64)prop_table, 16);
+    for (u32 n = 0; n < 64; n++)
+        lpi_config(LPI(n), 0xa0, 1);
+    lpi_cpu_enable(0, (u64)pend_tables[0]);
+    its_init((u64)device_table, (u64)collection_table, (u64)queue);
+    for (int cpu = 1; cpu < cpus; cpu++)
+        check(psci(0xC4000003, (u64)cpu, (u64)secondary_start, (u64)cpu) == 0, "CPU_ON ", cpu);
+    check(wait_for(&ready, (u32)cpus - 1), "secondaries ready: ", ready);
+
+    for (int cpu = 0; cpu < cpus; cpu++)
+        its_mapc(cpu, cpu);
+    its_mapd(DEVICE, (u64)itt, 6);
+    for (u32 n = 0; n < 32; n++)
+        its_mapti(DEVICE, n, LPI(n), n % cpus);
+    its_sync(0);
+    __asm__ volatile("msr daifclr, #2");
+
+    /* INT: event n goes to CPU n % cpus. */
+    for (int cpu = 0; cpu < cpus; cpu++) {
+        u32 since = irq_count[cpu];
+        its_int(DEVICE, cpu);
+        check(got(cpu, LPI(cpu), since), "INT taken on its CPU, LPI ", LPI(cpu));
+    }
+    /* The doorbell (GITS_TRANSLATER, DeviceID 0). */
+    for (int cpu = 0; cpu < cpus; cpu++) {
+        u32 event = cpus + cpu, target = event % cpus;
+        u32 since = irq_count[target];
+        its_doorbell(event);
+        check(got(target, LPI(event), since), "doorbell taken on its CPU, LPI ", LPI(event));
+    }
+    /* MOVI: event 0 moves to the last CPU. */
+    if (cpus > 1) {
+        u32 since = irq_count[cpus - 1];
+        its_movi(DEVICE, 0, cpus - 1);
+        its_int(DEVICE, 0);
+        check(got(cpus - 1, LPI(0), since), "MOVI then INT on CPU ", cpus - 1);
+    }
+    /* The priority mask: an LPI at 0xf0 is not taken with PMR 0xf0, then is
+       once PMR is 0xff. */
+    {
+        u32 event = 2 * cpus;                              /* on CPU 0 */
+        while (event % cpus)
+            event++;
+        lpi_config(LPI(event), 0xf0, 1);
+        its_inv(DEVICE, event);
+        u32 since = irq_count[0];
+        its_int(DEVICE, event);
+        for (volatile int spin = 0; spin < 100000; spin++)
+            ;
+        check(irq_count[0] == since, "masked by PMR, taken so far: ", irq_count[0] - since);
+        SYSREG_WRITE(S3_0_C4_C6_0, 0xff);
+        check(got(0, LPI(event), since), "taken after PMR 0xff, LPI ", LPI(event));
+    }
+    /* A disabled LPI stays pending and is taken after INV re-enables it. */
+    {
+        u32 event = 3 * cpus;
+        lpi_config(LPI(event), 0xa0, 0);
+        its_inv(DEVICE, event);
+        u32 since = irq_count[0];
+        its_int(DEVICE, event);
+        for (volatile int spin = 0; spin < 100000; spin++)
+            ;
+        check(irq_count[0] == since, "disabled LPI not taken: ", irq_count[0] - since);
+        lpi_config(LPI(event), 0xa0, 1);
+        its_invall(0);
+        check(got(0, LPI(event), since), "INVALL then taken, LPI ", LPI(event));
+    }
+    /* SGIs from CPU 0 to every CPU. */
+    for (int cpu = 0; cpu < cpus; cpu++) {
+        u32 since = irq_count[cpu];
+        send_sgi(cpu, 3);
+        check(got(cpu, 3, since), "SGI 3 taken on CPU ", cpu);
+    }
+    print("failures ", failures);
+    puts("done\n");
+    system_off();
+}

@@ -1,0 +1,270 @@
+"""The `its_core.virt` machine: unmodified bare-metal guests (tests/guests),
+built with the cross compiler, on the machine and on QEMU 7.2's virt board.
+
+Independent expectations: what QEMU prints for the same binary (the
+cross-check tests, when qemu-system-aarch64 is installed), QEMU's device tree
+as `-machine dumpdtb` shows it, and the guests' own checks ("ok"/"FAIL"
+lines), which test the GIC and ITS through the architecture's registers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("unicorn", reason="the virt extra is not installed")
+pytest.importorskip("libfdt", reason="the virt extra is not installed")
+
+import libfdt  # noqa: E402
+
+from its_core.virt import Machine, boot, devicetree  # noqa: E402
+from its_core.virt import memory_map as mm  # noqa: E402
+import virt_guests  # noqa: E402
+
+needs_compiler = pytest.mark.skipif(not virt_guests.have_cross_compiler(),
+                                    reason="aarch64-linux-gnu-gcc is not installed")
+needs_qemu = pytest.mark.skipif(not virt_guests.have_qemu(),
+                                reason="qemu-system-aarch64 is not installed")
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("guests")
+    return lambda name: virt_guests.build(name, out_dir)
+
+
+# -- the device tree -------------------------------------------------------------------
+
+def _prop(fdt, path, name):
+    return fdt.getprop(fdt.path_offset(path), name)
+
+
+def test_device_tree_describes_the_board_as_qemu_does():
+    fdt = libfdt.Fdt(devicetree.build(4, 256 << 20, devicetree.Chosen("console=x",
+                                                                        (0x4800_0000, 0x4800_1000))))
+    # Values from QEMU 7.2's `-M virt,gic-version=3,dumpdtb=` for -smp 4 -m 256M.
+    assert _prop(fdt, "/", "compatible").as_str() == "linux,dummy-virt"
+    assert _prop(fdt, "/memory@40000000", "reg") == \
+        bytes.fromhex("00000000 40000000 00000000 10000000")
+    assert _prop(fdt, "/intc@8000000", "reg") == bytes.fromhex(
+        "00000000 08000000 00000000 00010000 00000000 080a0000 00000000 00f60000")
+    assert _prop(fdt, "/intc@8000000", "#redistributor-regions").as_uint32() == 1
+    assert _prop(fdt, "/intc@8000000/its@8080000", "compatible").as_str() == "arm,gic-v3-its"
+    assert _prop(fdt, "/intc@8000000/its@8080000", "reg") == \
+        bytes.fromhex("00000000 08080000 00000000 00020000")
+    assert fdt.getprop(fdt.path_offset("/intc@8000000/its@8080000"), "msi-controller") == b""
+    assert _prop(fdt, "/pl011@9000000", "interrupts") == bytes.fromhex("00000000 00000001 00000004")
+    assert _prop(fdt, "/psci", "method").as_str() == "hvc"
+    assert _prop(fdt, "/psci", "compatible") == b"arm,psci-1.0\0arm,psci-0.2\0arm,psci\0"
+    assert _prop(fdt, "/timer", "interrupts") == bytes.fromhex(
+        "00000001 0000000d 00000004 00000001 0000000e 00000004 "
+        "00000001 0000000b 00000004 00000001 0000000a 00000004")
+    for cpu in range(4):
+        assert _prop(fdt, f"/cpus/cpu@{cpu}", "reg").as_uint32() == cpu
+        assert _prop(fdt, f"/cpus/cpu@{cpu}", "enable-method").as_str() == "psci"
+    assert _prop(fdt, "/chosen", "stdout-path").as_str() == "/pl011@9000000"
+    assert _prop(fdt, "/chosen", "bootargs").as_str() == "console=x"
+    assert _prop(fdt, "/chosen", "linux,initrd-start").as_uint64() == 0x4800_0000
+    assert _prop(fdt, "/chosen", "linux,initrd-end").as_uint64() == 0x4800_1000
+
+
+# -- boot placement (hw/arm/boot.c) ------------------------------------------------------
+
+def _ram():
+    import numpy as np
+    return np.zeros(256 << 20, np.uint8)
+
+
+def test_raw_binary_and_dtb_placement():
+    info = boot.load(_ram(), b"\x00" * 4096, num_cpus=1)
+    assert info.entry == mm.RAM_BASE + 0x8_0000
+    assert info.dtb == mm.RAM_BASE + 128 * mm.MiB             # QEMU: 0x48000000 for 256 MiB
+    assert info.initrd is None
+
+
+def test_initrd_then_dtb_above_it_2mib_aligned():
+    info = boot.load(_ram(), b"\x00" * 64, num_cpus=2, initrd=b"x" * 5000)
+    assert info.initrd == (0x4800_0000, 0x4800_0000 + 5000)
+    assert info.dtb == 0x4820_0000
+
+
+def test_image_header_text_offset_is_honoured():
+    header = bytearray(64)
+    header[8:16] = (0x10_0000).to_bytes(8, "little")          # text_offset 1 MiB
+    header[16:24] = (0x20_0000).to_bytes(8, "little")         # image_size 2 MiB
+    header[56:60] = b"ARM\x64"
+    info = boot.load(_ram(), bytes(header), num_cpus=1)
+    assert info.entry == mm.RAM_BASE + 0x10_0000
+    low_offset = bytearray(header)
+    low_offset[8:16] = (0).to_bytes(8, "little")               # below QEMU's 4 KiB stub
+    assert boot.load(_ram(), bytes(low_offset), num_cpus=1).entry == mm.RAM_BASE + 0x20_0000
+
+
+def test_a_kernel_larger_than_ram_is_refused():
+    with pytest.raises(boot.BootError, match="does not fit RAM"):
+        boot.load(_ram(), b"\x00" * (300 << 20), num_cpus=1)
+
+
+# -- guests on the machine -------------------------------------------------------------------
+
+@needs_compiler
+def test_hello_boots_at_el1_with_the_dtb_in_x0(guest):
+    output, result = virt_guests.run_on_machine(guest("hello"))
+    assert result.reason == "off" and result.exit_code == 0
+    assert output == ("hello from the guest; device tree at 0x0000000048000000\n"
+                      "CurrentEL 0x0000000000000004\n")
+
+
+#: What QEMU 7.2 answers (tests/guests/psci.S on -smp 4), one result per line.
+PSCI_RESULTS = ["0x0000000000010001", "0x0000000000000002", "0x0000000000000000",
+                "0xffffffffffffffff", "0x0000000000000000", "0x0000000000000001",
+                "0xfffffffffffffffc", "0xfffffffffffffffe", "0xffffffffffffffff",
+                "0x0000000000000000", "0xffffffffffffffff"]
+
+
+@needs_compiler
+def test_psci_answers_as_qemu(guest):
+    output, result = virt_guests.run_on_machine(guest("psci"), smp=4)
+    assert result.reason == "off"
+    assert output.split() == PSCI_RESULTS
+
+
+@needs_compiler
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+@pytest.mark.parametrize("smp", [1, 2, 4, 8])
+def test_its_lpis_and_sgis_on_every_cpu(guest, smp, layout):
+    output, result = virt_guests.run_on_machine(guest("its_smp"), smp=smp, layout=layout)
+    assert result.reason == "off", (result, output)
+    lines = output.splitlines()
+    assert lines[0] == f"cpus 0x{smp:016x}"
+    assert lines[-1] == "done" and "failures 0x0000000000000000" in lines
+    assert not [line for line in lines if line.startswith("FAIL")]
+    checks = [line for line in lines if line.startswith("ok ")]
+    assert len(checks) == 2 + (smp - 1) + 3 * smp + int(smp > 1) + 4
+
+
+@needs_compiler
+def test_a_guest_that_never_halts_times_out(guest, tmp_path):
+    spin = tmp_path / "spin.bin"
+    spin.write_bytes((0x1400_0000).to_bytes(4, "little"))     # b .
+    output, result = virt_guests.run_on_machine(spin, timeout=0.5)
+    assert result.reason == "timeout" and result.exit_code != 0
+    assert "PC 0x40080000" in result.message
+
+
+def test_an_undefined_instruction_ends_the_run_with_its_location(tmp_path):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes((0x0000_0000).to_bytes(4, "little"))      # UDF #0
+    output, result = virt_guests.run_on_machine(bad, timeout=5)
+    assert result.reason == "fault"
+    assert "CPU 0" in result.message and "0x40080000" in result.message
+
+
+# -- the cross-check against QEMU -----------------------------------------------------------
+
+@needs_compiler
+@needs_qemu
+@pytest.mark.parametrize("name,smp", [("hello", 1), ("psci", 4)])
+def test_same_output_as_qemu(guest, name, smp):
+    binary = guest(name)
+    ours, result = virt_guests.run_on_machine(binary, smp=smp)
+    assert result.reason == "off"
+    assert ours == virt_guests.run_on_qemu(binary, smp=smp)
+
+
+# -- hostile guests ---------------------------------------------------------------------------
+
+@needs_compiler
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_a_hostile_guest_is_reported_not_fatal(guest, layout):
+    output, result = virt_guests.run_on_machine(guest("hostile"), smp=2, layout=layout,
+                                                memory="64M")
+    assert result.reason == "off", result
+    assert output.endswith("survived\n")
+
+
+# -- migration ---------------------------------------------------------------------------------
+
+def _migrate(binary, smp, first, second, memory="64M"):
+    """Run `binary` to its MIGRATE line in `first`, save, restore in `second`,
+    feed the newline, run to the end; the whole UART output and the result."""
+    from its_core.virt import Machine
+    output = bytearray()
+    machine = Machine(smp=smp, layout=first, output=output.extend, memory=memory)
+    machine.load(binary)
+    paused = machine.run(timeout=60, pause=lambda: b"MIGRATE\n" in output)
+    assert paused.reason == "paused", (paused, output.decode())
+    state = machine.save()
+    restored = Machine.restore(state, layout=second, output=output.extend)
+    assert restored.its.layout == second
+    restored.uart.feed(b"\n")
+    result = restored.run(timeout=60)
+    return output.decode(), result
+
+
+def _check_migrated(output, result, smp):
+    assert result.reason == "off", (result, output)
+    lines = output.splitlines()
+    assert lines[:3] == [f"cpus 0x{smp:016x}", "MIGRATE", "resumed"]
+    assert not [line for line in lines if line.startswith("FAIL")], output
+    assert len([line for line in lines if line.startswith("ok ")]) == 2 * smp + 2
+    assert lines[-2:] == ["failures 0x0000000000000000", "done"]
+
+
+@needs_compiler
+@pytest.mark.parametrize("first,second", [(a, b) for a in ("flat", "twolevel", "hash")
+                                          for b in ("flat", "twolevel", "hash")])
+def test_migration_with_lpis_pending_on_every_cpu(guest, first, second):
+    _check_migrated(*_migrate(guest("migrate"), 4, first, second), smp=4)
+
+
+@needs_compiler
+@pytest.mark.parametrize("smp", [1, 2, 8])
+def test_migration_on_1_to_8_cpus(guest, smp):
+    _check_migrated(*_migrate(guest("migrate"), smp, "hash", "flat"), smp=smp)
+
+
+def test_restore_refuses_what_save_did_not_make():
+    from its_core.virt import Machine
+    with pytest.raises(ValueError, match="its-core-virt-1"):
+        Machine.restore({"format": "something else"})
+
+
+# -- the command line --------------------------------------------------------------------------
+
+def _cli(*args, timeout=120):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "its_core.tools.cli", "run", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@needs_compiler
+def test_cli_run_migrates_on_text(guest):
+    completed = _cli(str(guest("migrate")), "--smp", "4", "--memory", "64M",
+                     "--migrate-on", "MIGRATE", "--timeout", "60")
+    assert completed.returncode == 0, completed.stderr
+    _check_migrated(completed.stdout, type("Off", (), {"reason": "off"})(), smp=4)
+    assert "1 migration" in completed.stderr
+
+
+@needs_compiler
+def test_cli_run_migrates_every_n_instructions(guest):
+    completed = _cli(str(guest("migrate")), "--smp", "2", "--memory", "64M",
+                     "--migrate-on", "MIGRATE", "--migrate-every", "300000", "--timeout", "100")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-2:] == ["failures 0x0000000000000000", "done"]
+    migrations = int(completed.stderr.split("its-core run: ")[1].split()[0])
+    assert migrations >= 3
+
+
+def test_cli_run_reports_a_timeout_with_the_pc(tmp_path):
+    spin = tmp_path / "spin.bin"
+    spin.write_bytes((0x1400_0000).to_bytes(4, "little"))
+    completed = _cli(str(spin), "--timeout", "0.5")
+    assert completed.returncode == 3
+    assert "timeout" in completed.stderr and "PC 0x40080000" in completed.stderr
+
+
+def test_cli_run_reports_a_missing_kernel(tmp_path):
+    completed = _cli(str(tmp_path / "missing.bin"))
+    assert completed.returncode == 2 and "missing.bin" in completed.stderr

@@ -1,0 +1,68 @@
+"""Building the test guests of tests/guests with a cross compiler, and running
+them on the `its_core.virt` machine or on QEMU.
+
+Guests are raw binaries linked at RAM + 0x80000 (tests/guests/link.ld), as
+QEMU loads a ``-kernel`` that is not an ELF file.  Assembly guests use
+lib.S; C guests use start.S and runtime.c (tests/guests/guest.h).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+GUESTS = Path(__file__).parent / "guests"
+CROSS_GCC = "aarch64-linux-gnu-gcc"
+OBJCOPY = "aarch64-linux-gnu-objcopy"
+QEMU = "qemu-system-aarch64"
+C_FLAGS = ["-O2", "-ffreestanding", "-nostdlib", "-mgeneral-regs-only", "-mstrict-align",
+           "-mno-outline-atomics", "-fno-pie", "-no-pie", "-static", "-Wl,--build-id=none",
+           "-Wl,--no-warn-rwx-segments"]
+
+
+def have_cross_compiler() -> bool:
+    return shutil.which(CROSS_GCC) is not None and shutil.which(OBJCOPY) is not None
+
+
+def have_qemu() -> bool:
+    return shutil.which(QEMU) is not None
+
+
+def build(name: str, out_dir: Path) -> Path:
+    """Build guest `name` (name.S or name.c in tests/guests) into `out_dir`;
+    returns the raw binary's path."""
+    elf, binary = out_dir / f"{name}.elf", out_dir / f"{name}.bin"
+    if binary.exists():
+        return binary
+    if (GUESTS / f"{name}.c").exists():
+        sources = [GUESTS / "start.S", GUESTS / "runtime.c", GUESTS / f"{name}.c"]
+    else:
+        sources = [GUESTS / f"{name}.S", GUESTS / "lib.S"]
+    compiled = subprocess.run([CROSS_GCC, *C_FLAGS, "-I", str(GUESTS), "-T",
+                               str(GUESTS / "link.ld"), "-o", str(elf), *map(str, sources)],
+                              capture_output=True, text=True)
+    if compiled.returncode:
+        raise RuntimeError(f"building guest {name} failed:\n{compiled.stderr}")
+    subprocess.run([OBJCOPY, "-O", "binary", str(elf), str(binary)], check=True)
+    return binary
+
+
+def run_on_machine(binary: Path, smp: int = 1, layout: str = "flat", timeout: float = 60,
+                   memory: str = "256M", **load):
+    """(UART output as text, RunResult) of `binary` on a fresh Machine."""
+    from its_core.virt import Machine
+    output = bytearray()
+    machine = Machine(smp=smp, layout=layout, output=output.extend, memory=memory)
+    machine.load(binary, **load)
+    result = machine.run(timeout=timeout)
+    return output.decode(errors="replace"), result
+
+
+def run_on_qemu(binary: Path, smp: int = 1, timeout: float = 120) -> str:
+    """The UART output of `binary` on QEMU's virt board (gic-version=3, cortex-a57)."""
+    completed = subprocess.run(
+        [QEMU, "-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-smp", str(smp), "-m", "256M",
+         "-nographic", "-monitor", "none", "-serial", "stdio", "-kernel", str(binary)],
+        capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return completed.stdout.decode(errors="replace")
