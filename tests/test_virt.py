@@ -163,12 +163,23 @@ def test_an_undefined_instruction_ends_the_run_with_its_location(tmp_path):
 
 @needs_compiler
 @needs_qemu
-@pytest.mark.parametrize("name,smp", [("hello", 1), ("psci", 4)])
+@pytest.mark.parametrize("name,smp", [("hello", 1), ("psci", 4), ("its_smp", 1), ("its_smp", 2),
+                                      ("its_smp", 4), ("its_smp", 8)])
 def test_same_output_as_qemu(guest, name, smp):
     binary = guest(name)
     ours, result = virt_guests.run_on_machine(binary, smp=smp)
     assert result.reason == "off"
     assert ours == virt_guests.run_on_qemu(binary, smp=smp)
+
+
+@needs_compiler
+@needs_qemu
+def test_a_migrated_run_prints_what_qemu_prints_unmigrated(guest):
+    """QEMU does not migrate: it gets the newline up front and the guest goes
+    on; the migrated run must print exactly the same."""
+    ours, result = _migrate(guest("migrate"), 4, "twolevel", "hash", memory="256M")
+    assert result.reason == "off"
+    assert ours == virt_guests.run_on_qemu(guest("migrate"), smp=4, uart_input=b"\n")
 
 
 # -- hostile guests ---------------------------------------------------------------------------
@@ -180,6 +191,12 @@ def test_a_hostile_guest_is_reported_not_fatal(guest, layout):
                                                 memory="64M")
     assert result.reason == "off", result
     assert output.endswith("survived\n")
+
+
+@needs_compiler
+@needs_qemu
+def test_the_hostile_guest_survives_qemu_too(guest):
+    assert virt_guests.run_on_qemu(guest("hostile"), smp=2).endswith("survived\n")
 
 
 # -- migration ---------------------------------------------------------------------------------
