@@ -267,7 +267,7 @@ def test_cli_run_migrates_on_text(guest):
 @needs_compiler
 def test_cli_run_migrates_every_n_instructions(guest):
     completed = _cli(str(guest("migrate")), "--smp", "2", "--memory", "64M",
-                     "--migrate-on", "MIGRATE", "--migrate-every", "300000", "--timeout", "100")
+                     "--migrate-on", "MIGRATE", "--migrate-every", "40000", "--timeout", "100")
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines()[-2:] == ["failures 0x0000000000000000", "done"]
     migrations = int(completed.stderr.split("its-core run: ")[1].split()[0])

@@ -9,8 +9,15 @@ one buffer, shared by every CPU.
 
 from __future__ import annotations
 
+import ctypes
+
 import unicorn
 from unicorn import arm64_const as A
+
+try:                                    # unicorn 2.1's ctypes binding, for the fast path
+    from unicorn.unicorn_py3.unicorn import uclib as _uclib
+except ImportError:                     # pragma: no cover - other unicorn layouts
+    _uclib = None
 
 #: Encodings of the instructions the machine looks at.
 WFI = 0xD503_207F
@@ -35,6 +42,41 @@ CNTVCT_EL0 = (3, 3, 14, 0, 2)
 #: An address no code lives at: `emu_start` runs until its count instead.
 NO_ADDRESS = 0xFFFF_FFFF_FFFF_FFFC
 PAGE = 0x1000
+
+
+class _Registers:
+    """64-bit register reads and writes of one unicorn instance.  unicorn's
+    `reg_read` spends about 3 us per call choosing a register class in
+    Python; the hooks on the interrupt path make a dozen such calls, so plain
+    64-bit registers go straight to the C library when this unicorn's
+    binding is the one we know (unicorn 2.1), and through `reg_read`
+    otherwise."""
+
+    def __init__(self, uc):
+        self.uc = uc
+        handle = getattr(uc, "_uch", None)
+        self.fast = _uclib is not None and handle is not None
+        if self.fast:
+            self.handle = handle
+            self.value = ctypes.c_uint64()
+            self.pointer = ctypes.byref(self.value)
+
+    def read(self, register: int) -> int:
+        if not self.fast:
+            return self.uc.reg_read(register)
+        status = _uclib.uc_reg_read(self.handle, register, self.pointer)
+        if status:
+            raise unicorn.UcError(status)
+        return self.value.value
+
+    def write(self, register: int, value: int) -> None:
+        if not self.fast:
+            self.uc.reg_write(register, value)
+            return
+        self.value.value = value
+        status = _uclib.uc_reg_write(self.handle, register, self.pointer)
+        if status:
+            raise unicorn.UcError(status)
 
 
 class GuestFault(Exception):
@@ -77,6 +119,7 @@ class Cpu:
         uc.hook_add(unicorn.UC_HOOK_INTR, self._exception)
         uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED, self._unmapped)
         self.uc = uc
+        self.registers = _Registers(uc)
         self.waiting = False
         self.fault = None
 
@@ -98,7 +141,7 @@ class Cpu:
 
     @property
     def pc(self) -> int:
-        return self.uc.reg_read(A.UC_ARM64_REG_PC)
+        return self.registers.read(A.UC_ARM64_REG_PC)
 
     def run(self, count: int) -> None:
         """Run up to `count` instructions (fewer when something stops the slice)."""
@@ -118,24 +161,24 @@ class Cpu:
             self.uc.emu_stop()
 
     def irq_masked(self) -> bool:
-        return bool(self.uc.reg_read(A.UC_ARM64_REG_PSTATE) & PSTATE_I)
+        return bool(self.registers.read(A.UC_ARM64_REG_PSTATE) & PSTATE_I)
 
     def take_irq(self) -> None:
         """Take an IRQ exception to EL1, as the core would: ELR_EL1 and
         SPSR_EL1 saved, DAIF masked, EL1h, PC at the vector for the current
         EL and stack pointer."""
-        uc = self.uc
-        pstate = uc.reg_read(A.UC_ARM64_REG_PSTATE)
-        pc = uc.reg_read(A.UC_ARM64_REG_PC)
+        uc, registers = self.uc, self.registers
+        pstate = registers.read(A.UC_ARM64_REG_PSTATE)
+        pc = registers.read(A.UC_ARM64_REG_PC)
         if (pstate >> PSTATE_EL_SHIFT) & 3 == 0:
             offset = IRQ_FROM_EL0
         else:
             offset = IRQ_FROM_EL1_SPX if pstate & PSTATE_SP else IRQ_FROM_EL1_SP0
-        uc.reg_write(A.UC_ARM64_REG_ELR_EL1, pc)
+        registers.write(A.UC_ARM64_REG_ELR_EL1, pc)
         uc.reg_write(A.UC_ARM64_REG_CP_REG, SPSR_EL1 + (pstate,))
-        uc.reg_write(A.UC_ARM64_REG_PSTATE, (pstate & ~0xF & ~PSTATE_DAIF) | PSTATE_DAIF
-                     | PSTATE_EL1H)
-        uc.reg_write(A.UC_ARM64_REG_PC, uc.reg_read(A.UC_ARM64_REG_VBAR_EL1) + offset)
+        registers.write(A.UC_ARM64_REG_PSTATE, (pstate & ~0xF & ~PSTATE_DAIF) | PSTATE_DAIF
+                        | PSTATE_EL1H)
+        registers.write(A.UC_ARM64_REG_PC, registers.read(A.UC_ARM64_REG_VBAR_EL1) + offset)
         self.waiting = False
 
     def _word(self, address: int) -> int | None:
@@ -149,11 +192,12 @@ class Cpu:
     def _skip(self) -> bool:
         """Step over the hooked instruction (unicorn does not, for MRS/MSR),
         and end the slice there if the access changed what this CPU is
-        signalled."""
-        self.uc.reg_write(A.UC_ARM64_REG_PC, self.uc.reg_read(A.UC_ARM64_REG_PC) + 4)
+        signalled so that it now has an interrupt to take."""
+        self.registers.write(A.UC_ARM64_REG_PC, self.registers.read(A.UC_ARM64_REG_PC) + 4)
         if self.stop_requested:
             self.stop_requested = False
-            self.uc.emu_stop()
+            if self.machine.interrupt_due(self.index):
+                self.uc.emu_stop()              # restarting a slice costs tens of us
         return True
 
     def _mrs(self, uc, register, cp_reg, data) -> bool:
@@ -161,7 +205,7 @@ class Cpu:
         value = self.machine.read_sysreg(self.index, encoding)
         if value is None:
             return False                              # unicorn's own register
-        uc.reg_write(register, value)
+        self.registers.write(register, value)
         return self._skip()
 
     def _msr(self, uc, register, cp_reg, data) -> bool:

@@ -83,35 +83,54 @@ ICC_SRE_VALUE = 0x7
 ICC_SGI1R_IRM = 1 << 40
 
 
-def _bit_registers(values: list[bool], first: int, word: int) -> int:
-    """32 one-bit flags from `values` starting at interrupt `first + 32*word`."""
-    base = first + 32 * word
-    return sum(1 << bit for bit in range(32) if base + bit < len(values) and values[base + bit])
-
-
 class _Interrupts:
-    """One bank of interrupts (a CPU's 32 private ones, or the SPIs)."""
+    """One bank of interrupts (a CPU's 32 private ones, or the SPIs): one-bit
+    state as integer bitmasks (bit n = interrupt n of the bank), so finding
+    the pending ones is a few integer operations, and a priority per
+    interrupt."""
+
+    FLAGS = ("group", "enabled", "latched", "level", "active", "edge")
 
     def __init__(self, count: int):
         self.count = count
-        self.group = [False] * count        # True: Group 1
-        self.enabled = [False] * count
-        self.latched = [False] * count      # pending state set by an edge or ISPENDR
-        self.level = [False] * count        # input line of a level-sensitive interrupt
-        self.active = [False] * count
+        self.all = (1 << count) - 1
+        self.group = 0          # 1: Group 1
+        self.enabled = 0
+        self.latched = 0        # pending state set by an edge or ISPENDR
+        self.level = 0          # input line of a level-sensitive interrupt
+        self.active = 0
+        self.edge = 0           # ICFGR: 1 = edge-triggered
         self.priority = [0] * count
-        self.edge = [False] * count         # ICFGR: True = edge-triggered
 
-    def pending(self, index: int) -> bool:
-        return self.latched[index] or (self.level[index] and not self.edge[index])
+    @property
+    def pending(self) -> int:
+        return self.latched | (self.level & ~self.edge)
+
+    def signalled(self) -> int:
+        """The pending, enabled, Group 1, inactive interrupts (a bitmask)."""
+        return self.pending & self.enabled & self.group & ~self.active
+
+    def best(self) -> tuple[int, int] | None:
+        """(priority, index) of the highest-priority signalled interrupt,
+        ties to the lowest index; None if none."""
+        mask = self.signalled()
+        best = None
+        while mask:
+            index = (mask & -mask).bit_length() - 1
+            mask &= mask - 1
+            candidate = (self.priority[index] & PRIORITY_MASK, index)
+            if best is None or candidate < best:
+                best = candidate
+        return best
 
     def save(self) -> dict:
-        return {name: list(getattr(self, name)) for name in
-                ("group", "enabled", "latched", "level", "active", "priority", "edge")}
+        return {**{name: getattr(self, name) for name in self.FLAGS},
+                "priority": list(self.priority)}
 
     def restore(self, state: dict) -> None:
-        for name, values in state.items():
-            setattr(self, name, [type(getattr(self, name)[0])(value) for value in values])
+        for name in self.FLAGS:
+            setattr(self, name, int(state[name]) & self.all)
+        self.priority = [int(value) for value in state["priority"]]
 
 
 class CpuInterface:
@@ -158,8 +177,7 @@ class Gic:
         self.spi_route = [0] * mm.SPI_LINES          # IROUTER values
         self.private = [_Interrupts(NUM_PRIVATE) for _ in range(num_cpus)]
         for bank in self.private:
-            bank.edge[:NUM_SGIS] = [True] * NUM_SGIS  # SGIs are always edge-triggered
-            bank.enabled[:NUM_SGIS] = [False] * NUM_SGIS
+            bank.edge = (1 << NUM_SGIS) - 1            # SGIs are always edge-triggered
         self.waker = [WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP] * num_cpus
         self.cpu_interfaces = [CpuInterface() for _ in range(num_cpus)]
 
@@ -179,10 +197,11 @@ class Gic:
     def set_spi_level(self, intid: int, level: bool) -> None:
         """A device drives SPI `intid`'s line (level-sensitive input)."""
         spi = intid - mm.SPI_BASE
-        if self.spis.level[spi] != level:
-            self.spis.level[spi] = level
-            if self.spis.edge[spi] and level:
-                self.spis.latched[spi] = True
+        bit = 1 << spi
+        if bool(self.spis.level & bit) != level:
+            self.spis.level ^= bit
+            if self.spis.edge & bit and level:
+                self.spis.latched |= bit
             self._changed_spi(spi)
 
     def _changed_spi(self, spi: int) -> None:
@@ -202,18 +221,13 @@ class Gic:
         distributor's and the CPU interface's group enables included)."""
         if not (self.ctlr & CTLR_ENABLE_GRP1 and self.cpu_interfaces[cpu].igrpen1):
             return None
-        best = None
-        bank = self.private[cpu]
-        for index in range(NUM_PRIVATE):
-            if bank.enabled[index] and bank.group[index] and not bank.active[index] \
-                    and bank.pending(index):
-                candidate = (bank.priority[index] & PRIORITY_MASK, index)
-                if best is None or candidate < best:
-                    best = candidate
+        best = self.private[cpu].best()
         spis = self.spis
-        for spi in range(mm.SPI_LINES):
-            if spis.enabled[spi] and spis.group[spi] and not spis.active[spi] \
-                    and spis.pending(spi) and self.spi_target(spi) == cpu:
+        mask = spis.signalled()
+        while mask:
+            spi = (mask & -mask).bit_length() - 1
+            mask &= mask - 1
+            if self.spi_target(spi) == cpu:
                 candidate = (spis.priority[spi] & PRIORITY_MASK, mm.SPI_BASE + spi)
                 if best is None or candidate < best:
                     best = candidate
@@ -249,12 +263,12 @@ class Gic:
             assert taken == intid, "the LPI side changed between look and take"
         elif intid < NUM_PRIVATE:
             bank = self.private[cpu]
-            bank.latched[intid] = False
-            bank.active[intid] = True
+            bank.latched &= ~(1 << intid)
+            bank.active |= 1 << intid
         else:
             spi = intid - mm.SPI_BASE
-            self.spis.latched[spi] = False
-            self.spis.active[spi] = True
+            self.spis.latched &= ~(1 << spi)
+            self.spis.active |= 1 << spi
         interface.ap1r0 |= 1 << (interface.group_priority(priority) >> (8 - PRIORITY_BITS))
         return intid
 
@@ -271,9 +285,9 @@ class Gic:
         """ICC_DIR_EL1 (and EOI in EOImode 0): clear an SGI/PPI/SPI's active state."""
         intid &= 0xFF_FFFF
         if intid < NUM_PRIVATE:
-            self.private[cpu].active[intid] = False
+            self.private[cpu].active &= ~(1 << intid)
         elif mm.SPI_BASE <= intid < mm.SPI_BASE + mm.SPI_LINES:
-            self.spis.active[intid - mm.SPI_BASE] = False
+            self.spis.active &= ~(1 << (intid - mm.SPI_BASE))
             self._changed_spi(intid - mm.SPI_BASE)
         self.changed(cpu)
 
@@ -291,7 +305,7 @@ class Gic:
                        and (mm.affinity(other) & 0xFF) >> 4 == range_selector
                        and target_list >> (mm.affinity(other) & 0xF) & 1]
         for target in targets:
-            self.private[target].latched[intid] = True
+            self.private[target].latched |= 1 << intid
             self.changed(target)
 
     def read_sysreg(self, cpu: int, encoding: tuple) -> int | None:
@@ -349,30 +363,26 @@ class Gic:
 
     # -- MMIO: banks of per-interrupt registers ------------------------------------
 
+    _BIT_REGISTERS = ((GICD_IGROUPR, "group", None), (GICD_ISENABLER, "enabled", True),
+                      (GICD_ICENABLER, "enabled", False), (GICD_ISPENDR, "latched", True),
+                      (GICD_ICPENDR, "latched", False), (GICD_ISACTIVER, "active", True),
+                      (GICD_ICACTIVER, "active", False))
+
     def _bank_read(self, bank: _Interrupts, first: int, offset: int, size: int) -> int | None:
         """A read of the group/enable/pending/active/priority/config registers
-        of `bank` (interrupts from `first`), or None if `offset` is none."""
-        def bits(values, base):
-            return _bit_registers(values, 0, (offset - base) // 4) if first == 0 else \
-                _bit_registers(values, -first, (offset - base) // 4)
-        if GICD_IGROUPR <= offset < GICD_IGROUPR + 0x80:
-            return bits(bank.group, GICD_IGROUPR)
-        if GICD_ISENABLER <= offset < GICD_ICENABLER + 0x80:
-            base = GICD_ISENABLER if offset < GICD_ICENABLER else GICD_ICENABLER
-            return bits(bank.enabled, base)
-        if GICD_ISPENDR <= offset < GICD_ICPENDR + 0x80:
-            base = GICD_ISPENDR if offset < GICD_ICPENDR else GICD_ICPENDR
-            return bits([bank.pending(index) for index in range(bank.count)], base)
-        if GICD_ISACTIVER <= offset < GICD_ICACTIVER + 0x80:
-            base = GICD_ISACTIVER if offset < GICD_ICACTIVER else GICD_ICACTIVER
-            return bits(bank.active, base)
+        of `bank` (its interrupt 0 is INTID `first`), or None if `offset` is none."""
+        for base, name, _ in self._BIT_REGISTERS:
+            if base <= offset < base + 0x80:
+                shift = (offset - base) // 4 * 32 - first
+                flags = bank.pending if name == "latched" else getattr(bank, name)
+                return ((flags << -shift) if shift < 0 else (flags >> shift)) & 0xFFFF_FFFF
         if GICD_IPRIORITYR <= offset < GICD_IPRIORITYR + 0x400:
             index = offset - GICD_IPRIORITYR - first
             return sum((bank.priority[index + byte] if 0 <= index + byte < bank.count else 0)
                        << (8 * byte) for byte in range(size))
         if GICD_ICFGR <= offset < GICD_ICFGR + 0x100:
             index = (offset - GICD_ICFGR) * 4 - first
-            return sum(((2 if bank.edge[index + field] else 0) << (2 * field))
+            return sum(((2 if bank.edge >> (index + field) & 1 else 0) << (2 * field))
                        for field in range(16) if 0 <= index + field < bank.count)
         if GICD_IGRPMODR <= offset < GICD_IGRPMODR + 0x80:
             return 0
@@ -380,35 +390,21 @@ class Gic:
 
     def _bank_write(self, bank: _Interrupts, first: int, offset: int, size: int, value: int,
                     private_sgis: bool = False) -> bool:
-        def each_bit(base):
-            start = (offset - base) // 4 * 32 - first
-            for bit in range(32):
-                if value >> bit & 1 and 0 <= start + bit < bank.count:
-                    yield start + bit
-        if GICD_IGROUPR <= offset < GICD_IGROUPR + 0x80:
-            start = (offset - GICD_IGROUPR) // 4 * 32 - first
-            for bit in range(32):
-                if 0 <= start + bit < bank.count:
-                    bank.group[start + bit] = bool(value >> bit & 1)
-        elif GICD_ISENABLER <= offset < GICD_ISENABLER + 0x80:
-            for index in each_bit(GICD_ISENABLER):
-                bank.enabled[index] = True
-        elif GICD_ICENABLER <= offset < GICD_ICENABLER + 0x80:
-            for index in each_bit(GICD_ICENABLER):
-                bank.enabled[index] = False
-        elif GICD_ISPENDR <= offset < GICD_ISPENDR + 0x80:
-            for index in each_bit(GICD_ISPENDR):
-                bank.latched[index] = True
-        elif GICD_ICPENDR <= offset < GICD_ICPENDR + 0x80:
-            for index in each_bit(GICD_ICPENDR):
-                bank.latched[index] = False
-        elif GICD_ISACTIVER <= offset < GICD_ISACTIVER + 0x80:
-            for index in each_bit(GICD_ISACTIVER):
-                bank.active[index] = True
-        elif GICD_ICACTIVER <= offset < GICD_ICACTIVER + 0x80:
-            for index in each_bit(GICD_ICACTIVER):
-                bank.active[index] = False
-        elif GICD_IPRIORITYR <= offset < GICD_IPRIORITYR + 0x400:
+        for base, name, setting in self._BIT_REGISTERS:
+            if base <= offset < base + 0x80:
+                shift = (offset - base) // 4 * 32 - first
+                bits = ((value << shift) if shift >= 0 else (value >> -shift)) & bank.all
+                word = ((0xFFFF_FFFF << shift) if shift >= 0 else
+                        (0xFFFF_FFFF >> -shift)) & bank.all
+                old = getattr(bank, name)
+                if setting is None:                          # IGROUPR: the word as written
+                    setattr(bank, name, (old & ~word) | bits)
+                elif setting:
+                    setattr(bank, name, old | bits)
+                else:
+                    setattr(bank, name, old & ~bits)
+                return True
+        if GICD_IPRIORITYR <= offset < GICD_IPRIORITYR + 0x400:
             index = offset - GICD_IPRIORITYR - first
             for byte in range(size):
                 if 0 <= index + byte < bank.count:
@@ -416,9 +412,12 @@ class Gic:
         elif GICD_ICFGR <= offset < GICD_ICFGR + 0x100:
             index = (offset - GICD_ICFGR) * 4 - first
             for field in range(16):
-                if 0 <= index + field < bank.count and not (private_sgis and
-                                                            index + field < NUM_SGIS):
-                    bank.edge[index + field] = bool(value >> (2 * field + 1) & 1)
+                number = index + field
+                if 0 <= number < bank.count and not (private_sgis and number < NUM_SGIS):
+                    if value >> (2 * field + 1) & 1:
+                        bank.edge |= 1 << number
+                    else:
+                        bank.edge &= ~(1 << number)
         elif GICD_IGRPMODR <= offset < GICD_IGRPMODR + 0x80:
             pass                                   # no security: RAZ/WI
         else:

@@ -149,7 +149,7 @@ class Machine:
                 if not self.gic.deliverable(cpu.index):
                     continue
                 cpu.waiting = False
-            if not cpu.irq_masked() and self.gic.deliverable(cpu.index):
+            if self.interrupt_due(cpu.index):
                 cpu.take_irq()
             self.running = cpu
             try:
@@ -159,6 +159,12 @@ class Machine:
             self.slices_run += 1
             ran = True
         return ran
+
+    def interrupt_due(self, cpu: int) -> bool:
+        """Whether CPU `cpu` would take an IRQ now (unmasked, and the GIC
+        signals one)."""
+        core = self.cpus[cpu]
+        return not core.irq_masked() and self.gic.deliverable(cpu)
 
     def _where(self) -> str:
         return "; ".join(f"CPU {cpu.index} {'waiting' if cpu.waiting else 'running'} at "
@@ -230,10 +236,12 @@ class Machine:
         def callbacks(read, write):
             return (lambda uc, offset, size, data: read(cpu, offset, size),
                     lambda uc, offset, size, value, data: write(cpu, offset, size, value))
+        uart_read, uart_write = self.uart.read, self.uart.write   # the hottest: one call
         return [(mm.GICD, *callbacks(self._gicd_read, self._gicd_write)),
                 (mm.ITS, *callbacks(self._its_read, self._its_write)),
                 (mm.GICR, *callbacks(self._gicr_read, self._gicr_write)),
-                (mm.UART, *callbacks(self._uart_read, self._uart_write))]
+                (mm.UART, lambda uc, offset, size, data: uart_read(offset),
+                 lambda uc, offset, size, value, data: uart_write(offset, value))]
 
     def _gicd_read(self, cpu, offset, size):
         value = self.gic.distributor_read(offset, size)
@@ -285,12 +293,6 @@ class Machine:
                 self.redistributors.mmio_write(target, within, value, size)
         elif not self.gic.sgi_write(target, within - mm.GICR_FRAME_BYTES, size, value):
             self.unmapped_accesses += 1
-
-    def _uart_read(self, cpu, offset, size):
-        return self.uart.read(offset)
-
-    def _uart_write(self, cpu, offset, size, value):
-        self.uart.write(offset, value)
 
     def raz(self, uc, offset, size, data):
         """An access to an address nothing is mapped at: read as zero, counted."""

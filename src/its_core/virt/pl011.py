@@ -84,17 +84,14 @@ class PL011:
 
     def read(self, offset: int) -> int:
         """A guest read of the 32-bit register at `offset`."""
+        if offset == FR:                                   # polled: first
+            if not self.fifo:
+                return FR_TXFE | FR_RXFE
+            return FR_TXFE | (FR_RXFF if len(self.fifo) >= self._capacity() else 0)
         if offset == DR:
             value = self.fifo.popleft() if self.fifo else 0
             self._refill()
             return value
-        if offset == FR:
-            flags = FR_TXFE
-            if not self.fifo:
-                flags |= FR_RXFE
-            elif len(self.fifo) >= self._capacity():
-                flags |= FR_RXFF
-            return flags
         if ID_OFFSET <= offset < ID_OFFSET + 4 * len(ID_BYTES) and offset % 4 == 0:
             return ID_BYTES[(offset - ID_OFFSET) // 4]
         return {RSR: 0, ILPR: self.ilpr, IBRD: self.ibrd, FBRD: self.fbrd, LCR_H: self.lcr_h,
