@@ -114,6 +114,27 @@ def test_hello_boots_at_el1_with_the_dtb_in_x0(guest):
                       "CurrentEL 0x0000000000000004\n")
 
 
+@needs_compiler
+def test_an_elf_file_boots_at_its_entry_with_the_dtb_at_ram_base(guest):
+    elf = guest("hello").with_suffix(".elf")
+    output, result = virt_guests.run_on_machine(elf)
+    assert result.reason == "off"
+    assert output.startswith("hello from the guest; device tree at 0x0000000040000000\n")
+
+
+@needs_compiler
+def test_bootargs_reach_chosen(guest):
+    from its_core.virt import Machine
+    machine = Machine(smp=2, memory="64M", output=lambda data: None)
+    info = machine.load(guest("hello"), append="console=ttyAMA0 quiet", initrd=b"\x5a" * 100)
+    offset = info.dtb - mm.RAM_BASE
+    fdt = libfdt.Fdt(bytes(machine.ram[offset:offset + 0x10000]))
+    assert _prop(fdt, "/chosen", "bootargs").as_str() == "console=ttyAMA0 quiet"
+    start = _prop(fdt, "/chosen", "linux,initrd-start").as_uint64()
+    assert bytes(machine.ram[start - mm.RAM_BASE:start - mm.RAM_BASE + 100]) == b"\x5a" * 100
+    assert _prop(fdt, "/chosen", "linux,initrd-end").as_uint64() == start + 100
+
+
 #: What QEMU 7.2 answers (tests/guests/psci.S on -smp 4), one result per line.
 PSCI_RESULTS = ["0x0000000000010001", "0x0000000000000002", "0x0000000000000000",
                 "0xffffffffffffffff", "0x0000000000000000", "0x0000000000000001",
@@ -139,7 +160,9 @@ def test_its_lpis_and_sgis_on_every_cpu(guest, smp, layout):
     assert lines[-1] == "done" and "failures 0x0000000000000000" in lines
     assert not [line for line in lines if line.startswith("FAIL")]
     checks = [line for line in lines if line.startswith("ok ")]
-    assert len(checks) == 2 + (smp - 1) + 3 * smp + int(smp > 1) + 4
+    # dtb, ready, CPU_ON, INT, doorbell, MOVI, PMR (2), INVALL (2), priority order, MOVALL,
+    # spinlock, SGIs
+    assert len(checks) == 2 + (smp - 1) + 2 * smp + int(smp > 1) + 4 + 1 + int(smp > 1) + 1 + smp
 
 
 @needs_compiler
@@ -151,20 +174,34 @@ def test_a_guest_that_never_halts_times_out(guest, tmp_path):
     assert "PC 0x40080000" in result.message
 
 
-def test_an_undefined_instruction_ends_the_run_with_its_location(tmp_path):
+def test_an_exception_without_vectors_ends_the_run_with_its_location(tmp_path):
     bad = tmp_path / "bad.bin"
-    bad.write_bytes((0x0000_0000).to_bytes(4, "little"))      # UDF #0
+    bad.write_bytes((0x0000_0000).to_bytes(4, "little"))      # UDF #0, VBAR_EL1 still 0
     output, result = virt_guests.run_on_machine(bad, timeout=5)
-    assert result.reason == "fault"
-    assert "CPU 0" in result.message and "0x40080000" in result.message
+    assert result.reason == "fault" and result.exit_code != 0
+    assert "CPU 0: instruction fetch from unmapped address 0x200" in result.message
+    assert "ESR 0x2000000" in result.message and "PC 0x40080000" in result.message
+
+
+@needs_compiler
+def test_svc_undefined_and_brk_reach_the_guests_vectors(guest):
+    output, result = virt_guests.run_on_machine(guest("exceptions"))
+    assert result.reason == "off"
+    # ESR and ELR as QEMU 7.2 gives them (also cross-checked below).
+    assert output.splitlines() == [
+        "ESR 0x0000000056000042 ELR-_start 0x0000000000000018",   # SVC: the next one
+        "ESR 0x0000000002000000 ELR-_start 0x0000000000000018",   # UDF: itself
+        "ESR 0x00000000f2000003 ELR-_start 0x000000000000001c",   # BRK: itself
+        "done"]
 
 
 # -- the cross-check against QEMU -----------------------------------------------------------
 
 @needs_compiler
 @needs_qemu
-@pytest.mark.parametrize("name,smp", [("hello", 1), ("psci", 4), ("its_smp", 1), ("its_smp", 2),
-                                      ("its_smp", 4), ("its_smp", 8)])
+@pytest.mark.parametrize("name,smp", [("hello", 1), ("psci", 4), ("exceptions", 1),
+                                      ("its_smp", 1), ("its_smp", 2), ("its_smp", 4),
+                                      ("its_smp", 8)])
 def test_same_output_as_qemu(guest, name, smp):
     binary = guest(name)
     ours, result = virt_guests.run_on_machine(binary, smp=smp)

@@ -1,6 +1,7 @@
 /* ITS end to end on every CPU: bring-up, INT and doorbell LPIs taken as IRQs
-   on the CPU their collection names, MOVI, priorities and the priority mask,
-   INV after a config-table edit, MOVALL, and SGIs.  Prints one line per check
+   on the CPU their collection names, MOVI, the priority mask, INV and INVALL
+   after config-table edits, priority order, MOVALL, a spinlock shared by all
+   CPUs (exclusives), and SGIs.  Prints one line per check
    ("ok ..." or "FAIL ..."), then "done", then powers off. */
 #include "guest.h"
 
@@ -15,6 +16,8 @@ static u64 queue[512] __attribute__((aligned(4096)));
 static u64 itt[64] __attribute__((aligned(256)));
 static volatile u32 ready;
 static volatile u32 failures;
+static volatile u32 counter_lock, counter, counting_done;
+#define INCREMENTS 2000
 extern char _end[];
 
 static void check(int good, const char *what, u64 value)
@@ -40,6 +43,13 @@ void secondary_main(u64 cpu)
     lpi_cpu_enable(cpu, (u64)pend_tables[cpu]);
     __asm__ volatile("msr daifclr, #2");
     __atomic_fetch_add(&ready, 1, __ATOMIC_SEQ_CST);
+    for (int n = 0; n < INCREMENTS; n++) {          /* a shared counter under a spinlock */
+        spin_lock(&counter_lock);
+        u32 value = counter;
+        counter = value + 1;
+        spin_unlock(&counter_lock);
+    }
+    __atomic_fetch_add(&counting_done, 1, __ATOMIC_SEQ_CST);
     for (;;)
         __asm__ volatile("wfi");
 }
@@ -74,7 +84,7 @@ int main(u64 dtb)
     for (int cpu = 0; cpu < cpus; cpu++)
         its_mapc(cpu, cpu);
     its_mapd(DEVICE, (u64)itt, 6);
-    for (u32 n = 0; n < 32; n++)
+    for (u32 n = 0; n < 64; n++)
         its_mapti(DEVICE, n, LPI(n), n % cpus);
     its_sync(0);
     __asm__ volatile("msr daifclr, #2");
@@ -129,6 +139,38 @@ int main(u64 dtb)
         its_invall(0);
         check(got(0, LPI(event), since), "INVALL then taken, LPI ", LPI(event));
     }
+    /* Priorities: with IRQs masked, two LPIs become pending on CPU 0 at
+       0xa0 and 0x80; once unmasked the 0x80 one is taken first. */
+    {
+        u32 low = 4 * cpus, high = 5 * cpus;                /* both on CPU 0 */
+        lpi_config(LPI(high), 0x80, 1);
+        its_inv(DEVICE, high);
+        __asm__ volatile("msr daifset, #2");
+        u32 since = irq_count[0];
+        its_int(DEVICE, low);
+        its_int(DEVICE, high);
+        its_sync(0);
+        __asm__ volatile("msr daifclr, #2");
+        check(got(0, LPI(low), since) && irq_log[0][since] == LPI(high)
+              && irq_log[0][since + 1] == LPI(low), "higher priority first: LPI ", LPI(high));
+    }
+    /* MOVALL: LPIs pending on CPU 0 (held back by its priority mask) move to
+       the last CPU, which takes them. */
+    if (cpus > 1) {
+        u32 first = 6 * cpus, second = 7 * cpus;            /* both on CPU 0 */
+        SYSREG_WRITE(S3_0_C4_C6_0, 0);                      /* CPU 0 takes nothing */
+        u32 since = irq_count[cpus - 1];
+        its_int(DEVICE, first);
+        its_int(DEVICE, second);
+        its_movall(0, cpus - 1);
+        its_sync(cpus - 1);
+        check(got(cpus - 1, LPI(first), since) && got(cpus - 1, LPI(second), since),
+              "MOVALL moved both to CPU ", cpus - 1);
+        SYSREG_WRITE(S3_0_C4_C6_0, 0xff);
+    }
+    /* Exclusives across CPUs: every secondary added INCREMENTS under a spinlock. */
+    check(wait_for(&counting_done, (u32)cpus - 1) && counter == (u32)(cpus - 1) * INCREMENTS,
+          "spinlocked counter ", counter);
     /* SGIs from CPU 0 to every CPU. */
     for (int cpu = 0; cpu < cpus; cpu++) {
         u32 since = irq_count[cpu];

@@ -24,14 +24,21 @@ WFI = 0xD503_207F
 HVC_MASK, HVC_0 = 0xFFE0_001F, 0xD400_0002
 # unicorn exception numbers (QEMU's EXCP_*).
 EXCP_UDEF = 1
+EXCP_SWI = 2
+EXCP_BKPT = 7
+# Exception classes (ESR_EL1.EC) of the synchronous exceptions delivered to the guest.
+EC_UNKNOWN, EC_SVC64, EC_BRK64 = 0x00, 0x15, 0x3C
+ESR_IL = 1 << 25
 # PSTATE.
 PSTATE_I = 1 << 7
 PSTATE_DAIF = 0x3C0
 PSTATE_EL1H = 0x5
 PSTATE_SP = 1
 PSTATE_EL_SHIFT = 2
-#: Vector offsets from VBAR_EL1 of an IRQ taken to EL1.
-IRQ_FROM_EL1_SP0, IRQ_FROM_EL1_SPX, IRQ_FROM_EL0 = 0x080, 0x280, 0x480
+#: Vector offsets from VBAR_EL1 of an exception taken to EL1: the group for the
+#: EL and stack pointer it came from, plus 0x000 (synchronous) or 0x080 (IRQ).
+FROM_EL1_SP0, FROM_EL1_SPX, FROM_EL0 = 0x000, 0x200, 0x400
+SYNCHRONOUS, IRQ = 0x000, 0x080
 #: SPSR_EL1 through unicorn's CP_REG (crn, crm, op0, op1, op2).
 SPSR_EL1 = (4, 0, 3, 0, 0)
 #: System registers answered by the machine: (op0, op1, CRn, CRm, op2).
@@ -120,6 +127,7 @@ class Cpu:
         uc.hook_add(unicorn.UC_HOOK_MEM_UNMAPPED, self._unmapped)
         self.uc = uc
         self.registers = _Registers(uc)
+        self.last_exception = ""
         self.waiting = False
         self.fault = None
 
@@ -147,7 +155,10 @@ class Cpu:
         """Run up to `count` instructions (fewer when something stops the slice)."""
         pc = self.pc
         self.stop_requested = False
-        self.uc.emu_start(pc, NO_ADDRESS, 0, count)
+        try:
+            self.uc.emu_start(pc, NO_ADDRESS, 0, count)
+        except unicorn.UcError as error:
+            raise GuestFault(self.fault or f"CPU {self.index}: {error} near PC {self.pc:#x}")
         if self.fault is not None:
             raise GuestFault(self.fault)
         pc = self.pc
@@ -167,19 +178,27 @@ class Cpu:
         """Take an IRQ exception to EL1, as the core would: ELR_EL1 and
         SPSR_EL1 saved, DAIF masked, EL1h, PC at the vector for the current
         EL and stack pointer."""
+        self._enter(IRQ, self.registers.read(A.UC_ARM64_REG_PC))
+        self.waiting = False
+
+    def _enter(self, kind: int, return_address: int, syndrome: int | None = None) -> None:
+        """Exception entry to EL1 (`kind`: SYNCHRONOUS or IRQ)."""
         uc, registers = self.uc, self.registers
         pstate = registers.read(A.UC_ARM64_REG_PSTATE)
-        pc = registers.read(A.UC_ARM64_REG_PC)
         if (pstate >> PSTATE_EL_SHIFT) & 3 == 0:
-            offset = IRQ_FROM_EL0
+            offset = FROM_EL0 + kind
         else:
-            offset = IRQ_FROM_EL1_SPX if pstate & PSTATE_SP else IRQ_FROM_EL1_SP0
-        registers.write(A.UC_ARM64_REG_ELR_EL1, pc)
+            offset = (FROM_EL1_SPX if pstate & PSTATE_SP else FROM_EL1_SP0) + kind
+        if syndrome is not None:
+            registers.write(A.UC_ARM64_REG_ESR_EL1, syndrome)
+            self.last_exception = (f"after a synchronous exception (ESR {syndrome:#x}) at PC "
+                                   f"{self.registers.read(A.UC_ARM64_REG_PC):#x} taken to "
+                                   f"VBAR_EL1 {registers.read(A.UC_ARM64_REG_VBAR_EL1):#x}")
+        registers.write(A.UC_ARM64_REG_ELR_EL1, return_address)
         uc.reg_write(A.UC_ARM64_REG_CP_REG, SPSR_EL1 + (pstate,))
         registers.write(A.UC_ARM64_REG_PSTATE, (pstate & ~0xF & ~PSTATE_DAIF) | PSTATE_DAIF
                         | PSTATE_EL1H)
         registers.write(A.UC_ARM64_REG_PC, registers.read(A.UC_ARM64_REG_VBAR_EL1) + offset)
-        self.waiting = False
 
     def _word(self, address: int) -> int | None:
         try:
@@ -224,14 +243,29 @@ class Cpu:
             if result is not None:
                 uc.reg_write(A.UC_ARM64_REG_X0, result)
             return
-        kind = "undefined instruction" if number == EXCP_UDEF else "not handled by the machine"
-        self.fault = (f"CPU {self.index}: exception {number} ({kind}) at PC {pc:#x}"
-                      + (f", instruction {word:#010x}" if word is not None else ""))
+        # The guest's own synchronous exceptions go to its vectors, with the
+        # syndrome and return address the core would give (checked against
+        # QEMU: tests/guests/exceptions.S).  A guest without vectors then
+        # fetches from an unmapped address, which ends the run.
+        if number == EXCP_SWI:                       # PC is past the SVC already
+            svc = self._word(pc - 4) or 0
+            self._enter(SYNCHRONOUS, pc, (EC_SVC64 << 26) | ESR_IL | (svc >> 5 & 0xFFFF))
+            return
+        if number == EXCP_BKPT and word is not None:
+            self._enter(SYNCHRONOUS, pc, (EC_BRK64 << 26) | ESR_IL | (word >> 5 & 0xFFFF))
+            return
+        if number == EXCP_UDEF:
+            self._enter(SYNCHRONOUS, pc, (EC_UNKNOWN << 26) | ESR_IL)
+            return
+        self.fault = (f"CPU {self.index}: exception {number} (not handled by the machine) at "
+                      f"PC {pc:#x}" + (f", instruction {word:#010x}" if word is not None else ""))
         uc.emu_stop()
 
     def _unmapped(self, uc, access, address, size, value, data) -> bool:
         if access == unicorn.UC_MEM_FETCH_UNMAPPED:
-            self.fault = f"CPU {self.index}: instruction fetch from unmapped address {address:#x}"
+            self.fault = (f"CPU {self.index}: instruction fetch from unmapped address "
+                          f"{address:#x}" + (f" ({self.last_exception})"
+                                             if self.last_exception else ""))
             return False
         # Read as zero, writes ignored, counted by the machine's callbacks; the
         # page stays mapped that way for this CPU.
