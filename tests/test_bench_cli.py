@@ -2,6 +2,7 @@
 the ratio columns and their legends, and the --plot picture."""
 
 import json
+import re
 import sys
 
 import pytest
@@ -12,7 +13,7 @@ from its_core.tools.bench import FrontEndResult, Result, format_ratio
 from its_core.tools.workloads import PATTERNS
 
 TINY_RUN = ["bench", "--layouts", "flat", "hash", "--workloads", "dense-1k", "--pairs", "2000",
-            "--repeat", "1"]
+            "--repeat", "1", "--no-virt"]
 RESULT_KEYS = {"workload", "layout", "pattern", "batch_per_s", "scalar_per_s", "nbytes",
                "build_s", "extra", "ns_per_translation", "x_ceiling", "x_reference"}
 FRONT_END_KEYS = {"workload", "layout", "commands_per_s", "save_per_s", "restore_per_s",
@@ -67,7 +68,8 @@ def test_json_to_stdout_and_tables_to_stderr(capsys):
     assert cli.main([*TINY_RUN, "--json", "-"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert set(report) == {"machine", "results", "front_end", "guest_driven", "arguments"}
+    assert set(report) == {"machine", "results", "front_end", "guest_driven", "virt", "arguments"}
+    assert report["virt"] is None                                  # --no-virt
     driven = report["guest_driven"]
     assert [row["layout"] for row in driven] == ["flat", "hash"]
     for row in driven:
@@ -145,3 +147,16 @@ def test_plot_of_a_sparse_workload_without_flat(tmp_path):
     plot.draw(str(path), results, front_end, bench.machine_info(), 1000, 1)
     height, width, _ = imread(path).shape
     assert width > height > 0
+
+
+def test_the_virt_table_when_the_extra_is_installed(capsys, monkeypatch):
+    pytest.importorskip("unicorn")
+    from its_core.virt import bench as virt_bench
+    monkeypatch.setattr(virt_bench, "_migration", lambda: 0.125)   # 256 MiB: the benchmark's job
+    TINY = [argument for argument in TINY_RUN if argument != "--no-virt"]
+    assert cli.main([*TINY, "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    virt = json.loads(captured.out)["virt"]
+    assert virt["loop_machine_s"] > 0 and virt["mmio_bare_s"] > 0
+    assert "virt machine" in captured.err and "MMIO exits/s, machine" in captured.err
+    assert re.search(r"migration, 256 MiB, 64 K LPIs +125 ms", captured.err)

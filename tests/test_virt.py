@@ -160,9 +160,9 @@ def test_its_lpis_and_sgis_on_every_cpu(guest, smp, layout):
     assert lines[-1] == "done" and "failures 0x0000000000000000" in lines
     assert not [line for line in lines if line.startswith("FAIL")]
     checks = [line for line in lines if line.startswith("ok ")]
-    # dtb, ready, CPU_ON, INT, doorbell, MOVI, PMR (2), INVALL (2), priority order, MOVALL,
+    # dtb, ITS from the device tree, ready, CPU_ON, INT, doorbell, MOVI, PMR (2), INVALL (2), priority order, MOVALL,
     # spinlock, SGIs
-    assert len(checks) == 2 + (smp - 1) + 2 * smp + int(smp > 1) + 4 + 1 + int(smp > 1) + 1 + smp
+    assert len(checks) == 3 + (smp - 1) + 2 * smp + int(smp > 1) + 4 + 1 + int(smp > 1) + 1 + smp
 
 
 @needs_compiler
@@ -258,9 +258,11 @@ def _migrate(binary, smp, first, second, memory="64M"):
 def _check_migrated(output, result, smp):
     assert result.reason == "off", (result, output)
     lines = output.splitlines()
-    assert lines[:3] == [f"cpus 0x{smp:016x}", "MIGRATE", "resumed"]
+    assert lines[0] == f"cpus 0x{smp:016x}"
+    assert lines[1] == "ok GIC and ITS found in the device tree, ITS at 0x0000000008080000"
+    assert lines[2:4] == ["MIGRATE", "resumed"]
     assert not [line for line in lines if line.startswith("FAIL")], output
-    assert len([line for line in lines if line.startswith("ok ")]) == 2 * smp + 2
+    assert len([line for line in lines if line.startswith("ok ")]) == 2 * smp + 3
     assert lines[-2:] == ["failures 0x0000000000000000", "done"]
 
 
@@ -322,3 +324,15 @@ def test_cli_run_reports_a_timeout_with_the_pc(tmp_path):
 def test_cli_run_reports_a_missing_kernel(tmp_path):
     completed = _cli(str(tmp_path / "missing.bin"))
     assert completed.returncode == 2 and "missing.bin" in completed.stderr
+
+
+@needs_compiler
+@pytest.mark.parametrize("smp", [1, 4])
+def test_its_smp_passes_while_migrated_every_100k_instructions(guest, smp):
+    completed = _cli(str(guest("its_smp")), "--smp", str(smp), "--memory", "64M",
+                     "--migrate-every", "100000", "--timeout", "200", timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert not [line for line in lines if line.startswith("FAIL")], completed.stdout
+    assert lines[-2:] == ["failures 0x0000000000000000", "done"]
+    assert int(completed.stderr.split("its-core run: ")[1].split()[0]) >= 2

@@ -36,7 +36,8 @@ def build(name: str, out_dir: Path) -> Path:
     if binary.exists():
         return binary
     if (GUESTS / f"{name}.c").exists():
-        sources = [GUESTS / "start.S", GUESTS / "runtime.c", GUESTS / f"{name}.c"]
+        sources = [GUESTS / "start.S", GUESTS / "runtime.c", GUESTS / "fdt.c",
+                   GUESTS / f"{name}.c"]
     else:
         sources = [GUESTS / f"{name}.S", GUESTS / "lib.S"]
     compiled = subprocess.run([CROSS_GCC, *C_FLAGS, "-I", str(GUESTS), "-T",

@@ -7,9 +7,12 @@ typedef unsigned int u32;
 typedef unsigned long u64;
 
 #define UART_BASE 0x09000000UL
-#define GICD_BASE 0x08000000UL
-#define ITS_BASE 0x08080000UL
-#define GICR_BASE 0x080A0000UL
+/* Where the GIC frames are: QEMU's addresses until `platform_init` reads
+   them from the device tree, as a driver finds them. */
+extern u64 gicd_base, its_base, gicr_base;
+#define GICD_BASE gicd_base
+#define ITS_BASE its_base
+#define GICR_BASE gicr_base
 #define GICR_STRIDE 0x20000UL
 #define SGI_BASE(cpu) (GICR_BASE + (cpu) * GICR_STRIDE + 0x10000UL)
 
@@ -36,6 +39,12 @@ void irq_handler(void);
 void report_exception(u64 esr, u64 elr);
 int main(u64 dtb);
 void secondary_main(u64 cpu);
+
+/* The device tree: the n-th reg address of the first node compatible with
+   `compatible` (0 if none); `platform_init` sets the GIC frame addresses from
+   it and returns how many it found (3 on a good tree). */
+u64 fdt_reg(u64 dtb, const char *compatible, int index);
+int platform_init(u64 dtb);
 
 /* Per-CPU interrupt log kept by the runtime's IRQ handler. */
 #define LOG_SIZE 64

@@ -68,6 +68,8 @@ int main(u64 dtb)
     int cpus = count_cpus();
     print("cpus ", cpus);
     check(dtb >= (u64)_end, "device tree above the image at ", dtb);
+    check(platform_init(dtb) == 3 && its_base == 0x08080000UL,
+          "ITS found in the device tree at ", its_base);
 
     gic_distributor_init();
     gic_cpu_init(0, 0xf0);

@@ -65,6 +65,7 @@ int main(u64 dtb)
 {
     int cpus = count_cpus();
     print("cpus ", cpus);
+    check(platform_init(dtb) == 3, "GIC and ITS found in the device tree, ITS at ", its_base);
     gic_distributor_init();
     gic_cpu_init(0, 0xf0);
     lpi_init_tables((u64)prop_table, 16);

@@ -9,6 +9,21 @@
 #define ICC_SGI1R_EL1 S3_0_C12_C11_5
 #define ICC_BPR1_EL1 S3_0_C12_C12_3
 
+u64 gicd_base = 0x08000000UL, its_base = 0x08080000UL, gicr_base = 0x080A0000UL;
+
+int platform_init(u64 dtb)
+{
+    u64 gicd = fdt_reg(dtb, "arm,gic-v3", 0), gicr = fdt_reg(dtb, "arm,gic-v3", 1);
+    u64 its = fdt_reg(dtb, "arm,gic-v3-its", 0);
+    if (gicd)
+        gicd_base = gicd;
+    if (gicr)
+        gicr_base = gicr;
+    if (its)
+        its_base = its;
+    return (gicd != 0) + (gicr != 0) + (its != 0);
+}
+
 volatile u32 irq_log[8][LOG_SIZE];
 volatile u32 irq_count[8];
 

@@ -132,8 +132,14 @@ def _bench(args) -> int:
     else:
         workloads = [WORKLOADS[name] for name in args.workloads]
     patterns = PATTERNS if args.pattern == "both" else (args.pattern,)
+    virt_bench = None
+    if not args.no_virt:
+        try:
+            from its_core.virt import bench as virt_bench
+        except ImportError:                   # the virt extra is not installed
+            pass
     steps = sum(len(patterns) * (len(w.layouts(layouts)) + 2) + len(w.layouts(layouts))
-                for w in workloads) + len(layouts)
+                for w in workloads) + len(layouts) + (virt_bench is not None)
     progress = _progress_bar(steps)
     machine = bench.machine_info()
     results, front_end = [], []
@@ -147,16 +153,27 @@ def _bench(args) -> int:
     for layout in layouts:
         guest_driven.append(bench.run_guest_driven(layout, args.repeat))
         progress()
+    virt = None
+    if virt_bench is not None:
+        virt = virt_bench.run(min(args.repeat, 3))
+        progress()
     tables = sys.stderr if args.json == "-" else sys.stdout
     print(format_table(results), file=tables)
     print(file=tables)
     print(format_front_end(front_end), file=tables)
     print(file=tables)
     print(format_guest_driven(guest_driven), file=tables)
+    print(file=tables)
+    if virt is not None:
+        print(virt_bench.format_table(virt), file=tables)
+    elif not args.no_virt:
+        print("virt machine: not measured (pip install \"its_core[virt]\" for its table)",
+              file=tables)
     if args.json:
         report = {"machine": machine, "results": bench.as_json(results),
                   "front_end": bench.front_end_as_json(front_end),
                   "guest_driven": [asdict(r) for r in guest_driven],
+                  "virt": virt._asdict() if virt is not None else None,
                   "arguments": {k: v for k, v in vars(args).items() if k != "func"}}
         if args.json == "-":
             json.dump(report, sys.stdout, indent=2)
@@ -224,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH",
                        help="also write the results as JSON; '-' writes them to stdout and "
                        "the tables to stderr")
+    bench.add_argument("--no-virt", action="store_true",
+                       help="skip the virt machine's table (measured when the virt extra "
+                       "is installed)")
     bench.add_argument("--plot", metavar="PATH",
                        help="also draw the results as a PNG (needs matplotlib: "
                        "pip install 'its_core[plot]'; checked before measuring)")
