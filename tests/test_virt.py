@@ -336,3 +336,36 @@ def test_its_smp_passes_while_migrated_every_100k_instructions(guest, smp):
     assert not [line for line in lines if line.startswith("FAIL")], completed.stdout
     assert lines[-2:] == ["failures 0x0000000000000000", "done"]
     assert int(completed.stderr.split("its-core run: ")[1].split()[0]) >= 2
+
+
+
+# -- the guest's environment: bootargs and the initrd ---------------------------------------
+
+ENV_APPEND = "console=ttyAMA0 test=env"
+ENV_INITRD = b"stage=2 seed=1234"
+
+
+@needs_compiler
+def test_the_guest_reads_bootargs_and_its_initrd(guest, tmp_path):
+    initrd = tmp_path / "initrd.txt"
+    initrd.write_bytes(ENV_INITRD)
+    completed = _cli(str(guest("env")), "--append", ENV_APPEND, "--initrd", str(initrd),
+                     "--timeout", "30")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [
+        f"bootargs: {ENV_APPEND}",
+        "initrd start 0x0000000048000000",                  # RAM + 128 MiB, as QEMU
+        f"initrd end 0x{0x4800_0000 + len(ENV_INITRD):016x}",
+        "device tree above the initrd: 0x0000000000000001",
+        f"initrd: {ENV_INITRD.decode()}"]
+
+
+@needs_compiler
+@needs_qemu
+def test_the_environment_is_where_qemu_puts_it(guest, tmp_path):
+    initrd = tmp_path / "initrd.txt"
+    initrd.write_bytes(ENV_INITRD)
+    ours, result = virt_guests.run_on_machine(guest("env"), append=ENV_APPEND, initrd=initrd)
+    assert result.reason == "off"
+    assert ours == virt_guests.run_on_qemu(guest("env"), extra=("-append", ENV_APPEND,
+                                                                "-initrd", str(initrd)))

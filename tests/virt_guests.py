@@ -60,11 +60,13 @@ def run_on_machine(binary: Path, smp: int = 1, layout: str = "flat", timeout: fl
     return output.decode(errors="replace"), result
 
 
-def run_on_qemu(binary: Path, smp: int = 1, timeout: float = 120, uart_input: bytes = b"") -> str:
+def run_on_qemu(binary: Path, smp: int = 1, timeout: float = 120, uart_input: bytes = b"",
+                extra=()) -> str:
     """The UART output of `binary` on QEMU's virt board (gic-version=3,
-    cortex-a57), with `uart_input` waiting on its UART."""
+    cortex-a57), with `uart_input` waiting on its UART and `extra` arguments
+    (``-append``, ``-initrd``)."""
     completed = subprocess.run(
         [QEMU, "-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-smp", str(smp), "-m", "256M",
-         "-nographic", "-monitor", "none", "-serial", "stdio", "-kernel", str(binary)],
+         "-nographic", "-monitor", "none", "-serial", "stdio", "-kernel", str(binary), *extra],
         capture_output=True, timeout=timeout, input=uart_input)
     return completed.stdout.decode(errors="replace")

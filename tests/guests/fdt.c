@@ -40,6 +40,51 @@ static int holds(const char *list, u32 length, const char *wanted)
     return 0;
 }
 
+/* The value of property `property` of the first node named `node` (without
+   its unit address), and its length in *length; 0 if there is none. */
+const u8 *fdt_property(u64 dtb, const char *node, const char *property, u32 *length)
+{
+    const u8 *blob = (const u8 *)dtb;
+    if (be32(blob) != FDT_MAGIC)
+        return 0;
+    const u8 *cursor = blob + be32(blob + 8);
+    const char *strings = (const char *)blob + be32(blob + 12);
+    int depth = -1, inside = -1;
+    for (;;) {
+        u32 token = be32(cursor);
+        cursor += 4;
+        if (token == FDT_BEGIN_NODE) {
+            depth++;
+            const char *name = (const char *)cursor;
+            u64 size = 0;
+            while (name[size] && name[size] != '@')
+                size++;
+            u64 at = 0;
+            while (node[at] && at < size && node[at] == name[at])
+                at++;
+            if (inside < 0 && at == size && !node[at])
+                inside = depth;
+            while (cursor[size])
+                size++;
+            cursor += align4(size + 1);
+        } else if (token == FDT_PROP) {
+            u32 size = be32(cursor), name = be32(cursor + 4);
+            const u8 *value = cursor + 8;
+            if (inside == depth && same(strings + name, property)) {
+                *length = size;
+                return value;
+            }
+            cursor = value + align4(size);
+        } else if (token == FDT_END_NODE) {
+            if (inside == depth)
+                return 0;
+            depth--;
+        } else if (token != FDT_NOP) {
+            return 0;
+        }
+    }
+}
+
 u64 fdt_reg(u64 dtb, const char *compatible, int index)
 {
     const u8 *blob = (const u8 *)dtb;

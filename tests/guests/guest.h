@@ -44,6 +44,7 @@ void secondary_main(u64 cpu);
    `compatible` (0 if none); `platform_init` sets the GIC frame addresses from
    it and returns how many it found (3 on a good tree). */
 u64 fdt_reg(u64 dtb, const char *compatible, int index);
+const u8 *fdt_property(u64 dtb, const char *node, const char *property, u32 *length);
 int platform_init(u64 dtb);
 
 /* Per-CPU interrupt log kept by the runtime's IRQ handler. */
