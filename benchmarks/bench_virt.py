@@ -12,7 +12,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("unicorn")
@@ -23,6 +22,7 @@ import virt_guests  # noqa: E402
 
 from its_core.testing import GuestMap, random_state  # noqa: E402
 from its_core.virt import Machine  # noqa: E402
+from its_core.virt import bench as virt_bench  # noqa: E402
 from its_core.virt import memory_map as mm  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not virt_guests.have_cross_compiler(),
@@ -47,20 +47,12 @@ def _machine_run(binary):
     return output
 
 
-def _bare_unicorn(binary):
-    """The same loop on a bare unicorn instance: no MMIO, no hooks; it stops
-    at the HVC of system_off (an exception unicorn reports by stopping)."""
-    import unicorn
-    from unicorn import arm64_const as A
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM)
-    uc.ctl_set_cpu_model(A.UC_CPU_ARM64_A57)
-    ram = np.zeros(64 << 20, np.uint8)
-    data = binary.read_bytes()
-    ram[0x8_0000:0x8_0000 + len(data)] = np.frombuffer(data, np.uint8)
-    uc.mem_map_ptr(mm.RAM_BASE, ram.size, unicorn.UC_PROT_ALL, ram.ctypes.data)
-    uc.hook_add(unicorn.UC_HOOK_INTR, lambda uc, number, user: uc.emu_stop())
-    uc.emu_start(mm.RAM_BASE + 0x8_0000, 0xFFFF_FFFF_FFFF_FFFC, 0, LOOP_INSTRUCTIONS + 100)
-    return uc.reg_read(A.UC_ARM64_REG_X0)
+def _bare_unicorn(binary, mmio=False):
+    """The same guest on a bare unicorn instance: no hooks but a constant-
+    returning MMIO callback with `mmio` (unicorn's own MMIO cost); it stops at
+    the HVC of system_off (`its_core.virt.bench` does the same for its table)."""
+    instructions = 3 * MMIO_READS if mmio else LOOP_INSTRUCTIONS
+    virt_bench._on_bare_unicorn(binary.read_bytes(), instructions + 100, mmio)
 
 
 def test_loop_on_the_machine(benchmark, guest):
@@ -113,24 +105,7 @@ def test_migration_of_256_mib_with_64k_lpis(benchmark, layout):
     assert restored.its.tables.num_events == 65536
 
 
-def _bare_unicorn_mmio(binary):
-    """The MMIO guest on bare unicorn with the cheapest possible device: a
-    Python callback that returns a constant (unicorn's own MMIO cost)."""
-    import unicorn
-    from unicorn import arm64_const as A
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM)
-    uc.ctl_set_cpu_model(A.UC_CPU_ARM64_A57)
-    ram = np.zeros(64 << 20, np.uint8)
-    data = binary.read_bytes()
-    ram[0x8_0000:0x8_0000 + len(data)] = np.frombuffer(data, np.uint8)
-    uc.mem_map_ptr(mm.RAM_BASE, ram.size, unicorn.UC_PROT_ALL, ram.ctypes.data)
-    uc.mmio_map(mm.UART.base, mm.UART.size, lambda uc, offset, size, user: 0x90, None,
-                lambda uc, offset, size, value, user: None, None)
-    uc.hook_add(unicorn.UC_HOOK_INTR, lambda uc, number, user: uc.emu_stop())
-    uc.emu_start(mm.RAM_BASE + 0x8_0000, 0xFFFF_FFFF_FFFF_FFFC, 0, 4 * MMIO_READS)
-
-
 def test_mmio_exits_on_bare_unicorn(benchmark, guest):
     benchmark.group = "virt-exits"
     benchmark.extra_info["exits"] = MMIO_READS
-    benchmark.pedantic(_bare_unicorn_mmio, (guest("bench_mmio"),), rounds=3, iterations=1)
+    benchmark.pedantic(_bare_unicorn, (guest("bench_mmio"), True), rounds=3, iterations=1)

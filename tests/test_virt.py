@@ -16,7 +16,7 @@ pytest.importorskip("libfdt", reason="the virt extra is not installed")
 
 import libfdt  # noqa: E402
 
-from its_core.virt import Machine, boot, devicetree  # noqa: E402
+from its_core.virt import boot, devicetree  # noqa: E402
 from its_core.virt import memory_map as mm  # noqa: E402
 import virt_guests  # noqa: E402
 

@@ -77,6 +77,19 @@ void its_movall(u32 from, u32 to);
 void its_sync(u32 target);
 void its_doorbell(u32 event);
 
+/* The test guests' common bring-up: the distributor, CPU 0's interface (PMR
+   0xf0), LPI tables in the runtime's memory with LPIs 8192..8255 enabled at
+   priority 0xa0, CPU 0's LPIs on, and the ITS on its tables and queue.
+   `lpi_enable_this_cpu` turns on a secondary's LPIs (its own pending table). */
+void its_bring_up(void);
+void lpi_enable_this_cpu(u64 cpu);
+
+/* Checks: print "ok <what><value>" or "FAIL ...", counting failures. */
+extern volatile u32 failures;
+void check(int good, const char *what, u64 value);
+/* CPUs the machine has (PSCI AFFINITY_INFO answers for them), up to 8. */
+int count_cpus(void);
+
 /* Spin until `*flag` reaches `value` (or give up after many tries: 0). */
 int wait_for(volatile u32 *flag, u32 value);
 void spin_lock(volatile u32 *lock);

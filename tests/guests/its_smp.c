@@ -8,39 +8,17 @@
 #define LPI(n) (8192 + (n))
 #define DEVICE 0
 
-static u8 prop_table[65536] __attribute__((aligned(4096)));
-static u8 pend_tables[8][65536] __attribute__((aligned(65536)));   /* 64 KiB aligned each */
-static u64 device_table[512] __attribute__((aligned(4096)));
-static u64 collection_table[512] __attribute__((aligned(4096)));
-static u64 queue[512] __attribute__((aligned(4096)));
 static u64 itt[64] __attribute__((aligned(256)));
 static volatile u32 ready;
-static volatile u32 failures;
 static volatile u32 counter_lock, counter, counting_done;
 #define INCREMENTS 2000
 extern char _end[];
-
-static void check(int good, const char *what, u64 value)
-{
-    puts(good ? "ok " : "FAIL ");
-    print(what, value);
-    if (!good)
-        failures++;
-}
-
-static int count_cpus(void)
-{
-    int cpus = 1;
-    while (cpus < 8 && psci(0xC4000004, (u64)cpus, 0, 0) >= 0)   /* AFFINITY_INFO */
-        cpus++;
-    return cpus;
-}
 
 void secondary_main(u64 cpu)
 {
     gic_cpu_init(cpu, 0xf0);
     gic_enable_sgi(cpu, 3, 0x80);
-    lpi_cpu_enable(cpu, (u64)pend_tables[cpu]);
+    lpi_enable_this_cpu(cpu);
     __asm__ volatile("msr daifclr, #2");
     __atomic_fetch_add(&ready, 1, __ATOMIC_SEQ_CST);
     for (int n = 0; n < INCREMENTS; n++) {          /* a shared counter under a spinlock */
@@ -71,14 +49,8 @@ int main(u64 dtb)
     check(platform_init(dtb) == 3 && its_base == 0x08080000UL,
           "ITS found in the device tree at ", its_base);
 
-    gic_distributor_init();
-    gic_cpu_init(0, 0xf0);
+    its_bring_up();
     gic_enable_sgi(0, 3, 0x80);
-    lpi_init_tables((u64)prop_table, 16);
-    for (u32 n = 0; n < 64; n++)
-        lpi_config(LPI(n), 0xa0, 1);
-    lpi_cpu_enable(0, (u64)pend_tables[0]);
-    its_init((u64)device_table, (u64)collection_table, (u64)queue);
     for (int cpu = 1; cpu < cpus; cpu++)
         check(psci(0xC4000003, (u64)cpu, (u64)secondary_start, (u64)cpu) == 0, "CPU_ON ", cpu);
     check(wait_for(&ready, (u32)cpus - 1), "secondaries ready: ", ready);

@@ -9,30 +9,8 @@
 #define LPI(n) (8192 + (n))
 #define DEVICE 0
 
-static u8 prop_table[65536] __attribute__((aligned(4096)));
-static u8 pend_tables[8][65536] __attribute__((aligned(65536)));   /* 64 KiB aligned each */
-static u64 device_table[512] __attribute__((aligned(4096)));
-static u64 collection_table[512] __attribute__((aligned(4096)));
-static u64 queue[512] __attribute__((aligned(4096)));
 static u64 itt[64] __attribute__((aligned(256)));
 static volatile u32 ready, go;
-static volatile u32 failures;
-
-static void check(int good, const char *what, u64 value)
-{
-    puts(good ? "ok " : "FAIL ");
-    print(what, value);
-    if (!good)
-        failures++;
-}
-
-static int count_cpus(void)
-{
-    int cpus = 1;
-    while (cpus < 8 && psci(0xC4000004, (u64)cpus, 0, 0) >= 0)
-        cpus++;
-    return cpus;
-}
 
 static int getchar(void)
 {
@@ -44,7 +22,7 @@ static int getchar(void)
 void secondary_main(u64 cpu)
 {
     gic_cpu_init(cpu, 0xf0);
-    lpi_cpu_enable(cpu, (u64)pend_tables[cpu]);
+    lpi_enable_this_cpu(cpu);
     __atomic_fetch_add(&ready, 1, __ATOMIC_SEQ_CST);
     while (!go)
         ;
@@ -66,13 +44,7 @@ int main(u64 dtb)
     int cpus = count_cpus();
     print("cpus ", cpus);
     check(platform_init(dtb) == 3, "GIC and ITS found in the device tree, ITS at ", its_base);
-    gic_distributor_init();
-    gic_cpu_init(0, 0xf0);
-    lpi_init_tables((u64)prop_table, 16);
-    for (u32 n = 0; n < 64; n++)
-        lpi_config(LPI(n), 0xa0, 1);
-    lpi_cpu_enable(0, (u64)pend_tables[0]);
-    its_init((u64)device_table, (u64)collection_table, (u64)queue);
+    its_bring_up();
     for (int cpu = 1; cpu < cpus; cpu++)
         psci(0xC4000003, (u64)cpu, (u64)secondary_start, (u64)cpu);
     wait_for(&ready, (u32)cpus - 1);

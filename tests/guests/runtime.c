@@ -252,3 +252,41 @@ void its_doorbell(u32 event)
     barrier();
     write32(ITS_BASE + 0x10040, event);                 /* GITS_TRANSLATER, DeviceID 0 */
 }
+
+/* -- what the test guests share ------------------------------------------------ */
+
+static u8 config_table[65536] __attribute__((aligned(4096)));
+static u8 pend_tables[8][65536] __attribute__((aligned(65536)));   /* 64 KiB aligned each */
+static u64 device_table[512] __attribute__((aligned(4096)));
+static u64 collection_table[512] __attribute__((aligned(4096)));
+static u64 command_queue[512] __attribute__((aligned(4096)));
+volatile u32 failures;
+
+void its_bring_up(void)
+{
+    gic_distributor_init();
+    gic_cpu_init(0, 0xf0);
+    lpi_init_tables((u64)config_table, 16);
+    for (u32 n = 0; n < 64; n++)
+        lpi_config(8192 + n, 0xa0, 1);
+    lpi_cpu_enable(0, (u64)pend_tables[0]);
+    its_init((u64)device_table, (u64)collection_table, (u64)command_queue);
+}
+
+void lpi_enable_this_cpu(u64 cpu) { lpi_cpu_enable(cpu, (u64)pend_tables[cpu]); }
+
+void check(int good, const char *what, u64 value)
+{
+    puts(good ? "ok " : "FAIL ");
+    print(what, value);
+    if (!good)
+        failures++;
+}
+
+int count_cpus(void)
+{
+    int cpus = 1;
+    while (cpus < 8 && psci(0xC4000004, (u64)cpus, 0, 0) >= 0)   /* AFFINITY_INFO */
+        cpus++;
+    return cpus;
+}
