@@ -442,10 +442,8 @@ class Gic:
             value = self.spi_route[spi]
             return value >> 32 if offset % 8 == 4 else value & (0xFFFF_FFFF_FFFF_FFFF
                                                                   if size == 8 else 0xFFFF_FFFF)
-        if offset < GICD_IPRIORITYR + 0x20 and GICD_IGROUPR <= offset and \
-                not (GICD_IPRIORITYR <= offset):
-            if (offset & 0x7F) < 4:
-                return 0                           # the private-interrupt word: RAZ with ARE
+        # The words of INTIDs 0-31 read as zero (with ARE they are the
+        # redistributors'): the SPI bank starts at INTID 32.
         return self._bank_read(self.spis, mm.SPI_BASE, offset, size)
 
     def distributor_write(self, offset: int, size: int, value: int) -> bool:

@@ -24,7 +24,7 @@ from its_core.frontend.its import ITS
 from its_core.frontend.redistributors import Redistributors
 from its_core.virt import boot, psci
 from its_core.virt import memory_map as mm
-from its_core.virt.cpu import Cpu, GuestFault
+from its_core.virt.cpu import CNTFRQ_EL0, CNTPCT_EL0, CNTVCT_EL0, MPIDR_EL1, Cpu, GuestFault
 from its_core.virt.gic import Gic
 from its_core.virt.pl011 import PL011
 
@@ -305,16 +305,18 @@ class Machine:
     # -- system registers ------------------------------------------------------------------
 
     def read_sysreg(self, cpu: int, encoding: tuple) -> int | None:
-        from its_core.virt import cpu as cpu_module
-        if encoding == cpu_module.MPIDR_EL1:
+        """An MRS the machine answers (identification, the counter, the GIC
+        CPU interface); None leaves the register to unicorn."""
+        if encoding == MPIDR_EL1:
             return mm.mpidr(cpu)
-        if encoding == cpu_module.CNTFRQ_EL0:
+        if encoding == CNTFRQ_EL0:
             return mm.COUNTER_HZ
-        if encoding in (cpu_module.CNTVCT_EL0, cpu_module.CNTPCT_EL0):
+        if encoding in (CNTVCT_EL0, CNTPCT_EL0):
             return self._counter()
         return self.gic.read_sysreg(cpu, encoding)
 
     def write_sysreg(self, cpu: int, encoding: tuple, value: int) -> bool:
+        """An MSR to the GIC CPU interface; False leaves it to unicorn."""
         return self.gic.write_sysreg(cpu, encoding, value)
 
     # -- PSCI (psci.PowerControl) ---------------------------------------------------------
