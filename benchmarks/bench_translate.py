@@ -154,3 +154,20 @@ def test_guard_pin_cycle(benchmark, tables_cache):
     benchmark.extra_info["calls"] = GUARD_CALLS
     benchmark(tables.guard.cycle_pins, GUARD_CALLS)
     assert tables.guard.pinned == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("workload,layout", [(w, layout) for w in WORKLOADS.values()
+                                             if not w.sparse for layout in w.layouts()],
+                         ids=lambda v: getattr(v, "name", v))
+def test_batch_threads(benchmark, tables_cache, expected_cache, workload, layout, threads):
+    """The random batch split across `threads` (translate_batch threads=): the
+    two rows of a group are the one- and two-thread rates on the same pairs."""
+    tables = tables_for(tables_cache, workload, layout)
+    device_ids, event_ids, intids, cpus, _ = expected_for(expected_cache, workload, "random")
+    out = (np.empty(BATCH_PAIRS, np.uint32), np.empty(BATCH_PAIRS, np.int32),
+           np.empty(BATCH_PAIRS, np.uint8))
+    benchmark.group = f"translate-threads/{workload.name}/{layout}"
+    benchmark.extra_info["pairs"] = BATCH_PAIRS
+    benchmark(tables.translate_batch, device_ids, event_ids, out=out, threads=threads)
+    assert np.array_equal(out[0], intids) and np.array_equal(out[1], cpus)

@@ -82,8 +82,10 @@ def test_batches_see_whole_mappings_while_the_pool_grows_and_compacts(layout):
     rounds = []
 
     def reader():
+        split = 0
         while not done.is_set():
-            intids, cpus, statuses = tables.translate_batch(devices, events)
+            split = 1 + split % 2                     # one part, then two (translate_batch threads=)
+            intids, cpus, statuses = tables.translate_batch(devices, events, threads=split)
             stable = slice(0, stable_devices.size)
             for got, want in zip((intids[stable], cpus[stable], statuses[stable]), expected):
                 np.testing.assert_array_equal(got, want)

@@ -14,6 +14,10 @@ open write section; so no read ever sees a mutation half done or an array
 that was freed.
 """
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 cimport cython
@@ -256,6 +260,37 @@ def _check_out(out, Py_ssize_t length):
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise ValueError(f"out {name} must be contiguous and writeable")
     return intids, cpus, statuses
+
+
+#: Batches of at least this many pairs are split across threads by default.
+AUTO_THREADS_MIN_PAIRS = 1 << 17
+_MAX_AUTO_THREADS = 8
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def batch_threads(threads, Py_ssize_t length):
+    """The number of parts a batch of `length` pairs is split into: `threads`
+    checked (ValueError unless a positive integer), or the automatic choice."""
+    if threads is None:
+        if length < AUTO_THREADS_MIN_PAIRS:
+            return 1
+        return max(1, min(os.cpu_count() or 1, _MAX_AUTO_THREADS,
+                          length // (AUTO_THREADS_MIN_PAIRS // 2)))
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) \
+            or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return max(1, min(int(threads), length))
+
+
+def _thread_pool():
+    """The worker threads batches split across (made on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 2),
+                                       thread_name_prefix="its-core-batch")
+        return _pool
 
 
 cdef class _Pin:
@@ -919,8 +954,8 @@ cdef class TranslationTables:
             raise TranslationError(TranslationStatus(status), device_id, event_id)
         return intid, cpu
 
-    def translate_batch(self, device_ids, event_ids, out=None):
-        """Translate many MSIs in one nogil loop.
+    def translate_batch(self, device_ids, event_ids, out=None, *, threads=None):
+        """Translate many MSIs in nogil loops.
 
         Parameters
         ----------
@@ -931,6 +966,12 @@ cdef class TranslationTables:
         out : tuple of ndarray, optional
             ``(intids uint32, cpus int32, statuses uint8)`` of the same length,
             written in place and returned.
+        threads : int, optional
+            Split the batch into this many contiguous parts translated at once,
+            the calling thread taking the first (ValueError unless a positive
+            integer).  Default: one per CPU (at most 8) for batches of at least
+            `AUTO_THREADS_MIN_PAIRS` pairs, with each part at least that half
+            size; otherwise 1.  The results do not depend on it.
 
         Returns
         -------
@@ -943,50 +984,70 @@ cdef class TranslationTables:
         """
         devices, events = message_arrays(device_ids, event_ids)
         cdef Py_ssize_t length = devices.shape[0]
+        cdef int parts = batch_threads(threads, length)
         if out is None:
             out = (np.empty(length, np.uint32), np.empty(length, np.int32),
                    np.empty(length, np.uint8))
         else:
             out = _check_out(out, length)
-        cdef const uint32_t[:] device_view = devices
-        cdef const uint32_t[:] event_view = events
-        cdef uint32_t[::1] intid_view = out[0]
-        cdef int32_t[::1] cpu_view = out[1]
-        cdef uint8_t[::1] status_view = out[2]
         if length == 0:
             return out
-        cdef uint32_t* intid_out = &intid_view[0]
-        cdef int32_t* cpu_out = &cpu_view[0]
-        cdef uint8_t* status_out = &status_view[0]
-        cdef lookup_t view
-        cdef FlatDirectory flat
-        cdef TwoLevelDirectory twolevel
-        cdef HashDirectory hashed
-        # Pinned: no other thread's write section starts until the loop has
-        # finished, so every array `view` points into stays allocated and
-        # unchanged (docs/threads.md).
+        cdef Py_ssize_t index
+        bounds = [length * index // parts for index in range(parts + 1)]
+        # Pinned: no other thread's write section starts until every part has
+        # finished, so every array the view points into stays allocated and
+        # unchanged (docs/threads.md).  The parts run under this one pin.
         self.guard.pin()
         try:
             self._sync_view()
-            view = self.view
-            if self.layout_code == LAYOUT_FLAT:
-                flat = <FlatDirectory>self.directory
-                with nogil:
-                    translate_loop(flat, &view, length, device_view, event_view, intid_out,
-                                   cpu_out, status_out)
-            elif self.layout_code == LAYOUT_TWOLEVEL:
-                twolevel = <TwoLevelDirectory>self.directory
-                with nogil:
-                    translate_loop(twolevel, &view, length, device_view, event_view,
-                                   intid_out, cpu_out, status_out)
+            if parts == 1:
+                self._translate_part(devices, events, out, 0, length)
             else:
-                hashed = <HashDirectory>self.directory
-                with nogil:
-                    translate_loop(hashed, &view, length, device_view, event_view, intid_out,
-                                   cpu_out, status_out)
+                pending = [_thread_pool().submit(self._translate_part, devices, events, out,
+                                                 bounds[index], bounds[index + 1])
+                           for index in range(1, parts)]
+                try:
+                    self._translate_part(devices, events, out, 0, bounds[1])
+                finally:
+                    for future in pending:
+                        future.result()
         finally:
             self.guard.unpin()
         return out
+
+    def _translate_part(self, devices, events, out, Py_ssize_t start, Py_ssize_t end):
+        """Pairs [start, end) of a batch, without the GIL; the caller has
+        pinned the tables and synced the view."""
+        cdef const uint32_t[:] device_view = devices[start:end]
+        cdef const uint32_t[:] event_view = events[start:end]
+        cdef uint32_t[::1] intid_view = out[0][start:end]
+        cdef int32_t[::1] cpu_view = out[1][start:end]
+        cdef uint8_t[::1] status_view = out[2][start:end]
+        cdef Py_ssize_t length = end - start
+        if length <= 0:
+            return
+        cdef uint32_t* intid_out = &intid_view[0]
+        cdef int32_t* cpu_out = &cpu_view[0]
+        cdef uint8_t* status_out = &status_view[0]
+        cdef lookup_t view = self.view
+        cdef FlatDirectory flat
+        cdef TwoLevelDirectory twolevel
+        cdef HashDirectory hashed
+        if self.layout_code == LAYOUT_FLAT:
+            flat = <FlatDirectory>self.directory
+            with nogil:
+                translate_loop(flat, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
+        elif self.layout_code == LAYOUT_TWOLEVEL:
+            twolevel = <TwoLevelDirectory>self.directory
+            with nogil:
+                translate_loop(twolevel, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
+        else:
+            hashed = <HashDirectory>self.directory
+            with nogil:
+                translate_loop(hashed, &view, length, device_view, event_view, intid_out,
+                               cpu_out, status_out)
 
     def load_devices(self, device_ids, event_bits, itt_addrs, event_counts, event_ids, ites):
         """Map many devices with their events at once (for restoring).

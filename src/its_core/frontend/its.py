@@ -27,7 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from its_core.abi import saverestore, snapshot_format
-from its_core.core._core import TranslationStatus, TranslationTables, message_arrays
+from its_core.core._core import (TranslationStatus, TranslationTables, batch_threads,
+                                 message_arrays)
 from its_core.errors import ITSError
 from its_core.frontend.access import (  # noqa: F401 - ACCESS_ERRORS_KEPT is re-exported
     ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log)
@@ -505,9 +506,9 @@ class ITS:
         """(intid, cpu) of the current mappings (a pure lookup; see TranslationTables)."""
         return self.tables.translate(device_id, event_id)
 
-    def translate_batch(self, device_ids, event_ids, out=None):
+    def translate_batch(self, device_ids, event_ids, out=None, *, threads=None):
         """Batch lookup of the current mappings (see TranslationTables.translate_batch)."""
-        return self.tables.translate_batch(device_ids, event_ids, out=out)
+        return self.tables.translate_batch(device_ids, event_ids, out=out, threads=threads)
 
     def msi(self, device_id: int, event_id: int) -> TranslationStatus:
         """The doorbell: translate and make the LPI pending on its target CPU.
@@ -524,7 +525,7 @@ class ITS:
         """Signal the target CPU of a delivered doorbell, if its best LPI changed."""
         self.redistributors.signal_changes((self.tables.translate(device_id, event_id)[1],))
 
-    def msi_batch(self, device_ids, event_ids, *, cpus_out=None) -> np.ndarray:
+    def msi_batch(self, device_ids, event_ids, *, cpus_out=None, threads=None) -> np.ndarray:
         """Many doorbells; returns a uint8 array of `TranslationStatus`.
 
         A disabled ITS translates nothing: every status is ITS_DISABLED (the
@@ -538,9 +539,14 @@ class ITS:
             Filled in place with the CPU each LPI was made pending on, -1
             where the status is not OK: what a simulator needs to signal its
             CPUs, without a second look-up.
+        threads : int, optional
+            Translate in this many parts at once (`TranslationTables.
+            translate_batch`); the pending bits are then set in one native
+            loop holding the GIL, so none is lost.
         """
         devices, events = message_arrays(device_ids, event_ids)
         length = devices.shape[0]
+        batch_threads(threads, length)                   # checked even when disabled
         if cpus_out is not None and not (
                 isinstance(cpus_out, np.ndarray) and cpus_out.dtype == np.int32
                 and cpus_out.shape == (length,) and cpus_out.flags.c_contiguous
@@ -553,7 +559,8 @@ class ITS:
             return np.full(length, TranslationStatus.ITS_DISABLED, np.uint8)
         cpus = np.empty(length, np.int32) if cpus_out is None else cpus_out
         intids, cpus, statuses = self.tables.translate_batch(
-            devices, events, out=(np.empty(length, np.uint32), cpus, np.empty(length, np.uint8)))
+            devices, events, out=(np.empty(length, np.uint32), cpus, np.empty(length, np.uint8)),
+            threads=threads)
         self._lpi.deliver(intids, cpus, statuses)
         delivered = statuses == TranslationStatus.OK
         if cpus_out is not None:
