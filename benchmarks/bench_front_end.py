@@ -83,7 +83,7 @@ def test_msi_batch(benchmark, mapped, layout):
     device_ids, event_ids = access(WORKLOAD, "random", DOORBELLS)
     benchmark.group = "msi-batch"
     benchmark.extra_info["doorbells"] = DOORBELLS
-    statuses = benchmark(its.msi_batch, device_ids, event_ids)
+    statuses = benchmark(its.msi_batch, device_ids, event_ids, threads=1)
     assert (statuses == TranslationStatus.OK).all()
     intids, cpus, _ = its.translate_batch(device_ids[:100], event_ids[:100])
     for intid, cpu in zip(intids.tolist(), cpus.tolist()):
@@ -94,7 +94,8 @@ def test_translate_batch_same_pairs(benchmark, mapped):
     """The lookup alone, on the pairs of test_msi_batch (flat)."""
     device_ids, event_ids = access(WORKLOAD, "random", DOORBELLS)
     benchmark.group = "msi-batch"
-    _, _, statuses = benchmark(mapped["flat"].translate_batch, device_ids, event_ids)
+    _, _, statuses = benchmark(mapped["flat"].translate_batch, device_ids, event_ids,
+                               threads=1)
     assert (statuses == TranslationStatus.OK).all()
 
 

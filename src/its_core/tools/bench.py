@@ -116,7 +116,7 @@ def run_workload(workload: Workload, layouts, patterns, pairs: int, repeat: int,
                                           positions, event_ids, intids, cpus)}
         for layout, tables in built.items():
             batch_calls[layout] = partial(tables.translate_batch, device_ids, event_ids,
-                                          out=outputs[layout])
+                                          out=outputs[layout], threads=1)
         if reference_tables is not None:
             batch_calls["reference"] = partial(reference_tables.translate_batch,
                                                device_ids[:reference_count],
