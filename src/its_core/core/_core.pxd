@@ -74,6 +74,7 @@ cdef class TranslationTables:
     cdef int _store_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1
     cdef object _mapping(self, int64_t device_id, int64_t event_id)
     cdef bint _is_mapped(self, int64_t device_id)
+    cdef bint _few_ites(self, Py_ssize_t mask_size)
     cdef object _live_ites(self)
     cdef object _ite_mask(self, bint by_intid)
     cdef int _refresh_view(self) except -1

@@ -1529,14 +1529,23 @@ cdef class TranslationTables:
                         marks[ite_intid(ite) if by_intid else ite_icid(ite)] = 1
         return mask
 
+    cdef bint _few_ites(self, Py_ssize_t mask_size):
+        """Whether sorting the stores' words beats a pass over a mask of
+        `mask_size` entries (small states: no cost of O(ID space))."""
+        return (self.pool.top + self.sparse.values_array.shape[0]) * 8 < mask_size
+
     def referenced_icids(self):
         """Sorted uint16 ICIDs named by at least one mapped event."""
         with _Pin(self.guard):
+            if self._few_ites(ICID_SPACE):
+                return np.unique(self._live_ites() & np.uint64(ITE_ICID_MASK)).astype(np.uint16)
             return np.flatnonzero(self._ite_mask(False)).astype(np.uint16)
 
     def mapped_intids(self):
         """Sorted unique uint32 INTIDs of every mapped event."""
         with _Pin(self.guard):
+            if self._few_ites(1 << self.intid_bits):
+                return np.unique(self._live_ites() >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32)
             return np.flatnonzero(self._ite_mask(True)).astype(np.uint32)
 
     def collections_of(self, icids):
