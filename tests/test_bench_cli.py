@@ -160,3 +160,13 @@ def test_the_virt_table_when_the_extra_is_installed(capsys, monkeypatch):
     assert virt["loop_machine_s"] > 0 and virt["mmio_bare_s"] > 0
     assert "virt machine" in captured.err and "MMIO exits/s, machine" in captured.err
     assert re.search(r"migration, 256 MiB, 64 K LPIs +125 ms", captured.err)
+
+
+def test_sparse_rows_mark_their_unlike_ceiling(capsys):
+    assert cli.main(["bench", "--layouts", "hash", "--workloads", "sparse-4k", "--pairs", "2000",
+                     "--repeat", "1", "--no-virt"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines()
+            if line.startswith("sparse-4k ") and line.split()[1] in PATTERNS]
+    assert rows and all(line.split()[3].endswith("*") for line in rows)
+    assert "does no DeviceID lookup at all" in out
