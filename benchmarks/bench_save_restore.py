@@ -104,3 +104,46 @@ def test_from_snapshot(benchmark, snapshots, layout):
     benchmark.extra_info["entries"] = its.tables.num_events
     twin = benchmark(ITS.from_snapshot, snapshot, memory)
     assert_same_state(its, twin)
+
+
+BULK_STATES = 20
+BULK_LAYOUTS = {"flat": "hash", "twolevel": "flat", "hash": "twolevel"}
+
+
+@pytest.fixture(scope="module")
+def bulk_states():
+    """Random small states (64 devices x 32 events, the default guest layout),
+    each on its own guest memory, made (untimed) once."""
+    states = []
+    for seed in range(BULK_STATES):
+        its = ITS(GuestMemory(64 << 20), 4, "flat")
+        random_state(its, 64, 32, seed=seed)
+        states.append(its)
+    return states
+
+
+@pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
+def test_bulk_round_trips(benchmark, bulk_states, layout):
+    """`save()` then `restore()` into a fresh ITS of another layout, for each of
+    BULK_STATES small states; round trips per second = BULK_STATES / time."""
+    sources = []
+    for its in bulk_states:
+        source = ITS(its.memory, 4, layout)
+        source.restore(its.save())              # the state, in this layout
+        sources.append(source)
+    target = BULK_LAYOUTS[layout]
+
+    def round_trips():
+        restored = []
+        for source in sources:
+            state = source.save()
+            fresh = ITS(source.memory, 4, target)
+            fresh.restore(state)
+            restored.append(fresh)
+        return restored
+
+    benchmark.group = "bulk"
+    benchmark.extra_info["round_trips"] = BULK_STATES
+    restored = benchmark(round_trips)
+    for source, fresh in zip(sources, restored):
+        assert_same_state(source, fresh)

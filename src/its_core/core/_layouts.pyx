@@ -150,9 +150,27 @@ cdef class DeviceDirectory:
 
     def records(self):
         """Structured array (DEVICE_DTYPE) of the present devices, by DeviceID."""
-        # np.take, not fancy indexing: much faster on structured arrays.
-        parts = [np.take(records, np.flatnonzero(records["event_bits"]))
-                 for records in self.storage()]
+        # A native scan that stops once `count` records are found (a small
+        # state in a big flat table costs little), then np.take, not fancy
+        # indexing: much faster on structured arrays.
+        cdef Py_ssize_t remaining = self.count, index, found
+        cdef device_t[::1] view
+        cdef Py_ssize_t[::1] positions
+        parts = []
+        for records in self.storage():
+            view = records
+            chosen = np.empty(min(remaining, view.shape[0]), np.intp)
+            positions = chosen
+            found = 0
+            with nogil:
+                for index in range(view.shape[0]):
+                    if found == positions.shape[0]:
+                        break
+                    if view[index].event_bits:
+                        positions[found] = index
+                        found += 1
+            remaining -= found
+            parts.append(np.take(records, chosen[:found]))
         merged = np.concatenate(parts) if len(parts) != 1 else parts[0]
         ids = merged["device_id"]
         if ids.size > 1 and not (ids[1:] > ids[:-1]).all():    # flat: already in order
