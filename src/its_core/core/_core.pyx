@@ -305,36 +305,38 @@ def _sorted_unique(values):
     return ordered[keep]
 
 
-cdef class _Pin:
-    """``with _Pin(guard):`` a read that releases the GIL or calls into Python
-    half-way; must not contain another pin of the same tables."""
+cdef class _Section:
+    """A `with` block of the tables' guard: a pin (``write=False``: a read that
+    releases the GIL or calls into Python half-way; it must not contain
+    another pin of the same tables) or a write section (a mutation, or a
+    composite read that must see one state: `TranslationTables.exclusive`)."""
     cdef TableGuard guard
+    cdef bint write
 
-    def __cinit__(self, TableGuard guard):
+    def __cinit__(self, TableGuard guard, bint write):
         self.guard = guard
+        self.write = write
 
     def __enter__(self):
-        self.guard.pin()
+        if self.write:
+            self.guard.begin_write()
+        else:
+            self.guard.pin()
 
     def __exit__(self, *exc_info):
-        self.guard.unpin()
+        if self.write:
+            self.guard.end_write()
+        else:
+            self.guard.unpin()
         return False
 
 
-cdef class _WriteSection:
-    """``with _WriteSection(guard):`` a mutation, or a composite read that
-    must see one state (`TranslationTables.exclusive`)."""
-    cdef TableGuard guard
+def _Pin(TableGuard guard):
+    return _Section(guard, False)
 
-    def __cinit__(self, TableGuard guard):
-        self.guard = guard
 
-    def __enter__(self):
-        self.guard.begin_write()
-
-    def __exit__(self, *exc_info):
-        self.guard.end_write()
-        return False
+def _WriteSection(TableGuard guard):
+    return _Section(guard, True)
 
 
 
