@@ -244,10 +244,11 @@ def test_composite_reads_see_one_command_batch():
         its.submit(C.mapd(device_id, guest.itt_address(device_id), 5),
                    *[C.mapti(device_id, event_id, 8192 + event_id, 0) for event_id in range(32)])
     states = []
-    done = threading.Event()
+    done, saving = threading.Event(), threading.Event()
 
     def remapper():
         try:
+            assert saving.wait(60), "the saver never started"
             for round_number in range(1, 30):
                 for device_id in range(20):
                     _submit_in_one_write(its, [
@@ -258,11 +259,14 @@ def test_composite_reads_see_one_command_batch():
             done.set()
 
     def saver():
-        while not done.is_set():
+        while True:                       # at least one snapshot while the remaps run
             states.append(its.tables.snapshot())
+            saving.set()
+            if done.wait(0.005):              # leave the remapper room between snapshots
+                break
 
     _run_threads(remapper, saver)
-    assert states
+    assert len(states) >= 2
     for state in states:
         for device_id in range(20):
             rows = [state["events"].get((device_id, event_id)) for event_id in range(32)]
