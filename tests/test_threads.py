@@ -83,7 +83,7 @@ def test_batches_see_whole_mappings_while_the_pool_grows_and_compacts(layout):
 
     def reader():
         split = 0
-        while not done.is_set():
+        while not (done.is_set() and rounds):          # at least one batch, however late
             split = 1 + split % 2                     # one part, then two (translate_batch threads=)
             intids, cpus, statuses = tables.translate_batch(devices, events, threads=split)
             stable = slice(0, stable_devices.size)
