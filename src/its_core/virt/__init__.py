@@ -10,8 +10,8 @@ try:
     import libfdt  # noqa: F401
     import elftools  # noqa: F401
 except ImportError as error:                         # pragma: no cover - depends on extras
-    raise ImportError(f"its_core.virt needs the 'virt' extra ({error.name} is missing): "
-                      'pip install "its_core[virt]"') from error
+    raise ImportError(f"its_core.virt needs the 'virt' extra ({error.name or error} is "
+                      'missing): pip install "its_core[virt]"') from error
 
 from its_core.virt.machine import Machine, RunResult
 
