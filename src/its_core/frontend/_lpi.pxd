@@ -45,6 +45,7 @@ cdef class LPIState:
     cdef void _unpended(self, cpu_t cpu, intid_t intid) noexcept
     cdef void _index_add(self, cpu_t cpu, intid_t intid, uint8_t config) noexcept
     cdef void _index_remove(self, cpu_t cpu, intid_t intid, uint8_t config) noexcept
+    cdef void _index_word(self, cpu_t cpu, Py_ssize_t word_index, uint64_t word) noexcept
     cdef void _index_clear(self, cpu_t cpu) noexcept
     cdef void _index_rebuild(self, cpu_t cpu, bint trust_count) noexcept
     cdef void _set_config(self, intid_t intid, uint8_t config) noexcept

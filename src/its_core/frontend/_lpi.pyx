@@ -220,6 +220,19 @@ cdef class LPIState:
             return
         self.priorities[cpu] &= ~(ONE << priority)
 
+    cdef void _index_word(self, cpu_t cpu, Py_ssize_t word_index, uint64_t word) noexcept:
+        """File the enabled LPIs among the bits of `word`, which are pending
+        bits of 64-INTID word `word_index` of `cpu`'s bitmap."""
+        cdef intid_t base = <intid_t>(word_index << 6)
+        cdef int bit
+        cdef uint8_t config
+        while word:
+            bit = ITS_CTZ64(word)
+            word &= word - 1
+            config = self.config[base + bit]
+            if config & 1:
+                self._index_add(cpu, base + bit, config)
+
     cdef void _index_clear(self, cpu_t cpu) noexcept:
         """Empty `cpu`'s index, touching only its non-zero words."""
         cdef uint64_t priorities = self.priorities[cpu]
@@ -267,13 +280,7 @@ cdef class LPIState:
             if not word:
                 continue
             found += ITS_POPCOUNT64(word)
-            base = <intid_t>(word_index << 6)
-            while word:
-                bit = ITS_CTZ64(word)
-                word &= word - 1
-                config = self.config[base + bit]
-                if config & 1:
-                    self._index_add(cpu, base + bit, config)
+            self._index_word(cpu, word_index, word)
             if found >= remaining:
                 break
         if ITS_CORE_DEBUG and trust_count and found != remaining:
@@ -451,13 +458,7 @@ cdef class LPIState:
                 existing |= fresh
                 memcpy(to_row + (word_index << 3), &existing, 8)
                 self.pending_count[target] += ITS_POPCOUNT64(fresh)
-                base = <intid_t>(word_index << 6)
-                while fresh:
-                    bit = ITS_CTZ64(fresh)
-                    fresh &= fresh - 1
-                    config = self.config[base + bit]
-                    if config & 1:
-                        self._index_add(target, base + bit, config)
+                self._index_word(target, word_index, fresh)
         memset(from_row, 0, self.pending.shape[1])
         self._index_clear(source)
         self.pending_count[source] = 0
