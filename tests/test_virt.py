@@ -369,3 +369,27 @@ def test_the_environment_is_where_qemu_puts_it(guest, tmp_path):
     assert result.reason == "off"
     assert ours == virt_guests.run_on_qemu(guest("env"), extra=("-append", ENV_APPEND,
                                                                 "-initrd", str(initrd)))
+
+
+def test_irouter_keeps_only_its_architected_fields():
+    from its_core.virt import Machine
+    gic = Machine(smp=2, memory="64M", output=lambda data: None).gic
+    irouter_33 = 0x6000 + 8 * 33
+    gic.distributor_write(irouter_33, 8, (1 << 64) - 1)
+    # Aff3 [39:32], Interrupt_Routing_Mode [31], Aff2.Aff1.Aff0 [23:0]; RES0 elsewhere.
+    assert gic.distributor_read(irouter_33, 8) == 0x0000_00FF_80FF_FFFF
+
+
+@needs_compiler
+def test_an_elf_segment_larger_than_ram_is_refused_before_it_is_read(guest):
+    import struct
+    elf = bytearray(guest("hello").with_suffix(".elf").read_bytes())
+    phoff = struct.unpack_from("<Q", elf, 0x20)[0]
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for index in range(phnum):
+        header = phoff + index * phentsize
+        if struct.unpack_from("<I", elf, header)[0] == 1:          # PT_LOAD
+            struct.pack_into("<Q", elf, header + 0x28, 1 << 40)    # p_memsz: 1 TiB
+            break
+    with pytest.raises(boot.BootError, match="does not fit RAM"):
+        boot.load(_ram(), bytes(elf), num_cpus=1)

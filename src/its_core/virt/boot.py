@@ -53,11 +53,17 @@ def _align_up(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
 
 
-def _place(ram, address: int, data: bytes, what: str) -> None:
+def _check_fits(ram, address: int, size: int, what: str) -> int:
+    """`address`'s offset in `ram`, BootError unless [address, address + size) is RAM."""
     offset = address - mm.RAM_BASE
-    if offset < 0 or offset + len(data) > ram.size:
-        raise BootError(f"{what} [{address:#x}, {address + len(data):#x}) does not fit RAM "
+    if offset < 0 or offset + size > ram.size:
+        raise BootError(f"{what} [{address:#x}, {address + size:#x}) does not fit RAM "
                         f"[{mm.RAM_BASE:#x}, {mm.RAM_BASE + ram.size:#x})")
+    return offset
+
+
+def _place(ram, address: int, data: bytes, what: str) -> None:
+    offset = _check_fits(ram, address, len(data), what)
     ram[offset:offset + len(data)] = memoryview(data)
 
 
@@ -70,9 +76,12 @@ def _load_elf(ram, data: bytes) -> tuple[int, int, int]:
     for segment in elf.iter_segments():
         if segment["p_type"] != "PT_LOAD" or segment["p_memsz"] == 0:
             continue
-        address = segment["p_paddr"]
-        contents = segment.data() + bytes(segment["p_memsz"] - segment["p_filesz"])
-        _place(ram, address, contents, "ELF segment")
+        address, file_bytes = segment["p_paddr"], segment["p_filesz"]
+        if file_bytes > segment["p_memsz"]:
+            raise BootError(f"ELF segment at {address:#x} has more file bytes than memory bytes")
+        offset = _check_fits(ram, address, segment["p_memsz"], "ELF segment")  # before reading
+        ram[offset:offset + segment["p_memsz"]] = 0
+        _place(ram, address, segment.data(), "ELF segment")
         low = address if low is None else min(low, address)
         high = max(high or 0, address + segment["p_memsz"])
     if low is None:

@@ -51,6 +51,9 @@ SGI_IGROUPR0, SGI_ISENABLER0, SGI_ICENABLER0 = 0x0080, 0x0100, 0x0180
 SGI_ISPENDR0, SGI_ICPENDR0, SGI_ISACTIVER0, SGI_ICACTIVER0 = 0x0200, 0x0280, 0x0300, 0x0380
 SGI_IPRIORITYR, SGI_ICFGR0, SGI_ICFGR1, SGI_IGRPMODR0 = 0x0400, 0x0C00, 0x0C04, 0x0D00
 
+#: GICD_IROUTER<n>: Aff3 [39:32], Interrupt_Routing_Mode [31], Aff2.Aff1.Aff0 [23:0];
+#: the other bits are RES0.
+IROUTER_WRITABLE = (0xFF << 32) | (1 << 31) | 0xFF_FFFF
 CTLR_ENABLE_GRP1 = 1 << 1
 CTLR_ARE = 1 << 4
 CTLR_DS = 1 << 6
@@ -464,7 +467,7 @@ class Gic:
                 new = (old & 0xFFFF_FFFF) | (value << 32)
             else:
                 new = (old & ~0xFFFF_FFFF) | value
-            self.spi_route[spi] = new & 0xFF_8000_FFFF_FF | (new & 0xFF_0000_0000)
+            self.spi_route[spi] = new & IROUTER_WRITABLE
             self._changed_all()
             return True
         handled = self._bank_write(self.spis, mm.SPI_BASE, offset, size, value)

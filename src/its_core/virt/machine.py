@@ -32,6 +32,7 @@ from its_core.virt.pl011 import PL011
 DEFAULT_SLICE = 20_000
 #: `Machine.save` format.
 STATE_FORMAT = "its-core-virt-1"
+_ACCESS_SIZES = frozenset((1, 2, 4, 8))
 _SIZE_SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -234,8 +235,20 @@ class Machine:
     def mmio_regions(self, cpu: int):
         """(region, read callback, write callback) of every device, for CPU `cpu`."""
         def callbacks(read, write):
-            return (lambda uc, offset, size, data: read(cpu, offset, size),
-                    lambda uc, offset, size, value, data: write(cpu, offset, size, value))
+            # The GIC frames take 1-, 2-, 4- and 8-byte accesses; anything else
+            # (a vector register's access, say) reads as zero and is counted.
+            def on_read(uc, offset, size, data):
+                if size in _ACCESS_SIZES:
+                    return read(cpu, offset, size)
+                self.unmapped_accesses += 1
+                return 0
+
+            def on_write(uc, offset, size, value, data):
+                if size in _ACCESS_SIZES:
+                    write(cpu, offset, size, value)
+                else:
+                    self.unmapped_accesses += 1
+            return on_read, on_write
         uart_read, uart_write = self.uart.read, self.uart.write   # the hottest: one call
         return [(mm.GICD, *callbacks(self._gicd_read, self._gicd_write)),
                 (mm.ITS, *callbacks(self._its_read, self._its_write)),
@@ -255,13 +268,12 @@ class Machine:
             self.unmapped_accesses += 1
 
     def _its_read(self, cpu, offset, size):
-        return self.its.mmio_read(offset, size) if size in (1, 2, 4, 8) else 0
+        return self.its.mmio_read(offset, size)
 
     def _its_write(self, cpu, offset, size, value):
-        if size in (1, 2, 4, 8):
-            # A CPU's write to GITS_TRANSLATER carries DeviceID 0 (QEMU: the
-            # requester ID of a CPU access).
-            self.its.mmio_write(offset, value, size, device_id=0)
+        # A CPU's write to GITS_TRANSLATER carries DeviceID 0 (QEMU: the
+        # requester ID of a CPU access).
+        self.its.mmio_write(offset, value, size, device_id=0)
 
     def _gicr_locate(self, offset):
         cpu, within = divmod(offset, mm.GICR_STRIDE)
