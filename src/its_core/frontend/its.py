@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
@@ -593,11 +594,10 @@ class ITS:
         and registers, no GICR_* entries, no pending tables): for ITSs that
         share one `Redistributors`, which is saved once with `its_core.
         Redistributors.save`."""
-        with self._lock, self.tables.exclusive():
-            if redistributors:
-                with self.redistributors._lock:
-                    return saverestore.save(self, True)
-            return saverestore.save(self, False)
+        # Lock order (docs/threads.md): ITS, redistributors, tables.
+        with self._lock, (self.redistributors._lock if redistributors else nullcontext()), \
+                self.tables.exclusive():
+            return saverestore.save(self, bool(redistributors))
 
     def restore(self, state: dict) -> None:
         """Restore a `save()` state from (a copy of) the guest memory it was
@@ -654,11 +654,10 @@ class ITS:
         With ``redistributors=False`` there are no redistributor entries: for
         ITSs sharing one `Redistributors`, snapshotted once
         (`Redistributors.snapshot`)."""
-        with self._lock, self.tables.exclusive():
-            if redistributors:
-                with self.redistributors._lock:
-                    return snapshot_format.snapshot_its(self, True)
-            return snapshot_format.snapshot_its(self, False)
+        # Lock order (docs/threads.md): ITS, redistributors, tables.
+        with self._lock, (self.redistributors._lock if redistributors else nullcontext()), \
+                self.tables.exclusive():
+            return snapshot_format.snapshot_its(self, bool(redistributors))
 
     @classmethod
     def from_snapshot(cls, snapshot: dict, memory: GuestMemory, *,
