@@ -283,6 +283,13 @@ def test_restore_refuses_what_save_did_not_make():
     from its_core.virt import Machine
     with pytest.raises(ValueError, match="its-core-virt-1"):
         Machine.restore({"format": "something else"})
+    state = Machine(smp=2, memory="64M", output=lambda data: None).save()
+    with pytest.raises(ValueError, match="lacks gic"):
+        Machine.restore({key: value for key, value in state.items() if key != "gic"})
+    with pytest.raises(ValueError, match="ram is uint8"):
+        Machine.restore({**state, "ram": state["ram"][:4096]})
+    with pytest.raises(ValueError, match="1 CPUs saved for smp = 2"):
+        Machine.restore({**state, "cpus": state["cpus"][:1]})
 
 
 # -- the command line --------------------------------------------------------------------------

@@ -212,9 +212,20 @@ class Machine:
         constructor (output, slice_instructions)."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a {STATE_FORMAT!r} machine state")
+        missing = {"smp", "ram_bytes", "layout", "its", "ram", "cpus", "gic", "uart", "counter",
+                   "unmapped_accesses"} - state.keys()
+        if missing:
+            raise ValueError(f"machine state lacks {', '.join(sorted(missing))}")
+        ram = np.asarray(state["ram"])
+        if ram.dtype != np.uint8 or ram.shape != (state["ram_bytes"],):
+            raise ValueError(f"machine state: ram is {ram.dtype} {ram.shape}, expected "
+                             f"{state['ram_bytes']} bytes")
+        if len(state["cpus"]) != state["smp"]:
+            raise ValueError(f"machine state: {len(state['cpus'])} CPUs saved for smp = "
+                             f"{state['smp']}")
         machine = cls(smp=state["smp"], memory=state["ram_bytes"],
                       layout=layout or state["layout"], **options)
-        machine.ram[:] = state["ram"]
+        machine.ram[:] = ram
         machine.its.restore(state["its"])
         machine.gic.restore(state["gic"])
         machine.uart.restore(state["uart"])
