@@ -1,4 +1,5 @@
-"""Translation throughput: every layout, the bare-loop ceiling and the reference.
+"""Translation throughput: every layout, the bare-loop and checked ceilings and the
+reference.
 
 Run with ``python -m pytest benchmarks --benchmark-enable`` (see
 benchmarks/README.md).  In the normal test run benchmarks are disabled and
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 
 from its_core import TranslationStatus
-from its_core.tools._ceiling import bare_translate
+from its_core.tools._ceiling import bare_translate, checked_translate
 from its_core.core.reference import ReferenceTables
-from its_core.tools.workloads import PATTERNS, WORKLOADS, access, build, ceiling_tables
+from its_core.tools.workloads import (PATTERNS, WORKLOADS, access, build, ceiling_tables,
+                                     checked_ceiling_devices)
 
 BATCH_PAIRS = 200_000          # pairs per batch call (all rows of a group)
 REFERENCE_PAIRS = 20_000       # the reference model is timed on a prefix
@@ -70,6 +72,23 @@ def test_ceiling(benchmark, expected_cache, workload, pattern):
     benchmark(bare_translate, device_base, ites, collection_cpu, positions, event_ids,
               out_intids, out_cpus)
     assert np.array_equal(out_intids, intids) and np.array_equal(out_cpus, cpus)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("workload", WORKLOADS.values(), ids=lambda w: w.name)
+def test_checked_ceiling(benchmark, expected_cache, workload, pattern):
+    """The bare loop plus the checks and status array every correct ITS needs:
+    a layout's gap to this row is the layout's own."""
+    device_ids, event_ids, intids, cpus, arrays = expected_for(expected_cache, workload, pattern)
+    _, ites, collection_cpu, positions = arrays
+    devices, device_bits = checked_ceiling_devices(workload)
+    out = (np.empty_like(intids), np.empty_like(cpus), np.empty(BATCH_PAIRS, np.uint8))
+    benchmark.group = f"translate-batch/{workload.name}/{pattern}"
+    benchmark.extra_info["pairs"] = BATCH_PAIRS
+    benchmark(checked_translate, devices, device_bits, ites, collection_cpu, positions,
+              event_ids, *out)
+    assert np.array_equal(out[0], intids) and np.array_equal(out[1], cpus)
+    assert not out[2].any()
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)

@@ -15,7 +15,8 @@ from its_core.tools.workloads import PATTERNS
 TINY_RUN = ["bench", "--layouts", "flat", "hash", "--workloads", "dense-1k", "--pairs", "2000",
             "--repeat", "1", "--no-virt"]
 RESULT_KEYS = {"workload", "layout", "pattern", "batch_per_s", "scalar_per_s", "nbytes",
-               "build_s", "extra", "ns_per_translation", "x_ceiling", "x_reference"}
+               "build_s", "extra", "ns_per_translation", "x_ceiling", "x_checked",
+               "x_reference"}
 FRONT_END_KEYS = {"workload", "layout", "commands_per_s", "save_per_s", "restore_per_s",
                   "copy_per_s", "entries", "nbytes", "save_x_copy", "restore_x_copy"}
 
@@ -90,9 +91,13 @@ def test_json_to_stdout_and_tables_to_stderr(capsys):
             row["batch_per_s"] / rates[row["pattern"], "ceiling"])
         assert row["x_reference"] == pytest.approx(
             row["batch_per_s"] / rates[row["pattern"], "reference"])
+        checked = next(r["extra"]["checked_per_s"] for r in results
+                       if r["layout"] == "ceiling" and r["pattern"] == row["pattern"])
+        assert row["x_checked"] == pytest.approx(row["batch_per_s"] / checked)
         columns = table[row["workload"], row["pattern"], row["layout"]]
         assert columns[:3] == [format_ratio(row["x_ceiling"]), format_ratio(row["x_reference"]),
                                f"{row['batch_per_s'] / 1e6:.1f}"]
+        assert columns[-1] == format_ratio(row["x_checked"])
     assert {r["x_ceiling"] for r in results if r["layout"] == "ceiling"} == {1.0}
 
     front_end = report["front_end"]
@@ -106,6 +111,7 @@ def test_json_to_stdout_and_tables_to_stderr(capsys):
         assert line.split()[2:4] == [format_ratio(row["save_x_copy"]),
                                      format_ratio(row["restore_x_copy"])]
     for legend in ("x ceiling  batch rate / that of the bare-loop ceiling", "x ref      batch rate",
+                   "x checked  batch rate / that of the checked ceiling",
                    "x copy     save_tables / restore_tables"):
         assert legend in captured.err
 
@@ -168,5 +174,6 @@ def test_sparse_rows_mark_their_unlike_ceiling(capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines()
             if line.startswith("sparse-4k ") and line.split()[1] in PATTERNS]
-    assert rows and all(line.split()[3].endswith("*") for line in rows)
-    assert "does no DeviceID lookup at all" in out
+    assert rows and all(line.split()[3].endswith("*") and line.split()[-1].endswith("*")
+                        for line in rows)
+    assert "they do no DeviceID lookup at all" in out

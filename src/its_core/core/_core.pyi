@@ -40,6 +40,7 @@ class MappingFailure(IntEnum):
 _Batch = tuple[npt.NDArray[np.uint32], npt.NDArray[np.int32], npt.NDArray[np.uint8]]
 
 AUTO_THREADS_MIN_PAIRS: int
+PREFETCH_MIN_BYTES: int
 
 def batch_threads(threads: Optional[int], length: int) -> int: ...
 
@@ -101,3 +102,5 @@ class TranslationTables:
     def num_devices(self) -> int: ...
     @property
     def nbytes(self) -> int: ...
+    @property
+    def batch_prefetching(self) -> bool: ...

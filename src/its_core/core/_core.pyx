@@ -29,9 +29,10 @@ from its_core.core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, INT
                                    ite_icid, ite_intid, ite_pack)
 from its_core.core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
                                      flat_find, hash_find, twolevel_find)
-from its_core.core._events cimport find_ite, sparse_key
+from its_core.core._events cimport find_ite, sparse_get, sparse_key
 from its_core.core._guard cimport TableGuard
-from its_core.core._types cimport ITS_CORE_DEBUG, checked_index, lookup_t
+from its_core.core._types cimport (ITS_CORE_DEBUG, checked_index, device_t, fib_slot,
+                                   its_core_prefetch, lookup_t, mix64)
 
 from its_core.core._events import POOL_MAX_ENTRIES
 from its_core.core._layouts import DEVICE_DTYPE
@@ -125,18 +126,36 @@ cdef inline device_t* find_device(directory_t layout, const lookup_t* view,
         return hash_find(view, device_id)
 
 
-cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
-                                  devid_t device_id, eventid_t event_id,
-                                  intid_t* intid, cpu_t* cpu) noexcept nogil:
-    """Walk DeviceID -> device -> ITE -> collection; INTID_NONE/CPU_NONE on failure."""
+cdef enum:
+    SPARSE_LOOKUP = 0xFF        # locate_ite: the ITE is in the sparse map (internal)
+
+
+cdef inline uint8_t locate_ite(directory_t layout, const lookup_t* view, devid_t device_id,
+                               eventid_t event_id, const ite_t** slot) noexcept nogil:
+    """First half of a translation: DeviceID -> device -> where its ITE lives.
+
+    OK with `slot[0]` at the ITE's pool slot; SPARSE_LOOKUP when the ITE is
+    in the sparse map (`sparse_get` finds it); otherwise the failure status.
+    """
     if (<uint64_t>device_id) >> view.device_bits:
         return DEVICE_OUT_OF_RANGE
     cdef const device_t* device = find_device(layout, view, device_id)
     if device == NULL:
         return NO_DEVICE
+    if (device.flags & DEVICE_HAS_SLAB) and not ((<uint64_t>event_id) >> device.slab_log2):
+        slot[0] = &view.pool[checked_index(<uint64_t>device.ite_base + event_id,
+                                           view.pool_length)]
+        return OK                   # in the slab, so in range: slab_log2 <= event_bits
     if (<uint64_t>event_id) >> device.event_bits:
         return EVENT_OUT_OF_RANGE
-    cdef ite_t ite = find_ite(view, device, event_id)
+    if device.flags & DEVICE_SPARSE:
+        return SPARSE_LOOKUP
+    return NO_MAPPING
+
+
+cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t* intid,
+                                       cpu_t* cpu) noexcept nogil:
+    """Second half: ITE -> (INTID, target CPU) through the collection table."""
     if ite == 0:
         return NO_MAPPING
     cdef cpu_t target = view.collections[ite_icid(ite)]     # 65536 entries: any ICID
@@ -147,19 +166,149 @@ cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
     return OK
 
 
-cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t length,
-                         const uint32_t[:] device_ids, const uint32_t[:] event_ids,
-                         uint32_t* intids, int32_t* cpus, uint8_t* statuses) noexcept nogil:
+cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
+                                  devid_t device_id, eventid_t event_id,
+                                  intid_t* intid, cpu_t* cpu) noexcept nogil:
+    """Walk DeviceID -> device -> ITE -> collection; INTID_NONE/CPU_NONE on failure."""
+    if (<uint64_t>device_id) >> view.device_bits:
+        return DEVICE_OUT_OF_RANGE
+    cdef const device_t* device = find_device(layout, view, device_id)
+    if device == NULL:
+        return NO_DEVICE
+    if (device.flags & DEVICE_HAS_SLAB) and not ((<uint64_t>event_id) >> device.slab_log2):
+        return finish_translation(view, view.pool[checked_index(
+            <uint64_t>device.ite_base + event_id, view.pool_length)], intid, cpu)
+    if (<uint64_t>event_id) >> device.event_bits:   # (a slab never outgrows the ITT)
+        return EVENT_OUT_OF_RANGE
+    return finish_translation(view, find_ite(view, device, event_id), intid, cpu)
+
+
+cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t start,
+                         Py_ssize_t end, const uint32_t[:] device_ids,
+                         const uint32_t[:] event_ids, uint32_t* intids, int32_t* cpus,
+                         uint8_t* statuses) noexcept nogil:
+    """Translate pairs [start, end) one after the other."""
     cdef Py_ssize_t index
     cdef intid_t intid
     cdef cpu_t cpu
-    for index in range(length):
+    for index in range(start, end):
         intid = INTID_NONE
         cpu = CPU_NONE
         statuses[index] = translate_one(layout, view, device_ids[index], event_ids[index],
                                         &intid, &cpu)
         intids[index] = intid
         cpus[index] = cpu
+
+
+# Group prefetching for batches over tables bigger than the caches: the loop
+# takes PREFETCH_GROUP pairs at a time through three passes (hint every
+# device record; locate every ITE and hint it; finish every translation), so
+# a group's DRAM misses overlap instead of the few the out-of-order window
+# reaches on its own.  Runs of pairs on one device (a sequential pattern) are
+# already cache-friendly and only pay for the passes, so a chunk of
+# PREFETCH_CHUNK pairs whose DeviceIDs mostly repeat their predecessor's goes
+# through the plain loop, judged on its first PREFETCH_SAMPLE pairs
+# (docs/layouts.md, "The batch loop").
+cdef enum:
+    PREFETCH_GROUP = 64
+    PREFETCH_CHUNK = 512
+    PREFETCH_SAMPLE = 16
+    _PREFETCH_MIN_BYTES = 4 << 20   # tables smaller than this stay in cache
+
+
+cdef inline void prefetch_device(directory_t layout, const lookup_t* view,
+                                 devid_t device_id) noexcept nogil:
+    """Hint the cache line of `device_id`'s record (its first probe, for hash)."""
+    cdef uint64_t page_index
+    if (<uint64_t>device_id) >> view.device_bits:
+        return
+    if directory_t is FlatDirectory:
+        its_core_prefetch(&view.records[device_id])
+    elif directory_t is TwoLevelDirectory:
+        page_index = device_id >> view.page_shift
+        if page_index < view.level1_length:
+            its_core_prefetch(&view.records[
+                ((<uint64_t>view.level1[page_index]) << view.page_shift)
+                + (device_id & ((1u << view.page_shift) - 1))])
+    else:
+        its_core_prefetch(&view.records[fib_slot(device_id, view.records_shift)])
+
+
+cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t start,
+                          Py_ssize_t end, const uint32_t[:] device_ids,
+                          const uint32_t[:] event_ids, uint32_t* intids, int32_t* cpus,
+                          uint8_t* statuses) noexcept nogil:
+    """Translate pairs [start, end), at most PREFETCH_GROUP, in three prefetching passes."""
+    cdef const ite_t* slots[PREFETCH_GROUP]
+    cdef Py_ssize_t index
+    cdef uint8_t status
+    cdef ite_t ite
+    cdef intid_t intid
+    cdef cpu_t cpu
+    for index in range(start, end):
+        prefetch_device(layout, view, device_ids[index])
+    for index in range(start, end):
+        status = locate_ite(layout, view, device_ids[index], event_ids[index],
+                            &slots[index - start])
+        if status == OK:
+            its_core_prefetch(slots[index - start])
+        elif status == SPARSE_LOOKUP:
+            its_core_prefetch(&view.sparse_values[
+                mix64(sparse_key(device_ids[index], event_ids[index])) & view.sparse_mask])
+        statuses[index] = status
+    for index in range(start, end):
+        status = statuses[index]
+        intid = INTID_NONE
+        cpu = CPU_NONE
+        if status == OK or status == SPARSE_LOOKUP:
+            ite = (slots[index - start][0] if status == OK
+                   else sparse_get(view, sparse_key(device_ids[index], event_ids[index])))
+            status = finish_translation(view, ite, &intid, &cpu)
+        statuses[index] = status
+        intids[index] = intid
+        cpus[index] = cpu
+
+
+cdef void translate_loop_prefetch(directory_t layout, const lookup_t* view, Py_ssize_t length,
+                                  const uint32_t[:] device_ids, const uint32_t[:] event_ids,
+                                  uint32_t* intids, int32_t* cpus,
+                                  uint8_t* statuses) noexcept nogil:
+    """`translate_loop` in prefetched groups where the DeviceIDs jump about;
+    identical results."""
+    cdef Py_ssize_t chunk = 0, chunk_end, start, index, repeats
+    while chunk < length:
+        chunk_end = min(chunk + <Py_ssize_t>PREFETCH_CHUNK, length)
+        repeats = 0
+        for index in range(chunk + 1, min(chunk + <Py_ssize_t>PREFETCH_SAMPLE, chunk_end)):
+            repeats += device_ids[index] == device_ids[index - 1]
+        if 2 * repeats >= min(<Py_ssize_t>PREFETCH_SAMPLE, chunk_end - chunk):
+            translate_loop(layout, view, chunk, chunk_end, device_ids, event_ids, intids, cpus,
+                           statuses)
+        else:
+            start = chunk
+            while start < chunk_end:
+                translate_group(layout, view, start, min(start + <Py_ssize_t>PREFETCH_GROUP,
+                                                         chunk_end),
+                                device_ids, event_ids, intids, cpus, statuses)
+                start += PREFETCH_GROUP
+        chunk = chunk_end
+
+
+cdef inline bint wants_prefetch(const lookup_t* view) noexcept nogil:
+    """Whether the tables' lookup arrays outgrow the caches (_PREFETCH_MIN_BYTES)."""
+    return (view.records_length * sizeof(device_t) + view.pool_length * sizeof(ite_t)
+            + (view.sparse_mask + 1) * (sizeof(ite_t) + sizeof(uint64_t))) >= _PREFETCH_MIN_BYTES
+
+
+cdef void translate_pairs(directory_t layout, const lookup_t* view, Py_ssize_t length,
+                          const uint32_t[:] device_ids, const uint32_t[:] event_ids,
+                          uint32_t* intids, int32_t* cpus, uint8_t* statuses) noexcept nogil:
+    """The batch loop for these tables: prefetching only when they outgrow the caches."""
+    if wants_prefetch(view):
+        translate_loop_prefetch(layout, view, length, device_ids, event_ids, intids, cpus,
+                                statuses)
+    else:
+        translate_loop(layout, view, 0, length, device_ids, event_ids, intids, cpus, statuses)
 
 
 cdef int message_ids(object device_id, object event_id, uint64_t* device,
@@ -261,6 +410,10 @@ def _check_out(out, Py_ssize_t length):
             raise ValueError(f"out {name} must be contiguous and writeable")
     return intids, cpus, statuses
 
+
+#: Tables whose lookup arrays span at least this many bytes are translated in
+#: batches by the group-prefetching loop (`TranslationTables.batch_prefetching`).
+PREFETCH_MIN_BYTES = _PREFETCH_MIN_BYTES
 
 #: Batches of at least this many pairs are split across threads by default.
 AUTO_THREADS_MIN_PAIRS = 1 << 17
@@ -987,6 +1140,11 @@ cdef class TranslationTables:
             `AUTO_THREADS_MIN_PAIRS` pairs, with each part at least that half
             size; otherwise 1.  The results do not depend on it.
 
+        Tables larger than the caches (`batch_prefetching`) are walked in
+        groups of pairs whose memory loads are requested ahead of use, except
+        where consecutive pairs mostly hit the same device; the results are
+        those of the plain loop, pair for pair.
+
         Returns
         -------
         intids : ndarray of uint32
@@ -1050,17 +1208,17 @@ cdef class TranslationTables:
         if self.layout_code == LAYOUT_FLAT:
             flat = <FlatDirectory>self.directory
             with nogil:
-                translate_loop(flat, &view, length, device_view, event_view, intid_out,
+                translate_pairs(flat, &view, length, device_view, event_view, intid_out,
                                cpu_out, status_out)
         elif self.layout_code == LAYOUT_TWOLEVEL:
             twolevel = <TwoLevelDirectory>self.directory
             with nogil:
-                translate_loop(twolevel, &view, length, device_view, event_view, intid_out,
+                translate_pairs(twolevel, &view, length, device_view, event_view, intid_out,
                                cpu_out, status_out)
         else:
             hashed = <HashDirectory>self.directory
             with nogil:
-                translate_loop(hashed, &view, length, device_view, event_view, intid_out,
+                translate_pairs(hashed, &view, length, device_view, event_view, intid_out,
                                cpu_out, status_out)
 
     def load_devices(self, device_ids, event_bits, itt_addrs, event_counts, event_ids, ites):
@@ -1606,6 +1764,16 @@ cdef class TranslationTables:
         with _Pin(self.guard):
             return (self.directory.nbytes + self.pool.nbytes + self.sparse.nbytes
                     + self.collections_array.nbytes)
+
+    @property
+    def batch_prefetching(self):
+        """Whether `translate_batch` takes the group-prefetching loop on these
+        tables now: their lookup arrays (directory, ITE pool, sparse map) span
+        at least `PREFETCH_MIN_BYTES`, more than the caches hold.  The results
+        are the same either way."""
+        with _Pin(self.guard):
+            self._sync_view()
+            return wants_prefetch(&self.view)
 
     def __repr__(self):
         return (f"TranslationTables(layout={self.layout!r}, devices={self.num_devices}, "

@@ -28,7 +28,7 @@ ctypedef struct device_t:       # one mapped device (24 bytes)
     uint32_t ite_base           # first pool index of the dense ITE slab
     uint32_t num_events         # mapped EventIDs of this device
     uint8_t event_bits          # EventID bits (MAPD Size + 1); 0 = slot is free
-    uint8_t slab_log2           # dense slab holds 2**slab_log2 ITEs (if has_slab)
+    uint8_t slab_log2           # dense slab holds 2**slab_log2 ITEs (if has_slab); <= event_bits
     uint8_t flags               # DEVICE_* bits below
     uint8_t _pad
 
@@ -60,6 +60,18 @@ cdef enum:
 
 cdef extern from *:
     int ITS_CORE_DEBUG          # 1 in an ITS_CORE_DEBUG=1 build (a macro set by setup.py)
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define its_core_prefetch(address) __builtin_prefetch((const void*)(address), 0, 3)
+    #else
+    #define its_core_prefetch(address) ((void)(address))
+    #endif
+    """
+    # A read hint: start loading the cache line of `address` (never faults,
+    # never dereferences; a no-op on compilers without the builtin).
+    void its_core_prefetch(const void* address) noexcept nogil
 
 cdef extern from "stdio.h":
     int fprintf(void* stream, const char* format, ...) nogil

@@ -20,10 +20,11 @@ from functools import partial
 import numpy as np
 
 from its_core.frontend import commands
-from its_core.tools._ceiling import bare_translate
+from its_core.tools._ceiling import bare_translate, checked_translate
 from its_core._version import __version__
 from its_core.core.reference import ReferenceTables
-from its_core.tools.workloads import Workload, access, build, ceiling_tables, device_ids, mappings
+from its_core.tools.workloads import (Workload, access, build, ceiling_tables,
+                                     checked_ceiling_devices, device_ids, mappings)
 
 REFERENCE_PAIRS = 20_000
 SCALAR_CALLS = 50_000
@@ -104,6 +105,7 @@ def run_workload(workload: Workload, layouts, patterns, pairs: int, repeat: int,
     reference_tables = (build(workload, "hash", seed, tables_class=ReferenceTables)
                         if reference else None)
     device_base, ites, collection_cpu, position_of = ceiling_tables(workload, seed)
+    checked_devices, checked_bits = checked_ceiling_devices(workload, seed)
     reference_count = min(pairs, REFERENCE_PAIRS)
     for pattern in patterns:
         device_ids, event_ids = access(workload, pattern, pairs, seed)
@@ -112,8 +114,12 @@ def run_workload(workload: Workload, layouts, patterns, pairs: int, repeat: int,
         positions = position_of(device_ids)
         outputs = {layout: (np.empty(pairs, np.uint32), np.empty(pairs, np.int32),
                             np.empty(pairs, np.uint8)) for layout in built}
+        checked = (np.empty(pairs, np.uint32), np.empty(pairs, np.int32),
+                   np.empty(pairs, np.uint8))
         batch_calls = {"ceiling": partial(bare_translate, device_base, ites, collection_cpu,
-                                          positions, event_ids, intids, cpus)}
+                                          positions, event_ids, intids, cpus),
+                       "checked": partial(checked_translate, checked_devices, checked_bits,
+                                          ites, collection_cpu, positions, event_ids, *checked)}
         for layout, tables in built.items():
             batch_calls[layout] = partial(tables.translate_batch, device_ids, event_ids,
                                           out=outputs[layout], threads=1)
@@ -122,8 +128,13 @@ def run_workload(workload: Workload, layouts, patterns, pairs: int, repeat: int,
                                                device_ids[:reference_count],
                                                event_ids[:reference_count])
         elapsed = best_times(batch_calls, repeat)
+        if not (np.array_equal(checked[0], intids) and np.array_equal(checked[1], cpus)
+                and not checked[2].any()):
+            raise AssertionError(f"the checked ceiling disagrees with the ceiling on "
+                                 f"{workload.name}")
         results.append(Result(workload.name, "ceiling", pattern, pairs / elapsed["ceiling"],
-                              None, None, None))
+                              None, None, None,
+                              extra={"checked_per_s": pairs / elapsed["checked"]}))
         if progress:
             progress()
         for layout, tables in built.items():
@@ -188,6 +199,16 @@ def relative_rates(results: list[Result], baseline: str) -> list[float | None]:
             else None for r in results]
 
 
+def checked_rates(results: list[Result]) -> list[float | None]:
+    """Each result's batch rate divided by that of the checked ceiling
+    (`_ceiling.checked_translate`, kept as ``extra["checked_per_s"]`` of the
+    ceiling row) of the same workload and pattern, measured in the same run."""
+    rates = {(r.workload, r.pattern): r.extra["checked_per_s"] for r in results
+             if r.layout == "ceiling" and "checked_per_s" in r.extra}
+    return [r.batch_per_s / rates[r.workload, r.pattern] if (r.workload, r.pattern) in rates
+            else None for r in results]
+
+
 def format_ratio(ratio: float | None) -> str:
     """A ratio with the two or three significant digits a timing supports ("-" for None)."""
     if ratio is None:
@@ -201,13 +222,16 @@ def format_ratio(ratio: float | None) -> str:
 
 def as_json(results: list[Result]) -> list[dict]:
     """The translation rows as dicts, with ns per translation and the ratios
-    to the same run's ceiling (`x_ceiling`) and reference (`x_reference`)."""
+    to the same run's ceiling (`x_ceiling`), checked ceiling (`x_checked`) and
+    reference (`x_reference`)."""
     rows = []
-    for result, of_ceiling, of_reference in zip(results, relative_rates(results, "ceiling"),
-                                                relative_rates(results, "reference")):
+    for result, of_ceiling, of_checked, of_reference in zip(
+            results, relative_rates(results, "ceiling"), checked_rates(results),
+            relative_rates(results, "reference")):
         row = asdict(result)
         row["ns_per_translation"] = result.ns_per_translation
         row["x_ceiling"] = of_ceiling
+        row["x_checked"] = of_checked
         row["x_reference"] = of_reference
         rows.append(row)
     return rows

@@ -43,30 +43,37 @@ def format_table(results, sparse_workloads=None) -> str:
     same-run ratios first, then the rates they come from, then a legend.
     `sparse_workloads` names the workloads whose ceiling skips the DeviceID
     lookup (default: the standard sparse ones); their ratios are marked."""
-    from its_core.tools.bench import format_ratio, relative_rates
+    from its_core.tools.bench import checked_rates, format_ratio, relative_rates
 
     if sparse_workloads is None:
         sparse_workloads = {name for name, workload in WORKLOADS.items() if workload.sparse}
 
     header = (f"{'workload':<11} {'pattern':<10} {'layout':<10} {'x ceiling':>9} {'x ref':>6} "
-              f"{'batch M/s':>9} {'ns/tr':>6} {'scalar M/s':>10} {'memory':>10}")
+              f"{'batch M/s':>9} {'ns/tr':>6} {'scalar M/s':>10} {'memory':>10} "
+              f"{'x checked':>9}")
     lines = [header, "-" * len(header)]
-    for r, of_ceiling, of_reference in zip(results, relative_rates(results, "ceiling"),
-                                           relative_rates(results, "reference")):
+    for r, of_ceiling, of_checked, of_reference in zip(
+            results, relative_rates(results, "ceiling"), checked_rates(results),
+            relative_rates(results, "reference")):
         memory = "-" if r.nbytes is None else f"{r.nbytes / 2**20:7.2f} MiB"
-        ratio = format_ratio(of_ceiling)
-        if r.workload in sparse_workloads and ratio != "-":
-            ratio += "*"
+        ratio, checked_ratio = format_ratio(of_ceiling), format_ratio(of_checked)
+        if r.workload in sparse_workloads:
+            ratio += "*" if ratio != "-" else ""
+            checked_ratio += "*" if checked_ratio != "-" else ""
         lines.append(
             f"{r.workload:<11} {r.pattern:<10} {r.layout:<10} {ratio:>9} "
             f"{format_ratio(of_reference):>6} {_format_rate(r.batch_per_s)} "
-            f"{r.ns_per_translation:6.1f} {_format_rate(r.scalar_per_s):>10} {memory:>10}")
+            f"{r.ns_per_translation:6.1f} {_format_rate(r.scalar_per_s):>10} {memory:>10} "
+            f"{checked_ratio:>9}")
     lines += [
         "",
         "x ceiling  batch rate / that of the bare-loop ceiling (_ceiling.pyx: the same lookups",
         "           with no layout and no checks) on the same pairs: 0.50 = half as fast",
-        "        *  sparse DeviceIDs: the ceiling is handed each pair's device position, found",
-        "           untimed, so it does no DeviceID lookup at all: not like for like",
+        "x checked  batch rate / that of the checked ceiling (checked_translate: the bare loop",
+        "           plus the range, mapping and collection checks and the status array every",
+        "           correct ITS needs); the gap to it is the layout's, the rest structural",
+        "        *  sparse DeviceIDs: the ceilings are handed each pair's device position, found",
+        "           untimed, so they do no DeviceID lookup at all: not like for like",
         "x ref      batch rate / that of the pure-Python reference model (its_core.reference) on",
         "           the first 20 000 of the same pairs: how many times faster than the model",
         "M/s        millions of translations per second, best of the timed runs; the rows of a",

@@ -129,3 +129,15 @@ def ceiling_tables(workload: Workload, seed: int = 0):
         return order[np.searchsorted(sorted_ids, queried)].astype(np.uint32)
 
     return device_base, ites, collection_cpu, position_of
+
+
+def checked_ceiling_devices(workload: Workload, seed: int = 0):
+    """(devices, device_bits) for `its_core.tools._ceiling.checked_translate`:
+    one packed word per device position (first ITE index << 8 | EventID bits),
+    for the same ITE array and positions as `ceiling_tables`."""
+    device_bits = max(1, (workload.devices - 1).bit_length())
+    devices = np.zeros(1 << device_bits, dtype=np.uint64)
+    base = np.arange(workload.devices, dtype=np.uint64) * np.uint64(workload.events)
+    devices[:workload.devices] = (base << np.uint64(8)) | np.uint64(workload.event_bits)
+    return devices, device_bits
+
