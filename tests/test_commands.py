@@ -129,7 +129,11 @@ def test_non_integer_values_are_type_errors():
 
 def test_generic_encode_errors():
     with pytest.raises(ValueError, match="unknown command"):
-        C.encode("VMAPTI", device_id=0)
+        C.encode("VINT", device_id=0)                 # no such command (GICv4 has none)
+    with pytest.raises(ValueError, match="unknown command"):
+        C.encode("vmapti", device_id=0)               # names are the upper-case mnemonics
+    with pytest.raises(ValueError, match="missing field 'event_id'"):
+        C.encode("VMAPTI", device_id=0)               # a GICv4 command is known to encode
     with pytest.raises(ValueError, match="missing"):
         C.encode("MAPTI", device_id=0, event_id=0, intid=8192)
     with pytest.raises(ValueError, match="unexpected"):

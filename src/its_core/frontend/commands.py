@@ -23,6 +23,43 @@ processor number.  This model follows KVM and reads the target as the 32 bits
 DW2[47:16] -- bits [51:48] are ignored -- and the encoders put a 32-bit CPU
 number in the same place (`RDBASE_ARCH` records the architectural extent).
 
+GICv4 commands (declared for GICv4, not yet modelled).  The virtual
+commands VMAPP, VMAPTI, VMAPI, VMOVI, VMOVP, VSYNC, VINVALL and, for GICv4.1,
+INVDB and VSGI are declared in the same form in `GICV4_COMMAND_TABLE`, so
+`encode`, `encode_dwords`, `encode_many`, the per-command encoders (`vmapp`,
+`vmapti`, ...) and `decode` understand them.  No ITS of this model executes
+them yet: the command processor and `COMMAND_TABLE` / `OPCODES` /
+`FIELD_ROWS` list the physical commands only, and a GICv3 ITS skips every
+GICv4 command number as an unknown command (`E_ITS_UNKNOWN_COMMAND`).
+
+Two layouts of one command number.  GICv4.1 widens VMAPP (VCONF_addr, PTZ,
+Alloc, Default_Doorbell, an 8-bit VPT_size) and VMOVP (DB,
+Default_Doorbell).  Each layout is its own `CommandSpec` with its own name
+-- ``VMAPP`` and ``VMOVP`` for GICv4.0, ``VMAPP_V41`` and ``VMOVP_V41`` for
+GICv4.1 -- sharing the command number (`CommandSpec.mnemonic` gives the Arm
+name, ``VMAPP`` for both).  `CommandSpec.gic_versions` lists the GIC versions
+whose ITS reads the number with that layout, and `decode` / `decode_dwords`
+take ``gic_version="3"`` (the default: the physical commands only, every
+GICv4 number `UNKNOWN`, exactly as before), ``"4.0"`` (adds the GICv4.0
+commands and layouts; VSGI and INVDB stay `UNKNOWN`) or ``"4.1"`` (the
+GICv4.1 layouts plus VSGI and INVDB).  The name `decode` reports is the spec
+name, so ``encode(cmd.name, **cmd.fields)`` always re-encodes a decoded
+command.
+
+GICv4 keyword names are the field mnemonics in snake_case (``vpe_id`` for
+vPEID, ``vintid``, ``dbell_pintid``, ``vpt_addr``, ``vpt_size``,
+``vconf_addr``, ``ptz``, ``alloc``, ``default_doorbell``, ``rdbase``,
+``sequence_number``, ``its_list``, ``priority``, ``group``, ``clear``,
+``enable``); the one-letter flags get the project's word for them as for
+MAPD/MAPC: V is ``valid``, VMOVI's D (the doorbell field is valid) is
+``doorbell_valid`` and VMOVP's DB (the Default_Doorbell field is valid) is
+``default_doorbell_valid``.  Addresses are byte addresses (VPT_addr and
+VCONF_addr hold PA[51:16] in place: 64 KiB aligned); VSGI's ``priority`` is
+the 8-bit priority of which the command keeps the top nibble (a multiple of
+16); VPT_size is stored as given (vINTID bits - 1, as Linux writes it).  The
+virtual commands' RDbase is the architectural DW2[51:16] (a processor number
+with PTA = 0), not the 32-bit reading of the physical commands.
+
 Error codes.  KVM's internal command error codes have the form
 ``0x01_CC_RR`` (CC = command number, RR = a per-command reason; KVM's CLEAR
 code is the one exception).  The 15 KVM codes are reproduced as constants; the project adds a few of its own in the
@@ -41,11 +78,14 @@ from its_core.validation import as_int, as_uint
 
 __all__ = [
     "COMMAND_BYTES", "COMMAND_TABLE", "OPCODES", "OPCODE_NAMES", "GICV4_OPCODES",
+    "GICV4_COMMAND_TABLE", "GIC_VERSIONS", "DECODE_TABLES", "NO_DOORBELL",
     "FIELD_ROWS", "OPCODE", "RDBASE_ARCH", "UNKNOWN",
     "CommandField", "CommandSpec", "Command",
     "encode", "encode_dwords", "encode_many", "decode", "decode_dwords",
     "mapd", "mapc", "mapti", "mapi", "movi", "discard", "inv", "invall", "int_",
     "clear", "sync", "movall",
+    "vmapp", "vmapp_v41", "vmapti", "vmapi", "vmovi", "vmovp", "vmovp_v41", "vsync",
+    "vinvall", "invdb", "vsgi",
     "error_code", "error_name", "ERROR_NAMES", "PROJECT_ERROR_CODES",
 ]
 
@@ -56,8 +96,17 @@ _DWORDS = struct.Struct("<4Q")
 #: The command number, DW0[7:0], common to every command.
 OPCODE = Field.bits("CommandNumber", 7, 0)
 
-#: Name reported by `decode` for a command number not in `COMMAND_TABLE`.
+#: Name reported by `decode` for a command number the chosen GIC version does not define.
 UNKNOWN = "UNKNOWN"
+
+#: The values of the ``gic_version`` keyword of `decode`: the GIC architecture
+#: version whose ITS reads the command.  "3" is this model's ITS today.
+GIC_VERSIONS = ("3", "4.0", "4.1")
+
+_EVERY_VERSION = frozenset(GIC_VERSIONS)
+_GICV4 = frozenset({"4.0", "4.1"})
+_GICV4_0 = frozenset({"4.0"})
+_GICV4_1 = frozenset({"4.1"})
 
 
 class CommandField(NamedTuple):
@@ -130,21 +179,31 @@ class CommandField(NamedTuple):
 
 
 class CommandSpec(NamedTuple):
-    """A physical command: its name, number and parameter rows.
+    """A command layout: its name, number, parameter rows and GIC versions.
 
     Attributes
     ----------
     name : str
-        Arm mnemonic (``"MAPTI"``).
+        Arm mnemonic (``"MAPTI"``), with a ``_V41`` suffix for the GICv4.1
+        layout of a command whose GICv4.0 layout differs (``"VMAPP_V41"``).
     code : int
         Command number, DW0[7:0].
     fields : tuple of CommandField
         Parameters in encoder-argument order.
+    gic_versions : frozenset of str
+        The values of `GIC_VERSIONS` whose ITS reads `code` with this layout
+        (every version for the physical commands).
     """
 
     name: str
     code: int
     fields: tuple[CommandField, ...]
+    gic_versions: frozenset[str] = _EVERY_VERSION
+
+    @property
+    def mnemonic(self) -> str:
+        """The Arm mnemonic, without the layout suffix (``"VMAPP"`` for ``"VMAPP_V41"``)."""
+        return self.name.removesuffix(_V41_SUFFIX)
 
     @property
     def dword_masks(self) -> tuple[int, int, int, int]:
@@ -155,14 +214,19 @@ class CommandSpec(NamedTuple):
         return (masks[0], masks[1], masks[2], masks[3])
 
 
+#: Suffix of the name of a GICv4.1 layout that differs from the GICv4.0 one.
+_V41_SUFFIX = "_V41"
+
+
 class Command(NamedTuple):
     """A decoded command.
 
     Attributes
     ----------
     name : str
-        Mnemonic, or `UNKNOWN` for a command number outside `COMMAND_TABLE`
-        (GICv4 commands included: this model implements none of them).
+        `CommandSpec.name` of the layout decoded, or `UNKNOWN` for a command
+        number the GIC version given to `decode` does not define (with the
+        default ``gic_version="3"``, every GICv4 command).
     code : int
         The command number from DW0[7:0].
     fields : dict
@@ -200,7 +264,7 @@ def _target(name: str, dword: int, mnemonic: str) -> CommandField:
     return CommandField(name, dword, Field.bits(mnemonic, 47, 16))
 
 
-_SPECS = (
+_PHYSICAL_SPECS = (
     CommandSpec("MOVI", 0x01, (_DEVICE_ID, _EVENT_ID, _ICID)),
     CommandSpec("INT", 0x03, (_DEVICE_ID, _EVENT_ID)),
     CommandSpec("CLEAR", 0x04, (_DEVICE_ID, _EVENT_ID)),
@@ -226,33 +290,116 @@ _SPECS = (
     CommandSpec("DISCARD", 0x0F, (_DEVICE_ID, _EVENT_ID)),
 )
 
+# GICv4 / GICv4.1 virtual commands: declared for GICv4, not yet modelled (no
+# ITS of this model executes them).  Positions from gicv4-digest 3.2 (Linux's
+# its_encode_* helpers, QEMU's FIELD macros, Arm IHI 0069).
+
+#: "No doorbell" value of a Dbell_pINTID field (VMAPTI, VMAPI, VMOVI).
+NO_DOORBELL = 1023
+
+_VPE_ID = CommandField("vpe_id", 1, Field.bits("vPEID", 47, 32))
+_DBELL_PINTID = CommandField("dbell_pintid", 2, Field.bits("Dbell_pINTID", 63, 32))
+# The virtual commands' target: the architectural RDbase DW2[51:16] (with
+# PTA = 0 a processor number), as Linux writes it and QEMU reads it.
+_VIRTUAL_RDBASE = CommandField("rdbase", 2, RDBASE_ARCH)
+# VPT physical address bits [51:16] kept in place: 64 KiB aligned.
+_VPT_ADDR = CommandField("vpt_addr", 3, Field.bits("VPT_addr", 51, 16), shift=16)
+_SEQUENCE_NUMBER = CommandField("sequence_number", 0, Field.bits("SequenceNumber", 47, 32),
+                                default=0)
+_ITS_LIST = CommandField("its_list", 1, Field.bits("ITSList", 15, 0), default=0)
+
+_VMAPP_V40_FIELDS = (
+    _VPE_ID, _VIRTUAL_RDBASE, _VPT_ADDR,
+    # VPT_size = vINTID bits - 1, stored as given (Linux: LPI ID bits - 1).
+    CommandField("vpt_size", 3, Field.bits("VPT_size", 4, 0)),
+    _VALID,
+)
+_VMOVP_V40_FIELDS = (_VPE_ID, _VIRTUAL_RDBASE, _SEQUENCE_NUMBER, _ITS_LIST)
+
+_GICV4_SPECS = (
+    CommandSpec("VMOVI", 0x21, (
+        _DEVICE_ID, _EVENT_ID, _VPE_ID, _DBELL_PINTID,
+        # D: the Dbell_pINTID field is valid (Linux always sets it).
+        CommandField("doorbell_valid", 2, Field.bits("D", 0), default=1),
+    ), _GICV4),
+    CommandSpec("VMOVP", 0x22, _VMOVP_V40_FIELDS, _GICV4_0),
+    CommandSpec("VMOVP_V41", 0x22, _VMOVP_V40_FIELDS + (
+        CommandField("default_doorbell", 3, Field.bits("Default_Doorbell", 31, 0)),
+        # DB: the Default_Doorbell field is valid (Linux always sets it on v4.1).
+        CommandField("default_doorbell_valid", 2, Field.bits("DB", 63), default=1),
+    ), _GICV4_1),
+    CommandSpec("VSGI", 0x23, (
+        _VPE_ID,
+        CommandField("vintid", 0, Field.bits("vINTID", 35, 32)),
+        # The 8-bit priority; the command keeps its top nibble (Linux: prio >> 4).
+        CommandField("priority", 0, Field.bits("Priority", 23, 20), shift=4),
+        CommandField("group", 0, Field.bits("Group", 10)),
+        CommandField("enable", 0, Field.bits("Enable", 8)),
+        CommandField("clear", 0, Field.bits("Clear", 9), default=0),
+    ), _GICV4_1),
+    CommandSpec("VSYNC", 0x25, (_VPE_ID,), _GICV4),
+    CommandSpec("VMAPP", 0x29, _VMAPP_V40_FIELDS, _GICV4_0),
+    CommandSpec("VMAPP_V41", 0x29, (
+        _VPE_ID, _VIRTUAL_RDBASE, _VPT_ADDR,
+        CommandField("vpt_size", 3, Field.bits("VPT_size", 7, 0)),
+        # vLPI configuration table physical address bits [51:16] in place.
+        CommandField("vconf_addr", 0, Field.bits("VCONF_addr", 51, 16), shift=16),
+        CommandField("default_doorbell", 1, Field.bits("Default_Doorbell", 31, 0)),
+        CommandField("alloc", 0, Field.bits("Alloc", 8)),
+        CommandField("ptz", 0, Field.bits("PTZ", 9), default=0),
+        _VALID,
+    ), _GICV4_1),
+    CommandSpec("VMAPTI", 0x2A, (
+        _DEVICE_ID, _EVENT_ID, _VPE_ID,
+        CommandField("vintid", 2, Field.bits("vINTID", 31, 0)),
+        _DBELL_PINTID,
+    ), _GICV4),
+    CommandSpec("VMAPI", 0x2B, (_DEVICE_ID, _EVENT_ID, _VPE_ID, _DBELL_PINTID), _GICV4),
+    CommandSpec("VINVALL", 0x2D, (_VPE_ID,), _GICV4),
+    CommandSpec("INVDB", 0x2E, (_VPE_ID,), _GICV4_1),
+)
+
+#: Every command layout: the physical commands, then the GICv4 ones.
+_SPECS = _PHYSICAL_SPECS + _GICV4_SPECS
+
 #: name -> `CommandSpec` of every physical command this model implements.
-COMMAND_TABLE: dict[str, CommandSpec] = {spec.name: spec for spec in _SPECS}
+COMMAND_TABLE: dict[str, CommandSpec] = {spec.name: spec for spec in _PHYSICAL_SPECS}
 
-#: name -> command number.
-OPCODES: dict[str, int] = {spec.name: spec.code for spec in _SPECS}
+#: name -> `CommandSpec` of every GICv4 / GICv4.1 command layout: declared
+#: for GICv4, not yet modelled (encoded and decoded, executed by no ITS).
+GICV4_COMMAND_TABLE: dict[str, CommandSpec] = {spec.name: spec for spec in _GICV4_SPECS}
 
-_BY_CODE: dict[int, CommandSpec] = {spec.code: spec for spec in _SPECS}
+#: Every layout `encode` knows, by name.
+_ENCODABLE: dict[str, CommandSpec] = {**COMMAND_TABLE, **GICV4_COMMAND_TABLE}
 
-#: GICv4/v4.1 command numbers: known by name for logs, decoded as `UNKNOWN`.
-GICV4_OPCODES: dict[str, int] = {
-    "VMOVI": 0x21, "VMOVP": 0x22, "VSGI": 0x23, "VSYNC": 0x25, "VMAPP": 0x29,
-    "VMAPTI": 0x2A, "VMAPI": 0x2B, "VINVALL": 0x2D, "INVDB": 0x2E,
-}
+#: name -> command number, physical commands (the ones the processor runs).
+OPCODES: dict[str, int] = {spec.name: spec.code for spec in _PHYSICAL_SPECS}
+
+#: GICv4/v4.1 command numbers by Arm mnemonic, for logs.  A GICv3 ITS (this
+#: model) treats each as an unknown command.
+GICV4_OPCODES: dict[str, int] = {spec.mnemonic: spec.code for spec in _GICV4_SPECS}
 
 #: command number -> mnemonic, physical and GICv4 (for messages and logs).
 OPCODE_NAMES: dict[int, str] = {code: name for name, code in {**OPCODES, **GICV4_OPCODES}.items()}
 
-#: The table flattened to plain ints for the Cython command processor: one
+#: gic_version -> {command number: `CommandSpec`}: how an ITS of that GIC
+#: version reads each command number (`decode`); a number missing is `UNKNOWN`.
+DECODE_TABLES: dict[str, dict[int, CommandSpec]] = {
+    version: {spec.code: spec for spec in _SPECS if version in spec.gic_versions}
+    for version in GIC_VERSIONS
+}
+
+#: The physical table flattened to plain ints for the Cython command processor: one
 #: ``(command, opcode, name, dword, lsb, width, shift, bias)`` row per field.
 FIELD_ROWS: tuple[tuple[str, int, str, int, int, int, int, int], ...] = tuple(
     (spec.name, spec.code, f.name, f.dword, f.field.lsb, f.field.width, f.shift, f.bias)
-    for spec in _SPECS for f in spec.fields
+    for spec in _PHYSICAL_SPECS for f in spec.fields
 )
 
 
 def _self_check() -> None:
-    """Import-time guard: no two parameters of a command share a bit."""
+    """Import-time guard: no two parameters of a command share a bit, no two
+    layouts share a name, and each GIC version reads a command number one way."""
     for spec in _SPECS:
         used = [OPCODE.mask, 0, 0, 0]
         for f in spec.fields:
@@ -261,6 +408,13 @@ def _self_check() -> None:
             if used[f.dword] & f.field.mask:
                 raise AssertionError(f"{spec.name}.{f.name} overlaps another field")
             used[f.dword] |= f.field.mask
+        if not spec.gic_versions or not spec.gic_versions <= _EVERY_VERSION:
+            raise AssertionError(f"{spec.name}: bad GIC versions {sorted(spec.gic_versions)}")
+    if len(_ENCODABLE) != len(_SPECS):
+        raise AssertionError("two command layouts share a name")
+    for version, table in DECODE_TABLES.items():
+        if len(table) != sum(version in spec.gic_versions for spec in _SPECS):
+            raise AssertionError(f"GIC {version}: two layouts share a command number")
 
 
 _self_check()
@@ -268,13 +422,31 @@ _self_check()
 
 # -- generic encode / decode ---------------------------------------------------
 
+def _spec_named(name: str) -> CommandSpec:
+    """The layout called `name` (physical or GICv4); ValueError listing the known names."""
+    spec = _ENCODABLE.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(f"unknown command {name!r}; known: {', '.join(_ENCODABLE)}")
+    return spec
+
+
+def _decode_table(gic_version: str) -> dict[int, CommandSpec]:
+    """`DECODE_TABLES` entry for `gic_version`; ValueError for another value."""
+    table = DECODE_TABLES.get(gic_version) if isinstance(gic_version, str) else None
+    if table is None:
+        raise ValueError(f"gic_version must be one of {', '.join(map(repr, GIC_VERSIONS))}, "
+                         f"got {gic_version!r}")
+    return table
+
+
 def encode_dwords(name: str, **params: int) -> tuple[int, int, int, int]:
     """Encode a command as four 64-bit doubleword values.
 
     Parameters
     ----------
     name : str
-        Command mnemonic, a key of `COMMAND_TABLE`.
+        Command name, a key of `COMMAND_TABLE` or `GICV4_COMMAND_TABLE`
+        (``"VMAPP_V41"`` for the GICv4.1 layout of VMAPP).
     **params : int
         One value per `CommandField` of the command; a field with a default
         (``valid``) may be omitted.
@@ -289,9 +461,7 @@ def encode_dwords(name: str, **params: int) -> tuple[int, int, int, int]:
         Unknown command, unknown or missing parameter, or a value that does
         not fit (the message names the field).
     """
-    spec = COMMAND_TABLE.get(name)
-    if spec is None:
-        raise ValueError(f"unknown command {name!r}; known: {', '.join(COMMAND_TABLE)}")
+    spec = _spec_named(name)
     known = {f.name for f in spec.fields}
     extra = set(params) - known
     if extra:
@@ -322,7 +492,7 @@ def encode_many(name: str, **params) -> "np.ndarray":
     Parameters
     ----------
     name : str
-        Command mnemonic, a key of `COMMAND_TABLE`.
+        Command name, a key of `COMMAND_TABLE` or `GICV4_COMMAND_TABLE`.
     **params : array_like of int or int
         One array (or scalar, broadcast) per `CommandField`; fields with a
         default may be omitted.
@@ -340,9 +510,7 @@ def encode_many(name: str, **params) -> "np.ndarray":
     """
     import numpy as np
 
-    spec = COMMAND_TABLE.get(name)
-    if spec is None:
-        raise ValueError(f"unknown command {name!r}; known: {', '.join(COMMAND_TABLE)}")
+    spec = _spec_named(name)
     extra = set(params) - {f.name for f in spec.fields}
     if extra:
         raise ValueError(f"{name}: unexpected field(s) {', '.join(sorted(extra))}")
@@ -373,7 +541,7 @@ def encode_many(name: str, **params) -> "np.ndarray":
     return out
 
 
-def decode_dwords(dwords: Sequence[int]) -> Command:
+def decode_dwords(dwords: Sequence[int], *, gic_version: str = "3") -> Command:
     """Decode a command given as four 64-bit doubleword values.
 
     Bits outside the command's fields (RES0) are ignored.
@@ -382,22 +550,34 @@ def decode_dwords(dwords: Sequence[int]) -> Command:
     ----------
     dwords : sequence of 4 int
         DW0..DW3, each in ``0 .. 2**64-1``.
+    gic_version : {"3", "4.0", "4.1"}, default "3"
+        Read the command as an ITS of this GIC version does: "3" knows the
+        physical commands only (every GICv4 number is `UNKNOWN`, as this
+        model's ITS treats it), "4.0" adds the GICv4.0 commands and layouts,
+        "4.1" the GICv4.1 layouts of VMAPP and VMOVP plus VSGI and INVDB.
 
     Returns
     -------
     Command
+
+    Raises
+    ------
+    ValueError
+        Not four doublewords, a doubleword out of range, or an unknown
+        `gic_version`.
     """
+    table = _decode_table(gic_version)
     if len(dwords) != 4:
         raise ValueError(f"a command has 4 doublewords, got {len(dwords)}")
     words = [as_uint(word, f"DW{index}", 64) for index, word in enumerate(dwords)]
     code = OPCODE.extract(words[0])
-    spec = _BY_CODE.get(code)
+    spec = table.get(code)
     if spec is None:
         return Command(UNKNOWN, code, {"opcode": code})
     return Command(spec.name, code, {f.name: f.from_wire(words[f.dword]) for f in spec.fields})
 
 
-def decode(packet: Any) -> Command:
+def decode(packet: Any, *, gic_version: str = "3") -> Command:
     """Decode one 32-byte command image (bytes-like, little-endian).
 
     Parameters
@@ -405,25 +585,31 @@ def decode(packet: Any) -> Command:
     packet : bytes-like
         Exactly 32 bytes (``bytes``, ``bytearray``, ``memoryview``, a
         ``uint8`` numpy array...).
+    gic_version : {"3", "4.0", "4.1"}, default "3"
+        The GIC version whose ITS reads the command (see `decode_dwords`);
+        the default decodes every GICv4 command as `UNKNOWN`.
 
     Returns
     -------
     Command
-        ``name`` is the mnemonic or `UNKNOWN`; ``fields`` holds the
-        parameters (``{"opcode": n}`` for an unknown command).
+        ``name`` is the layout's name (``"VMAPP_V41"`` for the GICv4.1 VMAPP)
+        or `UNKNOWN`; ``fields`` holds the parameters (``{"opcode": n}`` for
+        an unknown command).
 
     Raises
     ------
     ValueError
-        `packet` is not 32 bytes long.
+        `packet` is not 32 bytes long, or `gic_version` is not one of
+        `GIC_VERSIONS`.
     """
+    _decode_table(gic_version)
     view = memoryview(packet)
     if not view.c_contiguous:
         view = memoryview(view.tobytes())
     view = view.cast("B")
     if view.nbytes != COMMAND_BYTES:
         raise ValueError(f"a command is {COMMAND_BYTES} bytes, got {view.nbytes}")
-    return decode_dwords(_DWORDS.unpack(view))
+    return decode_dwords(_DWORDS.unpack(view), gic_version=gic_version)
 
 
 # -- one encoder per command ---------------------------------------------------
@@ -518,6 +704,174 @@ def sync(cpu: int) -> bytes:
 def movall(from_cpu: int, to_cpu: int) -> bytes:
     """MOVALL: move all pending LPIs of `from_cpu` (DW2[47:16]) to `to_cpu` (DW3[47:16])."""
     return encode("MOVALL", from_cpu=from_cpu, to_cpu=to_cpu)
+
+
+# -- GICv4 encoders (declared for GICv4, not yet modelled) ---------------------------
+#
+# These build the virtual commands Linux's its_build_v*_cmd builders build.
+# No ITS of this model executes them yet: a GICv3 ITS skips each as an
+# unknown command (E_ITS_UNKNOWN_COMMAND).
+
+def vmapp(vpe_id: int, rdbase: int, vpt_addr: int, vpt_size: int,
+          valid: bool = True) -> bytes:
+    """VMAPP, GICv4.0 layout: map vPE `vpe_id` to a redistributor and a virtual pending table.
+
+    Parameters
+    ----------
+    vpe_id : int
+        vPEID, DW1[47:32] (16 bits).
+    rdbase : int
+        RDbase, DW2[51:16]: the target redistributor (the processor number
+        when GITS_TYPER.PTA = 0), up to ``2**36 - 1``.
+    vpt_addr : int
+        Virtual pending table physical address, 64 KiB aligned, below
+        ``2**52``; bits [51:16] go to DW3[51:16].
+    vpt_size : int
+        VPT_size, DW3[4:0]: the number of vINTID bits - 1, stored as given.
+    valid : bool, default True
+        V, DW2[63]; False unmaps the vPE.
+
+    Returns
+    -------
+    bytes
+        The 32-byte command (command number 0x29).
+    """
+    return encode("VMAPP", vpe_id=vpe_id, rdbase=rdbase, vpt_addr=vpt_addr,
+                  vpt_size=vpt_size, valid=valid)
+
+
+def vmapp_v41(vpe_id: int, rdbase: int, vpt_addr: int, vpt_size: int, vconf_addr: int,
+              default_doorbell: int, alloc: bool, ptz: bool = False,
+              valid: bool = True) -> bytes:
+    """VMAPP, GICv4.1 layout (GITS_TYPER.VMAPP = 1): the GICv4.0 fields plus
+    the vLPI configuration table, the default doorbell and Alloc/PTZ.
+
+    Parameters
+    ----------
+    vpe_id, rdbase, vpt_addr, valid
+        As for `vmapp`.
+    vpt_size : int
+        VPT_size, DW3[7:0] (8 bits in the GICv4.1 layout).
+    vconf_addr : int
+        VCONF_addr: the vLPI configuration table, 64 KiB aligned, below
+        ``2**52``; bits [51:16] go to DW0[51:16].
+    default_doorbell : int
+        Default_Doorbell, DW1[31:0]: the vPE's default doorbell pINTID.
+    alloc : bool
+        Alloc, DW0[8] (Linux: 1 on the first map / last unmap across ITSs).
+    ptz : bool, default False
+        PTZ, DW0[9]: the VPT is known to be zero (Linux always writes 0).
+
+    Returns
+    -------
+    bytes
+        The 32-byte command (command number 0x29).
+    """
+    return encode("VMAPP_V41", vpe_id=vpe_id, rdbase=rdbase, vpt_addr=vpt_addr,
+                  vpt_size=vpt_size, vconf_addr=vconf_addr,
+                  default_doorbell=default_doorbell, alloc=alloc, ptz=ptz, valid=valid)
+
+
+def vmapti(device_id: int, event_id: int, vpe_id: int, vintid: int,
+           dbell_pintid: int) -> bytes:
+    """VMAPTI: map (DeviceID, EventID) to vLPI `vintid` of vPE `vpe_id`.
+
+    DeviceID DW0[63:32], EventID DW1[31:0], vPEID DW1[47:32], vINTID
+    DW2[31:0], Dbell_pINTID DW2[63:32] (`NO_DOORBELL` = 1023 for none).
+    """
+    return encode("VMAPTI", device_id=device_id, event_id=event_id, vpe_id=vpe_id,
+                  vintid=vintid, dbell_pintid=dbell_pintid)
+
+
+def vmapi(device_id: int, event_id: int, vpe_id: int, dbell_pintid: int) -> bytes:
+    """VMAPI: VMAPTI with vINTID = EventID.
+
+    DeviceID DW0[63:32], EventID DW1[31:0], vPEID DW1[47:32], Dbell_pINTID
+    DW2[63:32] (`NO_DOORBELL` = 1023 for none).
+    """
+    return encode("VMAPI", device_id=device_id, event_id=event_id, vpe_id=vpe_id,
+                  dbell_pintid=dbell_pintid)
+
+
+def vmovi(device_id: int, event_id: int, vpe_id: int, dbell_pintid: int,
+          doorbell_valid: bool = True) -> bytes:
+    """VMOVI: move the vLPI of (DeviceID, EventID) to vPE `vpe_id`.
+
+    DeviceID DW0[63:32], EventID DW1[31:0], vPEID DW1[47:32], Dbell_pINTID
+    DW2[63:32]; `doorbell_valid` is D, DW2[0]: the doorbell field is used
+    (Linux always sets it).
+    """
+    return encode("VMOVI", device_id=device_id, event_id=event_id, vpe_id=vpe_id,
+                  dbell_pintid=dbell_pintid, doorbell_valid=doorbell_valid)
+
+
+def vmovp(vpe_id: int, rdbase: int, sequence_number: int = 0, its_list: int = 0) -> bytes:
+    """VMOVP, GICv4.0 layout: retarget vPE `vpe_id` to redistributor `rdbase`.
+
+    vPEID DW1[47:32], RDbase DW2[51:16]; SequenceNumber DW0[47:32] and
+    ITSList DW1[15:0] synchronise the ITSs when GITS_TYPER.VMOVP = 0 (RES0,
+    so 0, when it is 1).
+    """
+    return encode("VMOVP", vpe_id=vpe_id, rdbase=rdbase, sequence_number=sequence_number,
+                  its_list=its_list)
+
+
+def vmovp_v41(vpe_id: int, rdbase: int, default_doorbell: int, sequence_number: int = 0,
+              its_list: int = 0, default_doorbell_valid: bool = True) -> bytes:
+    """VMOVP, GICv4.1 layout: `vmovp` plus the vPE's default doorbell.
+
+    Default_Doorbell DW3[31:0]; `default_doorbell_valid` is DB, DW2[63]
+    (Linux sets it with the default doorbell on every GICv4.1 VMOVP).
+    """
+    return encode("VMOVP_V41", vpe_id=vpe_id, rdbase=rdbase,
+                  default_doorbell=default_doorbell, sequence_number=sequence_number,
+                  its_list=its_list, default_doorbell_valid=default_doorbell_valid)
+
+
+def vsync(vpe_id: int) -> bytes:
+    """VSYNC: wait for earlier commands on vPE `vpe_id` (vPEID DW1[47:32])."""
+    return encode("VSYNC", vpe_id=vpe_id)
+
+
+def vinvall(vpe_id: int) -> bytes:
+    """VINVALL: reload the vLPI configuration of vPE `vpe_id` (vPEID DW1[47:32])."""
+    return encode("VINVALL", vpe_id=vpe_id)
+
+
+def invdb(vpe_id: int) -> bytes:
+    """INVDB (GICv4.1): reload the configuration of vPE `vpe_id`'s default
+    doorbell (vPEID DW1[47:32])."""
+    return encode("INVDB", vpe_id=vpe_id)
+
+
+def vsgi(vpe_id: int, vintid: int, priority: int, group: bool, enable: bool,
+         clear: bool = False) -> bytes:
+    """VSGI (GICv4.1): configure, or clear the pending state of, vSGI `vintid` of a vPE.
+
+    Parameters
+    ----------
+    vpe_id : int
+        vPEID, DW1[47:32].
+    vintid : int
+        The vSGI, 0..15: vINTID DW0[35:32].
+    priority : int
+        The 8-bit priority, a multiple of 16 (0x00..0xF0): its top nibble
+        goes to Priority DW0[23:20], as Linux's ``prio >> 4``.
+    group : bool
+        Group, DW0[10].
+    enable : bool
+        Enable, DW0[8].
+    clear : bool, default False
+        Clear, DW0[9]: clear the pending state and leave the configuration
+        (one command cannot do both).
+
+    Returns
+    -------
+    bytes
+        The 32-byte command (command number 0x23).
+    """
+    return encode("VSGI", vpe_id=vpe_id, vintid=vintid, priority=priority, group=group,
+                  enable=enable, clear=clear)
 
 
 # -- error codes -----------------------------------------------------------------

@@ -177,7 +177,7 @@ class ReferenceITS:
 
     def execute(self, packet: bytes) -> int:
         """Apply one 32-byte command; return 0 or its E_ITS_* error code."""
-        command = C.decode(packet)
+        command = C.decode(packet, gic_version="3")     # GICv4 commands: unknown
         handler = getattr(self, "_cmd_" + command.name.lower(), None)
         if handler is None:
             return C.E_ITS_UNKNOWN_COMMAND

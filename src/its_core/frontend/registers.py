@@ -38,6 +38,27 @@ sizes and misaligned accesses, which the device treats as RAZ/WI.
 Offsets of the ITS map are from ITS_base: the control frame at 0x0_0000 and
 GITS_TRANSLATER in the translation frame at 0x1_0040.  Offsets of the GICR
 map are from the redistributor's RD_base frame.
+
+GICv4 (declared for GICv4, not yet modelled)
+--------------------------------------------
+The GICv4.0 and GICv4.1 registers are declared here as data for the steps
+that will model them, and are wired into nothing: `ITS_REGISTERS`,
+`GICR_REGISTERS`, `lookup` and `lookup_gicr` are the GICv3 maps, and a GICv3
+ITS or redistributor reads and writes exactly as before.
+
+* Fields of registers the GICv3 maps already hold (GITS_TYPER.Virtual,
+  VMOVP, VSGI, VMAPP, SVPET, nID; GICR_TYPER.VLPIS, Dirty, RVPEID, VSGI) are
+  in those layouts -- the registers are read-only and this model reports them
+  as 0 -- and `GICV4_FIELDS` names them.
+* Registers a GICv4 ITS or redistributor has in addition, or with another
+  layout, are in `GICV4_ITS_REGISTERS` and `GICV4_GICR_REGISTERS`, one map
+  per GIC version (``"4.0"``, ``"4.1"``): GITS_BASER2 describing the vPE
+  table (Type `BaserType.VPES`), GITS_SGIR in the third ITS frame
+  (`SGIR_FRAME`), the VLPI frame of each redistributor (`VLPI_FRAME`:
+  GICR_VPROPBASER and GICR_VPENDBASER in their v4.0 and v4.1 layouts,
+  GICR_VSGIR, GICR_VSGIPENDR) and the GICv4.1 layouts of GICR_INVLPIR and
+  GICR_INVALLR (V and vPEID).  Offsets are from ITS_base and RD_base, as in
+  the GICv3 maps.
 """
 
 from __future__ import annotations
@@ -58,12 +79,23 @@ __all__ = [
     "baser_page_size", "baser_address", "baser_table_bytes", "baser_entry_bytes",
     "cbaser_address", "cbaser_queue_bytes", "gicr_typer_value",
     "TRANSLATION_FRAME", "CBASER_PAGE_BYTES",
+    "SGIR_FRAME", "VLPI_FRAME", "GICV4_FIELDS", "GICV4_ITS_REGISTERS", "GICV4_GICR_REGISTERS",
+    "GITS_BASER2_VPES", "GITS_SGIR",
+    "GICR_VPROPBASER_V40", "GICR_VPENDBASER_V40", "GICR_VPROPBASER_V41",
+    "GICR_VPENDBASER_V41", "GICR_VSGIR", "GICR_VSGIPENDR", "GICR_INVLPIR_V41",
+    "GICR_INVALLR_V41",
 ]
 
 _BIT = Field.bits
 
 #: Offset of the translation frame (GITS_TRANSLATER's 64 KiB page) from ITS_base.
 TRANSLATION_FRAME = 0x1_0000
+
+#: Offset of the GICv4.1 vSGI frame (GITS_SGIR's 64 KiB page) from ITS_base.
+SGIR_FRAME = 0x2_0000
+
+#: Offset of a GICv4 redistributor's VLPI frame (VLPI_base) from its RD_base.
+VLPI_FRAME = 0x2_0000
 
 #: CBASER.Size counts pages of this many bytes.
 CBASER_PAGE_BYTES = 4096
@@ -101,7 +133,11 @@ class Shareability(IntEnum):
 
 
 class BaserType(IntEnum):
-    """GITS_BASER<n>.Type: which table the register describes (3, 5-7 reserved)."""
+    """GITS_BASER<n>.Type: which table the register describes (3, 5-7 reserved).
+
+    VPES (2) is the GICv4 vPE table (GITS_BASER2 in GICv4.1): declared for
+    GICv4, not yet modelled.
+    """
 
     UNIMPLEMENTED = 0
     DEVICES = 1
@@ -580,6 +616,7 @@ GICR_TYPER_LAYOUT = Layout(
     _BIT("RVPEID", 7),
     _BIT("Processor_Number", 23, 8),
     _BIT("CommonLPIAff", 25, 24),
+    _BIT("VSGI", 26),
     _BIT("Affinity", 63, 32),
     width=64,
 )
@@ -608,14 +645,109 @@ GICR_PENDBASER_LAYOUT = Layout(
 GICR_LPIR_LAYOUT = Layout("GICR_LPIR", _BIT("pINTID", 31, 0), width=64)
 
 #: GICR_INVLPIR: the physical INTID whose configuration byte to reload.  The
-#: GICv4.1 fields (V [63], vPEID [47:32]) are not implemented: RES0 here.
+#: GICv4.1 fields (V [63], vPEID [47:32]) are not implemented: RES0 here
+#: (declared in `GICR_INVLPIR_V41_LAYOUT`).
 GICR_INVLPIR_LAYOUT = Layout("GICR_INVLPIR", _BIT("INTID", 31, 0), width=64)
 
 #: GICR_INVALLR: reload every configuration byte.  Its GICv4.1 fields (V,
-#: vPEID) are not implemented, so every bit is RES0 here.
+#: vPEID) are not implemented, so every bit is RES0 here (declared in
+#: `GICR_INVALLR_V41_LAYOUT`).
 GICR_INVALLR_LAYOUT = Layout("GICR_INVALLR", width=64)
 
 GICR_SYNCR_LAYOUT = Layout("GICR_SYNCR", _BIT("Busy", 0), width=32)
+
+# GICv4 layouts: declared for GICv4, not yet modelled (gicv4-digest 5.1, 5.2, 6).
+
+#: GITS_SGIR (GICv4.1): make vSGI vINTID pending for vPE vPEID.
+GITS_SGIR_LAYOUT = Layout(
+    "GITS_SGIR",
+    _BIT("vINTID", 3, 0),
+    _BIT("vPEID", 47, 32),
+    width=64,
+)
+
+#: GICR_VPROPBASER, GICv4.0: the resident vPE's vLPI configuration table.
+GICR_VPROPBASER_V40_LAYOUT = Layout(
+    "GICR_VPROPBASER",
+    _BIT("IDbits", 4, 0),
+    _BIT("InnerCache", 9, 7),
+    _BIT("Shareability", 11, 10),
+    _BIT("Physical_Address", 51, 12),
+    _BIT("OuterCache", 58, 56),
+    width=64,
+)
+
+#: GICR_VPROPBASER, GICv4.1: a BASER-like descriptor of the vPE Configuration
+#: table the redistributors share with the ITSs.
+GICR_VPROPBASER_V41_LAYOUT = Layout(
+    "GICR_VPROPBASER",
+    _BIT("Size", 6, 0),
+    _BIT("InnerCache", 9, 7),
+    _BIT("Shareability", 11, 10),
+    _BIT("Physical_Address", 51, 12),
+    _BIT("Z", 52),
+    _BIT("Page_Size", 54, 53),
+    _BIT("Indirect", 55),
+    _BIT("OuterCache", 58, 56),
+    _BIT("Entry_Size", 61, 59),
+    _BIT("Valid", 63),
+    width=64,
+)
+
+#: GICR_VPENDBASER, GICv4.0: the resident vPE's virtual pending table.
+GICR_VPENDBASER_V40_LAYOUT = Layout(
+    "GICR_VPENDBASER",
+    _BIT("InnerCache", 9, 7),
+    _BIT("Shareability", 11, 10),
+    _BIT("Physical_Address", 51, 16),
+    _BIT("OuterCache", 58, 56),
+    _BIT("Dirty", 60),
+    _BIT("PendingLast", 61),
+    _BIT("IDAI", 62),
+    _BIT("Valid", 63),
+    width=64,
+)
+
+#: GICR_VPENDBASER, GICv4.1 (GICR_TYPER.RVPEID = 1): the resident vPE by vPEID.
+GICR_VPENDBASER_V41_LAYOUT = Layout(
+    "GICR_VPENDBASER",
+    _BIT("vPEID", 15, 0),
+    _BIT("vGrp1En", 58),
+    _BIT("vGrp0En", 59),
+    _BIT("Dirty", 60),
+    _BIT("PendingLast", 61),
+    _BIT("Doorbell", 62),
+    _BIT("Valid", 63),
+    width=64,
+)
+
+#: GICR_VSGIR (GICv4.1): writing a vPEID starts a vSGI pending-state query.
+GICR_VSGIR_LAYOUT = Layout("GICR_VSGIR", _BIT("vPEID", 15, 0), width=32)
+
+#: GICR_VSGIPENDR (GICv4.1): the answer, one Pending bit per vSGI once Busy is 0.
+GICR_VSGIPENDR_LAYOUT = Layout(
+    "GICR_VSGIPENDR",
+    _BIT("Pending", 15, 0),
+    _BIT("Busy", 31),
+    width=32,
+)
+
+#: GICR_INVLPIR, GICv4.1: V = 1 reloads vINTID INTID of vPE vPEID.
+GICR_INVLPIR_V41_LAYOUT = Layout(
+    "GICR_INVLPIR",
+    _BIT("INTID", 31, 0),
+    _BIT("vPEID", 47, 32),
+    _BIT("V", 63),
+    width=64,
+)
+
+#: GICR_INVALLR, GICv4.1: V = 1 reloads every vLPI configuration of vPE vPEID.
+GICR_INVALLR_V41_LAYOUT = Layout(
+    "GICR_INVALLR",
+    _BIT("vPEID", 47, 32),
+    _BIT("V", 63),
+    width=64,
+)
 
 
 # -- register declarations -------------------------------------------------------------
@@ -663,7 +795,8 @@ _TABLE_ATTRS = dict(
 _KVM_ENTRY_SIZE = 8                      # bytes per DTE / CTE in KVM's ABI
 
 
-def _baser(n: int, table: BaserType) -> Register:
+def _baser(n: int, table: BaserType,
+           description: str = "writes ignored while GITS_CTLR.Enabled") -> Register:
     """GITS_BASER<n>; Type and Entry_Size are read-only; Type 0 means RAZ/WI."""
     name = f"GITS_BASER{n}"
     offset = 0x0100 + 8 * n
@@ -674,7 +807,7 @@ def _baser(n: int, table: BaserType) -> Register:
         Type=table, Entry_Size=_KVM_ENTRY_SIZE - 1, Page_Size=PageSize.SIZE_64K, **_TABLE_ATTRS)
     return _rw64(name, offset, GITS_BASER_LAYOUT, reset,
                  read_only=_ro(GITS_BASER_LAYOUT, "Type", "Entry_Size"),
-                 description="writes ignored while GITS_CTLR.Enabled")
+                 description=description)
 
 
 def _idreg(name: str, offset: int, value: int, layout: Layout = ID_REG_LAYOUT) -> Register:
@@ -783,6 +916,90 @@ GICR_SYNCR = _ro32("GICR_SYNCR", 0x00C0, GICR_SYNCR_LAYOUT, 0,
 GICR_REGISTERS = RegisterMap("GICR", [GICR_CTLR, GICR_TYPER, GICR_SETLPIR, GICR_CLRLPIR,
                                       GICR_PROPBASER, GICR_PENDBASER, GICR_INVLPIR,
                                       GICR_INVALLR, GICR_SYNCR])
+
+
+# -- GICv4 registers: declared for GICv4, not yet modelled ---------------------------
+#
+# None of these is in ITS_REGISTERS or GICR_REGISTERS: a GICv3 ITS and its
+# redistributors do not have them.  Reset values follow QEMU's GICv4.0 model
+# (0 for the VLPI frame) and the project's KVM-style table attributes for
+# the vPE table's BASER.
+
+_DECLARED = "declared for GICv4, not yet modelled"
+
+#: Fields of registers in the GICv3 maps that only GICv4 gives a meaning:
+#: register name -> field names.  This model reports them as 0.
+GICV4_FIELDS: dict[str, tuple[str, ...]] = {
+    "GITS_TYPER": ("Virtual", "VMOVP", "VSGI", "VMAPP", "SVPET", "nID"),
+    "GICR_TYPER": ("VLPIS", "Dirty", "RVPEID", "VSGI"),
+}
+
+GITS_BASER2_VPES = _baser(2, BaserType.VPES, f"vPE table ({_DECLARED})")
+GITS_SGIR = Register(
+    "GITS_SGIR", SGIR_FRAME + 0x0020, 64, "WO", GITS_SGIR_LAYOUT, 0, 0, frozenset({8}),
+    f"GICv4.1: make vSGI vINTID pending for vPE vPEID; 64-bit writes only ({_DECLARED})")
+
+GICR_VPROPBASER_V40 = _rw64(
+    "GICR_VPROPBASER", VLPI_FRAME + 0x0070, GICR_VPROPBASER_V40_LAYOUT, 0,
+    description=f"GICv4.0: vLPI configuration table of the resident vPE ({_DECLARED})")
+GICR_VPENDBASER_V40 = _rw64(
+    "GICR_VPENDBASER", VLPI_FRAME + 0x0078, GICR_VPENDBASER_V40_LAYOUT, 0,
+    read_only=_ro(GICR_VPENDBASER_V40_LAYOUT, "Dirty"),
+    description=f"GICv4.0: virtual pending table of the resident vPE ({_DECLARED})")
+GICR_VPROPBASER_V41 = _rw64(
+    "GICR_VPROPBASER", VLPI_FRAME + 0x0070, GICR_VPROPBASER_V41_LAYOUT, 0,
+    read_only=_ro(GICR_VPROPBASER_V41_LAYOUT, "Entry_Size"),
+    description=f"GICv4.1: the shared vPE Configuration table ({_DECLARED})")
+GICR_VPENDBASER_V41 = _rw64(
+    "GICR_VPENDBASER", VLPI_FRAME + 0x0078, GICR_VPENDBASER_V41_LAYOUT, 0,
+    read_only=_ro(GICR_VPENDBASER_V41_LAYOUT, "Dirty"),
+    description=f"GICv4.1: the resident vPE by vPEID ({_DECLARED})")
+GICR_VSGIR = _rw32(
+    "GICR_VSGIR", VLPI_FRAME + 0x0080, GICR_VSGIR_LAYOUT, 0,
+    description=f"GICv4.1: start a vSGI pending-state query for vPEID ({_DECLARED})")
+GICR_VSGIPENDR = _ro32(
+    "GICR_VSGIPENDR", VLPI_FRAME + 0x0088, GICR_VSGIPENDR_LAYOUT, 0,
+    f"GICv4.1: the queried vSGI pending bits once Busy is 0 ({_DECLARED})")
+GICR_INVLPIR_V41 = _wo64("GICR_INVLPIR", 0x00A0, GICR_INVLPIR_V41_LAYOUT,
+                         f"GICv4.1: V = 1 reloads vINTID INTID of vPE vPEID ({_DECLARED})")
+GICR_INVALLR_V41 = _wo64("GICR_INVALLR", 0x00B0, GICR_INVALLR_V41_LAYOUT,
+                         f"GICv4.1: V = 1 reloads every vLPI of vPE vPEID ({_DECLARED})")
+
+#: GIC version -> the ITS registers a GICv4 ITS has in place of, or in
+#: addition to, `ITS_REGISTERS` (offsets from ITS_base).
+GICV4_ITS_REGISTERS: dict[str, RegisterMap] = {
+    "4.0": RegisterMap("GITS (GICv4.0, declared, not yet modelled)", [GITS_BASER2_VPES]),
+    "4.1": RegisterMap("GITS (GICv4.1, declared, not yet modelled)",
+                       [GITS_BASER2_VPES, GITS_SGIR]),
+}
+
+#: GIC version -> the redistributor registers a GICv4 redistributor has in
+#: place of, or in addition to, `GICR_REGISTERS` (offsets from RD_base; the
+#: VLPI frame starts at `VLPI_FRAME`).
+GICV4_GICR_REGISTERS: dict[str, RegisterMap] = {
+    "4.0": RegisterMap("GICR (GICv4.0, declared, not yet modelled)",
+                       [GICR_VPROPBASER_V40, GICR_VPENDBASER_V40]),
+    "4.1": RegisterMap("GICR (GICv4.1, declared, not yet modelled)",
+                       [GICR_INVLPIR_V41, GICR_INVALLR_V41, GICR_VPROPBASER_V41,
+                        GICR_VPENDBASER_V41, GICR_VSGIR, GICR_VSGIPENDR]),
+}
+
+
+def _check_gicv4_declarations() -> None:
+    """Import-time guard: every GICv4 field named exists, and a GICv4 register
+    that shares a name with a GICv3 one sits at the same offset."""
+    gicv3 = {reg.name: reg for reg in (*ITS_REGISTERS, *GICR_REGISTERS)}
+    for name, fields in GICV4_FIELDS.items():
+        for field in fields:
+            gicv3[name].field(field)                    # KeyError if absent
+    for maps in (GICV4_ITS_REGISTERS, GICV4_GICR_REGISTERS):
+        for register_map in maps.values():
+            for reg in register_map:
+                if reg.name in gicv3 and gicv3[reg.name].offset != reg.offset:
+                    raise AssertionError(f"{reg.name}: GICv4 offset differs from GICv3")
+
+
+_check_gicv4_declarations()
 
 
 def lookup(offset: int, size: int) -> RegisterAccess | None:

@@ -15,9 +15,16 @@ from its_core.frontend import commands
 from its_core.frontend import registers
 
 
-def _fields(layout) -> str:
+#: Marker after a field that only GICv4 gives a meaning (`registers.GICV4_FIELDS`).
+_GICV4_MARK = "(GICv4)"
+_NOT_MODELLED = "declared for GICv4, not yet modelled"
+
+
+def _fields(layout, gicv4_fields=()) -> str:
     ordered = sorted(layout.fields, key=lambda field: -field.lsb)
-    return ", ".join(f"{field.name} {field.span}" for field in ordered)
+    return ", ".join(f"{field.name} {field.span}"
+                     + (f" {_GICV4_MARK}" if field.name in gicv4_fields else "")
+                     for field in ordered)
 
 
 def _register_table(register_map, title: str) -> list[str]:
@@ -26,10 +33,39 @@ def _register_table(register_map, title: str) -> list[str]:
              "|---|---|---|---|---|---|"]
     for register in register_map:
         sizes = "/".join(str(size) for size in sorted(register.sizes))
+        gicv4_fields = registers.GICV4_FIELDS.get(register.name, ())
         lines.append(f"| {register.name} | {register.offset:#07x} | {register.width} "
                      f"{register.access} | {sizes} | {register.reset:#x} | "
-                     f"{_fields(register.layout)} |")
+                     f"{_fields(register.layout, gicv4_fields)} |")
+    if any(register.name in registers.GICV4_FIELDS for register in register_map):
+        lines += ["", f"Fields marked {_GICV4_MARK} are {_NOT_MODELLED}: this model reports "
+                      "them as 0."]
     return lines + [""]
+
+
+def _gicv4_register_sections() -> list[str]:
+    lines = [f"## GICv4 registers ({_NOT_MODELLED})", "",
+             "Declared as data only (`registers.GICV4_ITS_REGISTERS`, "
+             "`registers.GICV4_GICR_REGISTERS`): no ITS or redistributor of this model has "
+             "them yet. Each table lists the registers a GICv4.0 or GICv4.1 ITS or "
+             "redistributor has in place of, or in addition to, the tables above.", ""]
+    for version in ("4.0", "4.1"):
+        for maps, where in ((registers.GICV4_ITS_REGISTERS, "ITS registers, offsets from "
+                             "ITS_base"),
+                            (registers.GICV4_GICR_REGISTERS, "redistributor registers, "
+                             "offsets from RD_base")):
+            table = _register_table(maps[version], f"GICv{version} {where}")
+            lines += ["#" + table[0]] + table[1:]
+    return lines
+
+
+def _parameters(spec) -> str:
+    return ", ".join(
+        f"`{field.name}` DW{field.dword}{field.field.span}"
+        + (f" (stored as value − {field.bias})" if field.bias else "")
+        + (f" (value bits [{field.shift + field.field.width - 1}:{field.shift}])"
+           if field.shift else "")
+        for field in spec.fields)
 
 
 def render() -> str:
@@ -40,18 +76,23 @@ def render() -> str:
     lines += _register_table(registers.ITS_REGISTERS, "ITS registers (offsets from ITS_base)")
     lines += _register_table(registers.GICR_REGISTERS,
                              "Redistributor LPI registers (offsets from RD_base)")
+    lines += _gicv4_register_sections()
     lines += ["## Commands", "",
               "Every command is four little-endian doublewords; DW0[7:0] is the command "
               "number. Parameters as `commands.<name>(...)` takes them:", "",
               "| command | number | parameters (doubleword and bits) |", "|---|---|---|"]
     for spec in commands.COMMAND_TABLE.values():
-        params = ", ".join(
-            f"`{field.name}` DW{field.dword}{field.field.span}"
-            + (f" (stored as value − {field.bias})" if field.bias else "")
-            + (f" (value bits [{field.shift + field.field.width - 1}:{field.shift}])"
-               if field.shift else "")
-            for field in spec.fields)
-        lines.append(f"| {spec.name} | {spec.code:#04x} | {params} |")
+        lines.append(f"| {spec.name} | {spec.code:#04x} | {_parameters(spec)} |")
+    lines += ["", f"## GICv4 commands ({_NOT_MODELLED})", "",
+              "Encoded by `commands.<name>(...)` and `commands.encode`, decoded by "
+              "`commands.decode(..., gic_version=...)` for the GIC versions listed; no ITS of "
+              "this model executes them yet (a GICv3 ITS skips each as "
+              "E_ITS_UNKNOWN_COMMAND). `_V41` names the GICv4.1 layout of a command number:", "",
+              "| command | number | GIC versions | parameters (doubleword and bits) |",
+              "|---|---|---|---|"]
+    for spec in commands.GICV4_COMMAND_TABLE.values():
+        versions = ", ".join(sorted(spec.gic_versions))
+        lines.append(f"| {spec.name} | {spec.code:#04x} | {versions} | {_parameters(spec)} |")
     lines += ["", "## Command error codes", "",
               "`0x01_CC_RR`: CC the command number, RR a per-command reason. Codes marked "
               "*project* are this model's own, in the same form.", "",
