@@ -621,6 +621,29 @@ def test_v41_default_doorbell_only_for_enabled_interrupts():
     assert ref.snapshot()["doorbells_armed"] == []
 
 
+def test_snapshot_holds_the_virtual_state():
+    ref, mem = make()
+    map_vpe_and_event(ref)
+    mem.write(VPT_A + 1026, b"\x02")                         # vINTID 8209 pending
+    schedule40(ref, 1)
+    assert ref.snapshot() == {
+        "devices": {DEVICE: (4, ITT)}, "events": {}, "collections": {},
+        "vpes": {VPE: (0, VPT_A, 15, 0, NONE)},
+        "virtual_events": {(DEVICE, EVENT): (VINTID, VPE, DOORBELL)},
+        "vpropbaser": [0, vprop40()],
+        "vpendbaser": [0, 0xE000000040010780],
+        "virtual_pending": [None, [8209]],
+    }
+    ref41, _ = make("4.1")
+    map_vpe_and_event(ref41)
+    assert ref41.execute(C.vsgi(VPE, 15, 0xF0, False, True)) == 0
+    ref41.write_sgir(VPE << 32 | 15)
+    snapshot = ref41.snapshot()
+    assert snapshot["vpes"] == {VPE: (0, VPT_A, 15, VCONF, NONE)}
+    assert snapshot["vsgis"] == {VPE: (1 << 15, ((0, 0, 0),) * 15 + ((0xF0, 0, 1),))}
+    assert snapshot["doorbells_armed"] == []
+
+
 # == bad input ==================================================================================
 
 def test_vpeid_beyond_the_vpe_table():

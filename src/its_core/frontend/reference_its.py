@@ -138,7 +138,10 @@ table read/write fault becomes the slot check failing (the ``*_VPEID_OOR`` /
 * Acknowledge (`acknowledge_virtual`): the enabled pending vLPI (v4.1: or
   vSGI) of the CPU's resident vPE with the lowest priority value (vLPI:
   config byte & 0xFC, unshifted, C24; vSGI: its VSGI priority), ties to the
-  lowest INTID -- the physical `acknowledge` rule.  Taking it clears its
+  lowest INTID -- the physical `acknowledge` rule.  Group enables (v4.1
+  VPENDBASER.vGrp0En/vGrp1En, the vSGI group) and the CPU interface's
+  priority mask are the embedding machine's concern, as for physical LPIs:
+  they are stored, not applied.  Taking it clears its
   pending state; EOI is not modelled (C25: the architecture, no EOIcount
   increment, is what the CPU interface must do; QEMU 7.2 counts one).
 * vSGIs (v4.1, §6): per vPE, 16 pending bits and {priority, group, enable},
@@ -1111,12 +1114,17 @@ class ReferenceITS:
         return self._virtual_ite(device_id, event_id)
 
     def translate(self, device_id: int, event_id: int) -> tuple[int, int]:
+        """(INTID, CPU) of a physical mapping (`ReferenceTables.translate`; a
+        virtual ITE raises as NO_MAPPING: see `virtual_ite`)."""
         return self.tables.translate(device_id, event_id)
 
     def translate_batch(self, device_ids, event_ids):
+        """`ReferenceTables.translate_batch` over the physical mappings."""
         return self.tables.translate_batch(device_ids, event_ids)
 
     def translation_status(self, device_id: int, event_id: int):
+        """`ReferenceTables.translation_status` of a physical mapping (a virtual
+        ITE reports NO_MAPPING)."""
         return self.tables.translation_status(device_id, event_id)
 
     def snapshot(self) -> dict:
