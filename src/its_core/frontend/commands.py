@@ -955,6 +955,75 @@ if len(ERROR_NAMES) != len([n for n in globals() if n.startswith("E_ITS_")]):
 __all__ += list(ERROR_NAMES.values())
 
 
+# -- GICv4 error codes (project codes; the reference model's, not yet the ITS's) ----
+#
+# The outcomes of the GICv4 commands (gicv4-digest 3.3, 3.4, 8) as the
+# reference model (`its_core.frontend.reference_its`) reports them: each is
+# a "skip" of QEMU's command loop, given a code in the ``0x01_CC_RR`` form
+# with the command's own number.  They are kept apart from `ERROR_NAMES`
+# (and so from the generated reference and the snapshot format) until the
+# ITS executes GICv4 commands; `GICV4_ERROR_NAMES` names them and
+# `error_name` knows them.  Reasons reuse the physical commands' reason
+# bytes where the meaning is the same (0x04 unmapped device, 0x05 EventID
+# out of range, 0x07 unmapped interrupt, 0x08 already mapped).
+
+# VMAPP: VPT_size > GITS_TYPER.ID_bits (GICv4.1: also VPT_size bits [7:5]).
+E_ITS_VMAPP_VPT_SIZE_OOR = error_code(0x29, 0x01)            # 0x012901
+# VMAPP V = 1: RDbase is not a redistributor (processor number >= CPUs).
+E_ITS_VMAPP_RDBASE_OOR = error_code(0x29, 0x02)              # 0x012902
+# VMAPP: the vPEID has no slot in the vPE table (GITS_BASER2).
+E_ITS_VMAPP_VPEID_OOR = error_code(0x29, 0x03)               # 0x012903
+# VMAPP (GICv4.1) V = 1: Default_Doorbell is neither 1023 nor an LPI.
+E_ITS_VMAPP_DOORBELL_OOR = error_code(0x29, 0x04)            # 0x012904
+# VMAPTI / VMAPI (reported under 0x2A, as KVM reports MAPI under MAPTI).
+E_ITS_VMAPTI_UNMAPPED_DEVICE = error_code(0x2A, 0x04)        # 0x012a04
+E_ITS_VMAPTI_ID_OOR = error_code(0x2A, 0x05)                 # 0x012a05
+# vINTID (VMAPI: the EventID) is not an LPI number below 2**ID_bits.
+E_ITS_VMAPTI_VIRTUALID_OOR = error_code(0x2A, 0x06)          # 0x012a06
+# The (DeviceID, EventID) already has an ITE, physical or virtual.
+E_ITS_VMAPTI_ID_ALREADY_MAPPED = error_code(0x2A, 0x08)      # 0x012a08
+# Dbell_pINTID is neither 1023 nor an LPI number below 2**ID_bits.
+E_ITS_VMAPTI_DOORBELL_OOR = error_code(0x2A, 0x0A)           # 0x012a0a
+# The vPEID has no slot in the vPE table.
+E_ITS_VMAPTI_VPEID_OOR = error_code(0x2A, 0x0B)              # 0x012a0b
+# VMOVI: D = 1 and Dbell_pINTID neither 1023 nor an LPI.
+E_ITS_VMOVI_DOORBELL_OOR = error_code(0x21, 0x0A)            # 0x01210a
+# VMOVI: no ITE for the event.
+E_ITS_VMOVI_UNMAPPED_INTERRUPT = error_code(0x21, 0x07)      # 0x012107
+# VMOVI: the event's ITE is physical.
+E_ITS_VMOVI_NOT_VIRTUAL = error_code(0x21, 0x0C)             # 0x01210c
+# VMOVI: the ITE's vPE or the target vPE is not mapped (no valid vPE table entry).
+E_ITS_VMOVI_UNMAPPED_VPE = error_code(0x21, 0x0D)            # 0x01210d
+# VMOVI: the vINTID is beyond the old or the new vPE's VPT_size.
+E_ITS_VMOVI_VIRTUALID_OOR = error_code(0x21, 0x06)           # 0x012106
+# VMOVP: RDbase is not a redistributor.
+E_ITS_VMOVP_RDBASE_OOR = error_code(0x22, 0x02)              # 0x012202
+# VMOVP: the vPE is not mapped.
+E_ITS_VMOVP_UNMAPPED_VPE = error_code(0x22, 0x0D)            # 0x01220d
+# VMOVP (GICv4.1) DB = 1: Default_Doorbell is neither 1023 nor an LPI.
+E_ITS_VMOVP_DOORBELL_OOR = error_code(0x22, 0x0A)            # 0x01220a
+# VINVALL, INVDB, VSGI: the vPE is not mapped.
+E_ITS_VINVALL_UNMAPPED_VPE = error_code(0x2D, 0x0D)          # 0x012d0d
+E_ITS_INVDB_UNMAPPED_VPE = error_code(0x2E, 0x0D)            # 0x012e0d
+E_ITS_VSGI_UNMAPPED_VPE = error_code(0x23, 0x0D)             # 0x01230d
+# MOVI (a physical command) on a virtual ITE (QEMU: "ITE is not physical").
+E_ITS_MOVI_VIRTUAL_INTERRUPT = error_code(0x01, 0x0C)        # 0x01010c
+
+#: code -> constant name of the GICv4 codes above (not in `ERROR_NAMES` yet).
+GICV4_ERROR_NAMES: dict[int, str] = dict(sorted(
+    (value, name) for name, value in globals().items()
+    if name.startswith("E_ITS_") and isinstance(value, int) and value not in ERROR_NAMES
+))
+
+if len(GICV4_ERROR_NAMES) + len(ERROR_NAMES) != len(
+        [n for n in globals() if n.startswith("E_ITS_")]):
+    raise AssertionError("two E_ITS_ constants share a code")
+
+__all__ += ["GICV4_ERROR_NAMES", *GICV4_ERROR_NAMES.values()]
+
+
 def error_name(code: int) -> str:
-    """Name of an error code, or ``"E_ITS_0x..."`` for a code not in `ERROR_NAMES`."""
-    return ERROR_NAMES.get(code, f"E_ITS_{code:#08x}")
+    """Name of an error code (`ERROR_NAMES`, then `GICV4_ERROR_NAMES`), or
+    ``"E_ITS_0x..."`` for a code in neither."""
+    name = ERROR_NAMES.get(code) or GICV4_ERROR_NAMES.get(code)
+    return name if name is not None else f"E_ITS_{code:#08x}"
