@@ -25,11 +25,15 @@ from its_core.frontend._devtable cimport (WALK_DESCRIPTOR_OUTSIDE, WALK_DTE_OUTS
 from its_core.frontend._guest cimport GuestWindow, guest_contains, guest_read_u64, guest_write_u64
 from its_core.core._core cimport TranslationTables
 from its_core.core._events cimport sparse_key
-from its_core.core._types cimport (DEVICE_HAS_SLAB, DEVICE_SPARSE, LPI_FIRST_INTID, device_t,
+from its_core.core._types cimport (DEVICE_HAS_SLAB, DEVICE_SPARSE, LPI_FIRST_INTID, device_t, ite_icid,
                                    int32_t, int64_t, ite_t, uint8_t, uint16_t, uint32_t, uint64_t)
 
 # Field positions, from the layouts declared in abi/entries.py.
 cdef uint64_t CTE_VALID = abi.CTE["V"].mask
+cdef uint64_t DTE_VALID = abi.DTE["V"].mask
+cdef int DTE_NEXT_SHIFT = abi.DTE["next"].lsb
+cdef uint64_t DTE_NEXT_MAX = abi.DTE_NEXT_MAX
+cdef uint64_t LOW32 = 0xFFFFFFFF         # the EventID of a sparse-map key
 cdef int DTE_ITT_SHIFT = abi.DTE["ITT_addr"].lsb
 cdef uint64_t DTE_ITT_MASK = abi.DTE["ITT_addr"].max
 cdef uint64_t DTE_SIZE_MASK = abi.DTE["Size"].max
@@ -113,45 +117,182 @@ def scatter_u64(GuestWindow mem, const uint64_t[:] addrs, const uint64_t[:] valu
             guest_write_u64(mem, addrs[index], values[index])
 
 
+def check_itts(GuestWindow mem, records):
+    """The first device of `records` (DEVICE_DTYPE) whose ITT cannot be saved:
+    ``(index, misplaced)``, `misplaced` True when ITT_addr is not a 256-byte
+    aligned address below 2**52 and False when the ITT (8 << event_bits
+    bytes) is not wholly inside guest memory; ``(-1, False)`` when every ITT
+    can be saved."""
+    cdef const device_t[::1] devices = records
+    cdef Py_ssize_t index, bad = -1
+    cdef bint misplaced = False
+    cdef uint64_t itt
+    with nogil:
+        for index in range(devices.shape[0]):
+            itt = devices[index].itt_addr
+            if itt & 0xFF or itt >> 52:
+                bad, misplaced = index, True
+                break
+            if devices[index].event_bits > 60 or not guest_contains(
+                    mem, itt, (<uint64_t>ENTRY) << devices[index].event_bits):
+                bad = index
+                break
+    return bad, misplaced
+
+
+def save_dtes(GuestWindow mem, const uint64_t[::1] slots, records):
+    """Write the DTE of each device of `records` (DEVICE_DTYPE, by DeviceID)
+    at guest address slots[i]: V, `next` the distance to the following
+    DeviceID (0 for the last, capped at DTE_NEXT_MAX), ITT_addr, Size.  The
+    caller has checked the ITT addresses (`check_itts`); the slots are
+    checked here."""
+    cdef const device_t[::1] devices = records
+    cdef Py_ssize_t index, count = devices.shape[0]
+    cdef uint64_t following
+    if slots.shape[0] != count:
+        raise ValueError("save_dtes: one slot per device")
+    for index in range(count):
+        if not guest_contains(mem, slots[index], ENTRY):
+            raise ValueError(f"entry at {slots[index]:#x} outside guest memory")
+    with nogil:
+        for index in range(count):
+            following = 0
+            if index + 1 < count:
+                following = min(<uint64_t>(devices[index + 1].device_id
+                                           - devices[index].device_id), DTE_NEXT_MAX)
+            guest_write_u64(mem, slots[index],
+                            DTE_VALID | (following << DTE_NEXT_SHIFT)
+                            | ((devices[index].itt_addr >> ITT_ADDR_SHIFT) << DTE_ITT_SHIFT)
+                            | <uint64_t>(devices[index].event_bits - 1))
+
+
 def save_itts(GuestWindow mem, TranslationTables tables, records):
-    """Write every device's ITT: zero all 2**bits slots, then each ITE with
-    its `next`, straight from the core's slabs into guest memory.
+    """Write every device's ITT: all 2**bits slots, each ITE with its `next`
+    and zero elsewhere, straight from the core's slabs and sparse map into
+    guest memory, in one native pass.
 
     `records` is the core's device array (DEVICE_DTYPE) in DeviceID order;
-    the caller has checked that every ITT lies inside guest memory.
+    the caller has checked that every ITT lies inside guest memory (checked
+    again here: ValueError, nothing written).
     """
-    cdef device_t[::1] devices = records
-    cdef Py_ssize_t index, event, size
-    cdef uint64_t itt, following, step
+    cdef const device_t[::1] devices = records
+    cdef Py_ssize_t index
+    index, _ = check_itts(mem, records)
+    if index >= 0:
+        raise ValueError(f"ITT of device {devices[index].device_id} outside guest memory")
+    # The sparse map's live entries by (DeviceID, EventID): each sparse
+    # device's ITEs are then one run, met in DeviceID order.
+    if tables.sparse.count:
+        live = np.flatnonzero(tables.sparse.values_array)
+        keys = tables.sparse.keys_array[live]
+        order = np.argsort(keys)
+        sparse_keys, sparse_ites = keys[order], tables.sparse.values_array[live][order]
+    else:
+        sparse_keys = sparse_ites = np.zeros(1, np.uint64)
+    cdef const uint64_t[::1] skeys = sparse_keys
+    cdef const ite_t[::1] sites = sparse_ites
+    cdef Py_ssize_t count = tables.sparse.count, run_end
+    cdef Py_ssize_t cursor = 0
+    cdef const ite_t* pool = &tables.pool.entries[0]
+    cdef int failed = 0
+    with nogil:
+        for index in range(devices.shape[0]):
+            if devices[index].flags & DEVICE_SPARSE:
+                while cursor < count and (skeys[cursor] >> 32) < devices[index].device_id:
+                    cursor += 1
+                run_end = cursor
+                while run_end < count and (skeys[run_end] >> 32) == devices[index].device_id:
+                    run_end += 1
+                _save_sparse_itt(mem, &devices[index], &skeys[0], &sites[0], cursor, run_end)
+                cursor = run_end
+            elif devices[index].flags & DEVICE_HAS_SLAB:
+                _save_slab_itt(mem, &devices[index], &pool[devices[index].ite_base])
+            else:
+                memset(&mem.data[devices[index].itt_addr - mem.base], 0,
+                       (<size_t>ENTRY) << devices[index].event_bits)
+
+
+cdef inline void _save_slab_itt(GuestWindow mem, const device_t* device,
+                                const ite_t* slab) noexcept nogil:
+    """One device's ITT from its slab: every slot written once, backwards, so
+    each ITE knows the next mapped EventID; slots past the slab zeroed."""
+    cdef uint64_t itt = device.itt_addr
+    cdef Py_ssize_t size = (<Py_ssize_t>1) << device.event_bits
+    cdef Py_ssize_t slab_size = (<Py_ssize_t>1) << device.slab_log2
+    cdef Py_ssize_t event
+    cdef uint64_t following = 0, step
     cdef ite_t ite
-    cdef const ite_t* slab
-    for index in range(devices.shape[0]):
-        itt = devices[index].itt_addr
-        size = (<Py_ssize_t>1) << devices[index].event_bits
-        if not guest_contains(mem, itt, <uint64_t>size * ENTRY):
-            raise ValueError(f"ITT of device {devices[index].device_id} outside guest memory")
-    for index in range(devices.shape[0]):
-        itt = devices[index].itt_addr
-        size = (<Py_ssize_t>1) << devices[index].event_bits
-        memset(&mem.data[itt - mem.base], 0, size * ENTRY)
-        if devices[index].flags & DEVICE_HAS_SLAB:
-            # Walk the slab backwards so each ITE knows the next mapped EventID.
-            slab = &tables.pool.entries[devices[index].ite_base]
-            following = 0
-            with nogil:
-                for event in range(((<Py_ssize_t>1) << devices[index].slab_log2) - 1, -1, -1):
-                    ite = slab[event]
-                    if ite == 0:
-                        continue
-                    step = 0 if following == 0 else min(following - event, ITE_NEXT_MAX)
-                    guest_write_u64(mem, itt + event * ENTRY, ite | (step << ITE_NEXT_SHIFT))
-                    following = event
-        elif devices[index].flags & DEVICE_SPARSE:
-            event_ids, ites = tables.sparse.entries_of(devices[index].device_id)
-            steps = np.minimum(np.diff(event_ids.astype(np.uint64), append=event_ids[-1:]),
-                               ITE_NEXT_MAX)
-            scatter_u64(mem, itt + event_ids.astype(np.uint64) * ENTRY,
-                        ites | (steps << np.uint64(ITE_NEXT_SHIFT)))
+    if slab_size > size:
+        slab_size = size
+    if size > slab_size:
+        memset(&mem.data[itt + slab_size * ENTRY - mem.base], 0, (size - slab_size) * ENTRY)
+    for event in range(slab_size - 1, -1, -1):
+        ite = slab[event]
+        if ite == 0:
+            guest_write_u64(mem, itt + event * ENTRY, 0)
+            continue
+        step = 0 if following == 0 else min(following - <uint64_t>event, ITE_NEXT_MAX)
+        guest_write_u64(mem, itt + event * ENTRY, ite | (step << ITE_NEXT_SHIFT))
+        following = <uint64_t>event
+
+
+cdef inline void _save_sparse_itt(GuestWindow mem, const device_t* device, const uint64_t* keys,
+                                  const ite_t* ites, Py_ssize_t first,
+                                  Py_ssize_t end) noexcept nogil:
+    """One sparse device's ITT: zeroed, then its ITEs keys[first:end] (sorted
+    by EventID), each with the distance to the next."""
+    cdef uint64_t itt = device.itt_addr
+    cdef uint64_t event_id, step
+    cdef Py_ssize_t row
+    memset(&mem.data[itt - mem.base], 0, (<size_t>ENTRY) << device.event_bits)
+    for row in range(first, end):
+        event_id = keys[row] & LOW32
+        if event_id >> device.event_bits:
+            continue                         # cannot happen: the core bounds EventIDs
+        step = 0
+        if row + 1 < end:
+            step = min((keys[row + 1] & LOW32) - event_id, ITE_NEXT_MAX)
+        guest_write_u64(mem, itt + event_id * ENTRY, ites[row] | (step << ITE_NEXT_SHIFT))
+
+
+def collection_entries(TranslationTables tables):
+    """The CTE words a save writes, by ICID (no terminator): one per mapped
+    collection and one, with RDBase all ones, per unmapped collection that a
+    mapped event names; one native pass over the ITE words and the ICIDs."""
+    named_array = np.zeros(65536, np.uint8)
+    cdef uint8_t[::1] named = named_array
+    cdef const ite_t* words
+    cdef Py_ssize_t index, length, count = 0
+    cdef uint64_t icid, target
+    cdef const int32_t* cpus = &tables.collections[0]
+    cdef Py_ssize_t limit = min(tables.num_collections, tables.collections.shape[0])
+    for part in range(2):
+        if part == 0:
+            length = tables.pool.top
+            words = &tables.pool.entries[0] if length else NULL
+        else:
+            length = tables.sparse.values.shape[0] if tables.sparse.count else 0
+            words = &tables.sparse.values[0] if length else NULL
+        with nogil:
+            for index in range(length):
+                if words[index] != 0:
+                    named[ite_icid(words[index])] = 1
+    with nogil:
+        for icid in range(65536):
+            if named[icid] or (<Py_ssize_t>icid < limit and cpus[icid] >= 0):
+                named[icid] = 1
+                count += 1
+    out = np.empty(count, np.uint64)
+    cdef uint64_t[::1] entries = out
+    count = 0
+    with nogil:
+        for icid in range(65536):
+            if named[icid]:
+                target = (<uint64_t>cpus[icid] if <Py_ssize_t>icid < limit and cpus[icid] >= 0
+                          else CTE_TARGET_MASK)
+                entries[count] = CTE_VALID | (target << CTE_TARGET_SHIFT) | icid
+                count += 1
+    return out
 
 
 # ---------------------------------------------------------------------------
