@@ -13,7 +13,10 @@ guest memory before it is read.
 
 import numpy as np
 
-from libc.string cimport memset
+from its_core.core._events import POOL_MAX_ENTRIES
+from its_core.core._layouts import DEVICE_DTYPE
+
+from libc.string cimport memcpy, memset
 
 from its_core.abi import entries as abi
 from its_core.errors import RestoreError
@@ -277,21 +280,28 @@ def collection_entries(TranslationTables tables):
             for index in range(length):
                 if words[index] != 0:
                     named[ite_icid(words[index])] = 1
+    cdef const uint64_t* named_words = <const uint64_t*>&named[0]
+    cdef Py_ssize_t word
     with nogil:
-        for icid in range(65536):
-            if named[icid] or (<Py_ssize_t>icid < limit and cpus[icid] >= 0):
-                named[icid] = 1
-                count += 1
+        for index in range(limit):               # a straight pass: vectorised
+            named[index] |= <uint8_t>(cpus[index] >= 0)
+        for word in range(65536 // 8):           # mostly-zero words skipped 8 at a time
+            if named_words[word]:
+                for index in range(word * 8, word * 8 + 8):
+                    count += named[index]
     out = np.empty(count, np.uint64)
     cdef uint64_t[::1] entries = out
     count = 0
     with nogil:
-        for icid in range(65536):
-            if named[icid]:
-                target = (<uint64_t>cpus[icid] if <Py_ssize_t>icid < limit and cpus[icid] >= 0
-                          else CTE_TARGET_MASK)
-                entries[count] = CTE_VALID | (target << CTE_TARGET_SHIFT) | icid
-                count += 1
+        for word in range(65536 // 8):
+            if not named_words[word]:
+                continue
+            for index in range(word * 8, word * 8 + 8):
+                if named[index]:
+                    target = <uint64_t>cpus[index] if index < limit and cpus[index] >= 0 \
+                        else CTE_TARGET_MASK
+                    entries[count] = CTE_VALID | (target << CTE_TARGET_SHIFT) | <uint64_t>index
+                    count += 1
     return out
 
 
@@ -299,14 +309,19 @@ def collection_entries(TranslationTables tables):
 # Restoring
 
 def scan_collections(GuestWindow mem, uint64_t base, uint64_t table_bytes, int num_cpus,
-                     int num_collections):
+                     int num_collections, TranslationTables target=None):
     """Read the packed CTE list.  Returns (icids uint16, cpus int32 with -1 for
-    "known, unmapped"), in table order."""
-    cdef uint64_t position, entry, target, icid
+    "known, unmapped"), in table order.  With `target` (fresh tables), each
+    mapped collection is also mapped there, as MAPC does."""
+    cdef uint64_t position, entry, cpu, icid
     cdef uint64_t slots = table_bytes // ENTRY
     seen = np.zeros(65536, np.uint8)
     cdef uint8_t[::1] seen_view = seen
-    icids, cpus = [], []
+    icids = np.empty(min(slots, <uint64_t>65536), np.uint16)    # ICIDs are unique
+    cpus = np.empty(icids.shape[0], np.int32)
+    cdef uint16_t[::1] icid_view = icids
+    cdef int32_t[::1] cpu_view = cpus
+    cdef Py_ssize_t count = 0
     for position in range(slots):
         if not guest_contains(mem, base + position * ENTRY, ENTRY):
             raise RestoreError("collection", int(position), "CTE",
@@ -315,49 +330,131 @@ def scan_collections(GuestWindow mem, uint64_t base, uint64_t table_bytes, int n
         if not entry & CTE_VALID:
             break
         icid = entry & CTE_ICID_MASK
-        target = (entry >> CTE_TARGET_SHIFT) & CTE_TARGET_MASK
-        if target != CTE_TARGET_MASK and target >= <uint64_t>num_cpus:
+        cpu = (entry >> CTE_TARGET_SHIFT) & CTE_TARGET_MASK
+        if cpu != CTE_TARGET_MASK and cpu >= <uint64_t>num_cpus:
             raise RestoreError("collection", int(icid), "RDBase",
-                               f"target CPU {target} does not exist (num_cpus={num_cpus})")
+                               f"target CPU {cpu} does not exist (num_cpus={num_cpus})")
         if icid >= <uint64_t>num_collections or icid >= slots:
             raise RestoreError("collection", int(icid), "ICID",
                                f"beyond the collection table ({min(num_collections, slots)} slots)")
         if seen_view[icid]:
             raise RestoreError("collection", int(icid), "ICID", "duplicate collection")
         seen_view[icid] = 1
-        icids.append(icid)
-        cpus.append(-1 if target == CTE_TARGET_MASK else <int64_t>target)
-    return np.array(icids, np.uint16), np.array(cpus, np.int32)
+        icid_view[count] = <uint16_t>icid
+        cpu_view[count] = -1 if cpu == CTE_TARGET_MASK else <int32_t>cpu
+        count += 1
+    if target is not None:
+        for position in range(<uint64_t>count):
+            if cpu_view[position] >= 0 and target._map_collection(icid_view[position],
+                                                                  cpu_view[position]):
+                raise RestoreError("collection", int(icid_view[position]), "CTE",
+                                   "cannot be mapped")
+    return icids[:count], cpus[:count]
+
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__)
+    #define ITS_LIKELY(x) __builtin_expect(!!(x), 1)
+    #else
+    #define ITS_LIKELY(x) (x)
+    #endif
+    """
+    bint ITS_LIKELY(bint condition) nogil
+
+
+cdef inline uint64_t _advance(uint64_t event_id, uint64_t step) noexcept nogil:
+    """event_id + step, with the common step of 1 as a predicted branch: the
+    next read's address then does not wait for this entry's load (the ITT
+    chain is otherwise a chain of dependent loads)."""
+    if ITS_LIKELY(step == 1):
+        return event_id + 1
+    return event_id + step
+
+
+cdef inline bint _ite_ok(uint64_t ite, uint64_t step, uint64_t event_id, uint64_t entries,
+                         uint64_t intid_span, const uint8_t* known) noexcept nogil:
+    """The checks of _DeviceScan._check_ite on a mapped ITE, as one test."""
+    return ((((ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK) - LPI_FIRST_INTID) < intid_span
+            and known[ite & ITE_ICID_MASK] and step < entries - event_id)
 
 
 cdef class _DeviceScan:
-    """Validates devices and ITTs and maps them straight into `target`, a
-    fresh TranslationTables that the caller swaps in only if the whole scan
-    succeeds (so nothing is copied through intermediate arrays)."""
+    """Validates devices and ITTs during the device-table walk (`device`,
+    in KVM's order, so the first bad entry is the one reported), laying out
+    the device records and their slabs; then `finish` stores the ITEs into
+    a pool allocated once at its final size (and into the sparse map of
+    `target`, a fresh TranslationTables) and hands everything to `target` in
+    one bulk load.  The caller swaps `target` in only if all of it succeeds.
+    Each layout's directory is thus allocated once, at its final size, and
+    no device costs a Python call."""
     cdef GuestWindow mem
     cdef TranslationTables target
     cdef int device_bits, event_bits, intid_bits
     cdef const uint8_t[::1] known_icids
+    cdef object records_array               # DEVICE_DTYPE, the devices met so far
+    cdef device_t[::1] records
+    cdef Py_ssize_t num_devices
+    cdef object pool_array                  # uint64: the slabs laid out so far, from 0
+    cdef ite_t[::1] pool
+    cdef Py_ssize_t pool_top                # entries of pool_array in use
+    cdef Py_ssize_t num_events
 
-    def __init__(self, GuestWindow mem, TranslationTables target, known_icids):
+    def __init__(self, GuestWindow mem, TranslationTables target, known_icids,
+                 Py_ssize_t pool_estimate):
         self.mem = mem
         self.target = target
         self.device_bits = target.device_bits
         self.event_bits = target.event_bits
         self.intid_bits = target.intid_bits
         self.known_icids = known_icids
+        self.records_array = np.zeros(64, DEVICE_DTYPE)
+        self.records = self.records_array
+        self.num_devices = 0
+        self.pool_array = np.empty(max(pool_estimate, 1024), np.uint64)
+        self.pool = self.pool_array
+        self.pool_top = self.num_events = 0
+
+    cdef int _check_ite(self, uint64_t device_id, uint64_t event_id, uint64_t ite,
+                        uint64_t entries) except -1:
+        """RestoreError unless the mapped ITE `ite` (pINTID != 0) of
+        `event_id` is valid, its `next` staying inside the ITT."""
+        cdef uint64_t intid = (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK
+        cdef uint64_t step = ite >> ITE_NEXT_SHIFT
+        if intid < LPI_FIRST_INTID or intid >> self.intid_bits:
+            raise RestoreError("itt", (int(device_id), int(event_id)), "pINTID",
+                               f"{intid} is not an LPI below 2**{self.intid_bits}")
+        if not self.known_icids[ite & ITE_ICID_MASK]:
+            raise RestoreError("itt", (int(device_id), int(event_id)), "ICID",
+                               f"collection {ite & ITE_ICID_MASK} is not in the collection table")
+        if step and event_id + step >= entries:
+            raise RestoreError("itt", (int(device_id), int(event_id)), "next",
+                               f"next {step} points past the ITT ({entries} entries)")
+        return 0
+
+    cdef device_t* _new_record(self, uint64_t device_id) except NULL:
+        """A zeroed record for `device_id`, after the last one (the walk meets
+        DeviceIDs in increasing order: `next` only moves forward)."""
+        cdef Py_ssize_t length = self.records.shape[0]
+        if self.num_devices and device_id <= self.records[self.num_devices - 1].device_id:
+            raise AssertionError(f"device table walk went back to DeviceID {device_id:#x}")
+        if self.num_devices == length:
+            grown = np.zeros(2 * length, DEVICE_DTYPE)
+            grown[:length] = self.records_array
+            self.records_array = grown
+            self.records = grown
+        self.num_devices += 1
+        return &self.records[self.num_devices - 1]
 
     cdef int device(self, uint64_t device_id, uint64_t dte) except -1:
-        """Validate one valid DTE and its ITT, then map them into `target`.
-
-        Two walks of the ITT chain: the first validates every ITE and counts
-        them, so storage is sized once; the second stores them."""
+        """Validate one valid DTE and its ITT (walking the ITT chain), and lay
+        out its record and storage; `finish` stores the ITEs."""
         cdef uint64_t bits = (dte & DTE_SIZE_MASK) + 1
         cdef uint64_t itt = ((dte >> DTE_ITT_SHIFT) & DTE_ITT_MASK) << ITT_ADDR_SHIFT
-        cdef uint64_t entries, event_id, ite, intid, step, icid, last_event = 0
+        cdef uint64_t entries, event_id, ite, step, last_event = 0
         cdef Py_ssize_t count = 0
-        cdef device_t* device
-        cdef TranslationTables target = self.target
+        cdef int slab_log2
+        cdef device_t* record
         if device_id >> self.device_bits:
             raise RestoreError("device", int(device_id), "DeviceID",
                                f"beyond {self.device_bits} DeviceID bits")
@@ -368,66 +465,153 @@ cdef class _DeviceScan:
         if not guest_contains(self.mem, itt, entries * ENTRY):
             raise RestoreError("device", int(device_id), "ITT_addr",
                                f"ITT {itt:#x}+{entries * ENTRY:#x} outside guest memory")
+        # The ITT lies in guest memory (checked): read it through one pointer.
+        # An entry passes the inline test or goes to _check_ite, which raises.
+        cdef const uint8_t* table = &self.mem.data[itt - self.mem.base]
+        cdef const uint8_t* known = &self.known_icids[0]
+        cdef uint64_t intid_span = ((<uint64_t>1) << self.intid_bits) - LPI_FIRST_INTID
         event_id = 0
         while event_id < entries:                    # each step advances: bounded
-            ite = guest_read_u64(self.mem, itt + event_id * ENTRY)
-            intid = (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK
-            if intid == 0:
-                event_id += 1
-                continue
-            if intid < LPI_FIRST_INTID or intid >> self.intid_bits:
-                raise RestoreError("itt", (int(device_id), int(event_id)), "pINTID",
-                                   f"{intid} is not an LPI below 2**{self.intid_bits}")
-            icid = ite & ITE_ICID_MASK
-            if not self.known_icids[icid]:
-                raise RestoreError("itt", (int(device_id), int(event_id)), "ICID",
-                                   f"collection {icid} is not in the collection table")
-            count += 1
-            last_event = event_id
-            step = ite >> ITE_NEXT_SHIFT
-            if step == 0:
-                break
-            if event_id + step >= entries:
-                raise RestoreError("itt", (int(device_id), int(event_id)), "next",
-                                   f"next {step} points past the ITT ({entries} entries)")
-            event_id += step
-        if target._map_device(device_id, bits, itt):
-            raise RestoreError("device", int(device_id), "DTE", "cannot be mapped")
-        if count == 0:
-            return 0
-        device = target._device(<uint32_t>device_id)
-        target._prepare_storage(device, <uint32_t>last_event, count)
-        event_id = 0
-        while True:                                  # the validated chain again
-            ite = guest_read_u64(self.mem, itt + event_id * ENTRY)
+            memcpy(&ite, table + event_id * ENTRY, ENTRY)
             if (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK == 0:
                 event_id += 1
                 continue
-            if device.flags & DEVICE_SPARSE:
-                target.sparse.put(sparse_key(<uint32_t>device_id, <uint32_t>event_id),
-                                  ite & ITE_BODY_MASK)
-            else:
-                target.pool.entries[<Py_ssize_t>device.ite_base + event_id] = ite & ITE_BODY_MASK
-            if event_id == last_event:
+            step = ite >> ITE_NEXT_SHIFT
+            if not _ite_ok(ite, step, event_id, entries, intid_span, known):
+                self._check_ite(device_id, event_id, ite, entries)
+            count += 1
+            last_event = event_id
+            if step == 0:
                 break
-            event_id += ite >> ITE_NEXT_SHIFT
-        device.num_events = <uint32_t>count
-        target.num_events += count
+            event_id = _advance(event_id, step)
+        record = self._new_record(device_id)
+        record.device_id = <uint32_t>device_id
+        record.event_bits = <uint8_t>bits
+        record.itt_addr = itt
+        record.num_events = <uint32_t>count
+        if count == 0:
+            return 0
+        slab_log2 = self.target._slab_log2_for(last_event, count, <int>bits)
+        if slab_log2 < 0:
+            record.flags = DEVICE_SPARSE
+        else:
+            record.ite_base = <uint32_t>self._reserve((<Py_ssize_t>1) << slab_log2)
+            record.slab_log2 = <uint8_t>slab_log2
+            record.flags = DEVICE_HAS_SLAB
+        self._fill(record)                   # the ITT is still in the cache
+        self.num_events += count
+        return 0
+
+    cdef Py_ssize_t _reserve(self, Py_ssize_t size) except -1:
+        """Start of `size` pool entries at the top (the pool array grows, by
+        a copy, only past the estimate it was allocated with)."""
+        cdef Py_ssize_t capacity = self.pool.shape[0]
+        if self.pool_top + size > POOL_MAX_ENTRIES:
+            raise MemoryError("ITE pool would exceed 2**32 entries")
+        if self.pool_top + size > capacity:
+            grown = np.empty(min(max(2 * capacity, self.pool_top + size), POOL_MAX_ENTRIES),
+                             np.uint64)
+            grown[:self.pool_top] = self.pool_array[:self.pool_top]
+            self.pool_array = grown
+            self.pool = grown
+        self.pool_top += size
+        return self.pool_top - size
+
+    cdef int _fill(self, device_t* record) except -1:
+        """Store the ITEs of a device just validated: its chain walked again,
+        each entry tested again (the guest could change its memory in
+        between), each slot of its slab written once."""
+        cdef uint64_t entries = (<uint64_t>1) << record.event_bits
+        cdef uint64_t device_id = record.device_id
+        cdef const uint8_t* table = &self.mem.data[record.itt_addr - self.mem.base]
+        cdef const uint8_t* known = &self.known_icids[0]
+        cdef uint64_t intid_span = ((<uint64_t>1) << self.intid_bits) - LPI_FIRST_INTID
+        cdef uint64_t event_id = 0, filled = 0, step, ite
+        cdef uint64_t size = 0
+        cdef Py_ssize_t stored = 0, count = record.num_events
+        cdef bint sparse = record.flags & DEVICE_SPARSE
+        cdef ite_t* slab = NULL
+        if not sparse:
+            size = (<uint64_t>1) << record.slab_log2
+            slab = &self.pool[record.ite_base]
+        while stored < count and event_id < entries:
+            memcpy(&ite, table + event_id * ENTRY, ENTRY)
+            if (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK == 0:
+                event_id += 1
+                continue
+            step = ite >> ITE_NEXT_SHIFT
+            if not _ite_ok(ite, step, event_id, entries, intid_span, known):
+                self._check_ite(device_id, event_id, ite, entries)
+            if sparse:
+                self.target.sparse.put(sparse_key(<uint32_t>device_id, <uint32_t>event_id),
+                                       ite & ITE_BODY_MASK)
+            else:
+                if event_id >= size:
+                    break                            # changed: refused below
+                if filled < event_id:
+                    memset(&slab[filled], 0, (event_id - filled) * ENTRY)
+                slab[event_id] = ite & ITE_BODY_MASK
+                filled = event_id + 1
+            stored += 1
+            if step == 0:
+                break
+            event_id = _advance(event_id, step)
+        if stored != count:
+            raise RestoreError("itt", (int(device_id), int(event_id)), "next",
+                               "the ITT changed while it was being restored")
+        if filled < size:
+            memset(&slab[filled], 0, (size - filled) * ENTRY)
+        return 0
+
+    cdef int finish(self) except -1:
+        """Hand everything laid out to `target` (one bulk load), the pool
+        array cut to its final size."""
+        cdef Py_ssize_t length = max(self.pool_top, 1024)
+        pool_array = self.pool_array
+        self.pool_array = None
+        self.pool = np.empty(0, np.uint64)
+        if pool_array.shape[0] != length:
+            if pool_array.shape[0] > length:
+                pool_array.resize(length, refcheck=False)   # in place: no copy
+            else:
+                pool_array = np.concatenate([pool_array, np.empty(length - pool_array.shape[0],
+                                                                  np.uint64)])
+        pool_array[self.pool_top:] = 0
+        self.target._load_bulk(self.records_array[:self.num_devices], pool_array,
+                               self.pool_top, self.num_events)
         return 0
 
 
 def scan_devices(GuestWindow mem, TranslationTables target, uint64_t base, uint64_t table_bytes,
                  uint64_t page_bytes, bint indirect, known_icids):
     """Walk the device table (flat or two-level) and every ITT it names,
-    mapping what it finds into `target` (fresh tables, swapped in by the
+    loading what it finds into `target` (fresh tables, swapped in by the
     caller only when this returns).  `known_icids` is a 65536-entry uint8
     mask of the collections restored from the collection table."""
     cdef device_table_t table = describe_device_table(&TABLE_FIELDS, base, table_bytes,
                                                       page_bytes, indirect)
-    try:
-        _scan_devices(mem, _DeviceScan(mem, target, known_icids), &table)
-    finally:
-        target._sync_view()
+    cdef _DeviceScan scan = _DeviceScan(mem, target, known_icids,
+                                        _slab_estimate(mem, &table, target.event_bits))
+    _scan_devices(mem, scan, &table)
+    scan.finish()
+
+
+cdef Py_ssize_t _slab_estimate(GuestWindow mem, const device_table_t* table,
+                               int event_bits) except -1:
+    """Pool entries the valid DTEs' slabs will likely take: 2**Size each, up
+    to DENSE_SLAB_LIMIT (a first walk of the device table alone, stopping
+    at its first bad entry; what it finds is checked by the real scan)."""
+    cdef dte_cursor_t cursor
+    cdef Py_ssize_t total = 0
+    cdef uint64_t bits
+    walk_start(table, &cursor)
+    while walk_next(mem, table, &cursor) not in (WALK_END, WALK_DTE_OUTSIDE,
+                                                 WALK_DESCRIPTOR_OUTSIDE, WALK_PAGE_OUTSIDE):
+        bits = min((cursor.dte & DTE_SIZE_MASK) + 1, <uint64_t>min(event_bits, 12))
+        total += (<Py_ssize_t>1) << bits
+        if total > POOL_MAX_ENTRIES or not walk_follow(table, &cursor):
+            break
+    return min(total, <Py_ssize_t>POOL_MAX_ENTRIES)
 
 
 cdef int _scan_devices(GuestWindow mem, _DeviceScan scan, const device_table_t* table) except -1:

@@ -208,11 +208,8 @@ def _build_tables(its, baser0: int, baser1: int) -> TranslationTables:
     known = np.zeros(65536, np.uint8)
     if collections.valid:
         icids, cpus = scan_collections(its.guest_window, collections.base, collections.nbytes,
-                                       its.num_cpus, old.num_collections)
+                                       its.num_cpus, old.num_collections, tables)
         known[icids] = 1
-        for icid, cpu in zip(icids.tolist(), cpus.tolist()):
-            if cpu >= 0:
-                tables.map_collection(icid, cpu)
     if devices.valid:
         if devices.indirect and not its.memory.contains(devices.base, devices.nbytes):
             raise RestoreError("level1", None, "GITS_BASER0",
