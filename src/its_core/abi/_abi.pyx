@@ -16,6 +16,7 @@ import numpy as np
 from its_core.core._events import POOL_MAX_ENTRIES
 from its_core.core._layouts import DEVICE_DTYPE
 
+cimport cython
 from libc.string cimport memcpy, memset
 
 from its_core.abi import entries as abi
@@ -40,11 +41,25 @@ cdef uint64_t LOW32 = 0xFFFFFFFF         # the EventID of a sparse-map key
 cdef int DTE_ITT_SHIFT = abi.DTE["ITT_addr"].lsb
 cdef uint64_t DTE_ITT_MASK = abi.DTE["ITT_addr"].max
 cdef uint64_t DTE_SIZE_MASK = abi.DTE["Size"].max
-cdef int ITE_NEXT_SHIFT = abi.ITE["next"].lsb
-cdef int ITE_INTID_SHIFT = abi.ITE["pINTID"].lsb
-cdef uint64_t ITE_INTID_MASK = abi.ITE["pINTID"].max
-cdef uint64_t ITE_ICID_MASK = abi.ITE["ICID"].max
-cdef uint64_t ITE_BODY_MASK = abi.ITE["pINTID"].mask | abi.ITE["ICID"].mask
+# The ITE fields as C constants, so the hot loops shift and mask by
+# immediates (checked against abi/entries.py at import).
+cdef extern from *:
+    """
+    #define ITS_ABI_ITE_NEXT_SHIFT 48
+    #define ITS_ABI_ITE_INTID_SHIFT 16
+    #define ITS_ABI_ITE_INTID_MASK 0xFFFFFFFFULL
+    #define ITS_ABI_ITE_ICID_MASK 0xFFFFULL
+    #define ITS_ABI_ITE_BODY_MASK 0xFFFFFFFFFFFFULL
+    """
+    enum:
+        ITE_NEXT_SHIFT "ITS_ABI_ITE_NEXT_SHIFT"
+        ITE_INTID_SHIFT "ITS_ABI_ITE_INTID_SHIFT"
+    const uint64_t ITE_INTID_MASK "ITS_ABI_ITE_INTID_MASK"
+    const uint64_t ITE_ICID_MASK "ITS_ABI_ITE_ICID_MASK"
+    const uint64_t ITE_BODY_MASK "ITS_ABI_ITE_BODY_MASK"
+assert (ITE_NEXT_SHIFT, ITE_INTID_SHIFT, ITE_INTID_MASK, ITE_ICID_MASK, ITE_BODY_MASK) == (
+    abi.ITE["next"].lsb, abi.ITE["pINTID"].lsb, abi.ITE["pINTID"].max, abi.ITE["ICID"].max,
+    abi.ITE["pINTID"].mask | abi.ITE["ICID"].mask), "ITE constants out of step with abi.ITE"
 cdef int CTE_TARGET_SHIFT = abi.CTE["RDBase"].lsb
 cdef uint64_t CTE_TARGET_MASK = abi.CTE["RDBase"].max
 cdef uint64_t CTE_ICID_MASK = abi.CTE["ICID"].max
@@ -53,6 +68,7 @@ cdef int ITT_ADDR_SHIFT = abi.ITT_ADDR_SHIFT
 cdef entry_fields_t TABLE_FIELDS = entry_fields(abi)    # what the device-table walk reads
 cdef enum:
     ENTRY = 8
+    COUNTED_WALK_MAX = 4096     # ITTs up to this many entries are walked by a counted loop
 
 
 # ---------------------------------------------------------------------------
@@ -352,26 +368,6 @@ def scan_collections(GuestWindow mem, uint64_t base, uint64_t table_bytes, int n
     return icids[:count], cpus[:count]
 
 
-cdef extern from *:
-    """
-    #if defined(__GNUC__)
-    #define ITS_LIKELY(x) __builtin_expect(!!(x), 1)
-    #else
-    #define ITS_LIKELY(x) (x)
-    #endif
-    """
-    bint ITS_LIKELY(bint condition) nogil
-
-
-cdef inline uint64_t _advance(uint64_t event_id, uint64_t step) noexcept nogil:
-    """event_id + step, with the common step of 1 as a predicted branch: the
-    next read's address then does not wait for this entry's load (the ITT
-    chain is otherwise a chain of dependent loads)."""
-    if ITS_LIKELY(step == 1):
-        return event_id + 1
-    return event_id + step
-
-
 cdef inline bint _ite_ok(uint64_t ite, uint64_t step, uint64_t event_id, uint64_t entries,
                          uint64_t intid_span, const uint8_t* known) noexcept nogil:
     """The checks of _DeviceScan._check_ite on a mapped ITE, as one test."""
@@ -379,15 +375,16 @@ cdef inline bint _ite_ok(uint64_t ite, uint64_t step, uint64_t event_id, uint64_
             and known[ite & ITE_ICID_MASK] and step < entries - event_id)
 
 
+@cython.final
 cdef class _DeviceScan:
     """Validates devices and ITTs during the device-table walk (`device`,
-    in KVM's order, so the first bad entry is the one reported), laying out
-    the device records and their slabs; then `finish` stores the ITEs into
-    a pool allocated once at its final size (and into the sparse map of
-    `target`, a fresh TranslationTables) and hands everything to `target` in
-    one bulk load.  The caller swaps `target` in only if all of it succeeds.
-    Each layout's directory is thus allocated once, at its final size, and
-    no device costs a Python call."""
+    in KVM's order, so the first bad entry is the one reported) and lays
+    them out: device records, and ITEs in slabs of a pool array sized from
+    the device table (`_slab_estimate`) or in the sparse map of `target`, a
+    fresh TranslationTables; `finish` hands it all to `target` in one bulk
+    load.  The caller swaps `target` in only if all of it succeeds.  Each
+    layout's directory is thus allocated once, at its final size, and no
+    device costs a Python call."""
     cdef GuestWindow mem
     cdef TranslationTables target
     cdef int device_bits, event_bits, intid_bits
@@ -447,8 +444,10 @@ cdef class _DeviceScan:
         return &self.records[self.num_devices - 1]
 
     cdef int device(self, uint64_t device_id, uint64_t dte) except -1:
-        """Validate one valid DTE and its ITT (walking the ITT chain), and lay
-        out its record and storage; `finish` stores the ITEs."""
+        """Validate one valid DTE and its ITT (walking the ITT chain) and lay
+        out its record and ITEs: a small ITT's ITEs are stored during that
+        one walk, a large one's by a second (`_fill`), once the storage is
+        known."""
         cdef uint64_t bits = (dte & DTE_SIZE_MASK) + 1
         cdef uint64_t itt = ((dte >> DTE_ITT_SHIFT) & DTE_ITT_MASK) << ITT_ADDR_SHIFT
         cdef uint64_t entries, event_id, ite, step, last_event = 0
@@ -470,8 +469,60 @@ cdef class _DeviceScan:
         cdef const uint8_t* table = &self.mem.data[itt - self.mem.base]
         cdef const uint8_t* known = &self.known_icids[0]
         cdef uint64_t intid_span = ((<uint64_t>1) << self.intid_bits) - LPI_FIRST_INTID
+        # KVM's walk: from EventID 0, an unmapped entry leads to the next one,
+        # a mapped one `next` entries on (0: the end).  Each step advances, so
+        # the walk is bounded by the ITT.  A small ITT is walked by a counted
+        # loop (`expected` is where the chain goes next): its loads then do
+        # not wait for one another, as following `next` from load to load does.
+        cdef uint64_t expected = 0, filled = 0
+        cdef Py_ssize_t base = 0
+        cdef ite_t* slab
+        if entries <= COUNTED_WALK_MAX:
+            # A small ITT always goes in a slab (never more than
+            # DENSE_SLAB_LIMIT entries): store while validating, into room
+            # for the whole ITT, cut to the slab's size once the walk is done.
+            base = self._reserve(<Py_ssize_t>entries)
+            slab = &self.pool[base]
+            for event_id in range(entries):
+                if event_id != expected:
+                    continue
+                memcpy(&ite, table + event_id * ENTRY, ENTRY)
+                if (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK == 0:
+                    expected = event_id + 1
+                    continue
+                step = ite >> ITE_NEXT_SHIFT
+                if not _ite_ok(ite, step, event_id, entries, intid_span, known):
+                    self.pool_top = base
+                    self._check_ite(device_id, event_id, ite, entries)
+                if filled < event_id:
+                    memset(&slab[filled], 0, (event_id - filled) * ENTRY)
+                slab[event_id] = ite & ITE_BODY_MASK
+                filled = event_id + 1
+                count += 1
+                last_event = event_id
+                if step == 0:
+                    break
+                expected = event_id + step
+            record = self._new_record(device_id)
+            record.device_id = <uint32_t>device_id
+            record.event_bits = <uint8_t>bits
+            record.itt_addr = itt
+            record.num_events = <uint32_t>count
+            self.pool_top = base
+            if count:
+                slab_log2 = self.target._slab_log2_for(last_event, count, <int>bits)
+                if slab_log2 < 0 or ((<uint64_t>1) << slab_log2) > entries:
+                    raise AssertionError("a small ITT's slab does not fit the ITT")
+                if filled < ((<uint64_t>1) << slab_log2):
+                    memset(&slab[filled], 0, (((<uint64_t>1) << slab_log2) - filled) * ENTRY)
+                record.ite_base = <uint32_t>base
+                record.slab_log2 = <uint8_t>slab_log2
+                record.flags = DEVICE_HAS_SLAB
+                self.pool_top = base + ((<Py_ssize_t>1) << slab_log2)
+                self.num_events += count
+            return 0
         event_id = 0
-        while event_id < entries:                    # each step advances: bounded
+        while event_id < entries:
             memcpy(&ite, table + event_id * ENTRY, ENTRY)
             if (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK == 0:
                 event_id += 1
@@ -483,7 +534,7 @@ cdef class _DeviceScan:
             last_event = event_id
             if step == 0:
                 break
-            event_id = _advance(event_id, step)
+            event_id += step
         record = self._new_record(device_id)
         record.device_id = <uint32_t>device_id
         record.event_bits = <uint8_t>bits
@@ -518,7 +569,8 @@ cdef class _DeviceScan:
         return self.pool_top - size
 
     cdef int _fill(self, device_t* record) except -1:
-        """Store the ITEs of a device just validated: its chain walked again,
+        """Store the ITEs of a device with a large ITT (more than
+        COUNTED_WALK_MAX entries) just validated: its chain walked again,
         each entry tested again (the guest could change its memory in
         between), each slot of its slab written once."""
         cdef uint64_t entries = (<uint64_t>1) << record.event_bits
@@ -534,33 +586,45 @@ cdef class _DeviceScan:
         if not sparse:
             size = (<uint64_t>1) << record.slab_log2
             slab = &self.pool[record.ite_base]
-        while stored < count and event_id < entries:
+        cdef int outcome
+        while event_id < entries:
             memcpy(&ite, table + event_id * ENTRY, ENTRY)
             if (ite >> ITE_INTID_SHIFT) & ITE_INTID_MASK == 0:
                 event_id += 1
                 continue
             step = ite >> ITE_NEXT_SHIFT
-            if not _ite_ok(ite, step, event_id, entries, intid_span, known):
-                self._check_ite(device_id, event_id, ite, entries)
-            if sparse:
-                self.target.sparse.put(sparse_key(<uint32_t>device_id, <uint32_t>event_id),
-                                       ite & ITE_BODY_MASK)
-            else:
-                if event_id >= size:
-                    break                            # changed: refused below
-                if filled < event_id:
-                    memset(&slab[filled], 0, (event_id - filled) * ENTRY)
-                slab[event_id] = ite & ITE_BODY_MASK
-                filled = event_id + 1
-            stored += 1
-            if step == 0:
+            outcome = self._store(record, slab, size, &filled, &stored, device_id, event_id,
+                                  ite, step, entries, intid_span, known)
+            if outcome or stored == count or step == 0:
                 break
-            event_id = _advance(event_id, step)
+            event_id += step
         if stored != count:
             raise RestoreError("itt", (int(device_id), int(event_id)), "next",
                                "the ITT changed while it was being restored")
         if filled < size:
             memset(&slab[filled], 0, (size - filled) * ENTRY)
+        return 0
+
+    cdef inline int _store(self, device_t* record, ite_t* slab, uint64_t size, uint64_t* filled,
+                           Py_ssize_t* stored, uint64_t device_id, uint64_t event_id,
+                           uint64_t ite, uint64_t step, uint64_t entries, uint64_t intid_span,
+                           const uint8_t* known) except -1:
+        """`_fill`'s step for one mapped entry: test it, store it (a slab's
+        skipped slots zeroed).  Returns 1 if it lies past the slab (the ITT
+        changed since `device` sized it), else 0."""
+        if not _ite_ok(ite, step, event_id, entries, intid_span, known):
+            self._check_ite(device_id, event_id, ite, entries)
+        if slab == NULL:
+            self.target.sparse.put(sparse_key(<uint32_t>device_id, <uint32_t>event_id),
+                                   ite & ITE_BODY_MASK)
+        else:
+            if event_id >= size:
+                return 1
+            if filled[0] < event_id:
+                memset(&slab[filled[0]], 0, (event_id - filled[0]) * ENTRY)
+            slab[event_id] = ite & ITE_BODY_MASK
+            filled[0] = event_id + 1
+        stored[0] += 1
         return 0
 
     cdef int finish(self) except -1:
@@ -604,9 +668,13 @@ cdef Py_ssize_t _slab_estimate(GuestWindow mem, const device_table_t* table,
     cdef dte_cursor_t cursor
     cdef Py_ssize_t total = 0
     cdef uint64_t bits
+    cdef int found
     walk_start(table, &cursor)
-    while walk_next(mem, table, &cursor) not in (WALK_END, WALK_DTE_OUTSIDE,
-                                                 WALK_DESCRIPTOR_OUTSIDE, WALK_PAGE_OUTSIDE):
+    while True:
+        found = walk_next(mem, table, &cursor)
+        if (found == WALK_END or found == WALK_DTE_OUTSIDE or found == WALK_DESCRIPTOR_OUTSIDE
+                or found == WALK_PAGE_OUTSIDE):
+            break
         bits = min((cursor.dte & DTE_SIZE_MASK) + 1, <uint64_t>min(event_bits, 12))
         total += (<Py_ssize_t>1) << bits
         if total > POOL_MAX_ENTRIES or not walk_follow(table, &cursor):

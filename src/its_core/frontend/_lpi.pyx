@@ -528,6 +528,14 @@ cdef class LPIState:
         cdef ite_t ite
         cdef uint8_t config
         cdef bint seen = False
+        cdef bint any_pending = False
+        cdef uint8_t* cache = &self.config[0]
+        cdef const uint8_t* guest = NULL
+        cdef int cpu
+        for cpu in range(self.num_cpus):
+            any_pending |= self.pending_count[cpu] != 0
+        if last > first:
+            guest = &self.mem.data[self.prop_addr + first - self.mem.base]   # offset `first`
         for index in range(length):
             ite = words[index]
             if ite == 0:
@@ -537,10 +545,12 @@ cdef class LPIState:
             if intid < LPI_FIRST_INTID or intid >= limit:
                 continue
             offset = intid - LPI_FIRST_INTID
-            config = (self.mem.data[self.prop_addr + offset - self.mem.base]
-                      if first <= offset < last else 0)
-            if config != self.config[intid]:
-                self._set_config(<intid_t>intid, config)
+            config = guest[offset - first] if first <= offset < last else 0
+            if config != cache[intid]:
+                if any_pending:          # it may have to be refiled
+                    self._set_config(<intid_t>intid, config)
+                else:                    # nothing pending: only the cache changes
+                    cache[intid] = config
         return seen
 
     cdef void _copy_config(self) noexcept:
