@@ -319,13 +319,7 @@ def _checked_redistributors(rd, state: dict) -> dict:
 def _apply_redistributors(rd, gicr: dict) -> None:
     """The guest's writes of a checked GICR state: EnableLPIs off, the table
     registers, then EnableLPIs (which loads the pending tables and config)."""
-    for cpu in range(rd.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_CTLR.offset, 0, 4)
-    for cpu in range(rd.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_PROPBASER.offset, gicr["GICR_PROPBASER"][cpu], 8)
-        rd.mmio_write(cpu, registers.GICR_PENDBASER.offset, gicr["GICR_PENDBASER"][cpu], 8)
-    for cpu in range(rd.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_CTLR.offset, gicr["GICR_CTLR"][cpu], 4)
+    rd.load_lpi_registers(gicr["GICR_CTLR"], gicr["GICR_PROPBASER"], gicr["GICR_PENDBASER"])
 
 
 def restore_redistributors(rd, state: dict) -> None:

@@ -42,6 +42,7 @@ map are from the redistributor's RD_base frame.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
@@ -809,6 +810,7 @@ def lookup_gicr(offset: int, size: int) -> RegisterAccess | None:
     return GICR_REGISTERS.lookup(offset, size)
 
 
+@functools.lru_cache(maxsize=1024)     # a pure function, called for every CPU of every ITS
 def gicr_typer_value(processor_number: int, affinity: int, *, last: bool = False,
                      plpis: bool = True, direct_lpi: bool = False) -> int:
     """GICR_TYPER for one redistributor.
