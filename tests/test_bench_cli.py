@@ -17,7 +17,9 @@ TINY_RUN = ["bench", "--layouts", "flat", "hash", "--workloads", "dense-1k", "--
 RESULT_KEYS = {"workload", "layout", "pattern", "batch_per_s", "scalar_per_s", "nbytes",
                "build_s", "extra", "ns_per_translation", "x_ceiling", "x_reference"}
 FRONT_END_KEYS = {"workload", "layout", "commands_per_s", "save_per_s", "restore_per_s",
-                  "copy_per_s", "entries", "nbytes", "save_x_copy", "restore_x_copy"}
+                  "copy_per_s", "entries", "nbytes", "save_x_copy", "restore_x_copy",
+                  "save_bytes", "restore_bytes", "save_fill_s", "restore_fill_s",
+                  "save_x_fill", "restore_x_fill"}
 
 
 @pytest.fixture()
@@ -105,8 +107,13 @@ def test_json_to_stdout_and_tables_to_stderr(capsys):
                     if line.split()[:2] == ["dense-1k", row["layout"]])
         assert line.split()[2:4] == [format_ratio(row["save_x_copy"]),
                                      format_ratio(row["restore_x_copy"])]
+        assert row["save_x_fill"] == pytest.approx(
+            row["save_fill_s"] * row["save_per_s"] / row["entries"])
+        assert line.split()[-2:] == [format_ratio(row["save_x_fill"]),
+                                     format_ratio(row["restore_x_fill"])]
     for legend in ("x ceiling  batch rate / that of the bare-loop ceiling", "x ref      batch rate",
-                   "x copy     save_tables / restore_tables"):
+                   "x copy     save_tables / restore_tables",
+                   "x fill     the same over a numpy fill"):
         assert legend in captured.err
 
 

@@ -654,8 +654,12 @@ def scan_devices(GuestWindow mem, TranslationTables target, uint64_t base, uint6
     mask of the collections restored from the collection table."""
     cdef device_table_t table = describe_device_table(&TABLE_FIELDS, base, table_bytes,
                                                       page_bytes, indirect)
-    cdef _DeviceScan scan = _DeviceScan(mem, target, known_icids,
-                                        _slab_estimate(mem, &table, target.event_bits))
+    # A flat table's walk is cheap next to its ITTs: walk it once more, first,
+    # to size the pool.  A two-level one's may read far more DTEs (up to its
+    # first device, each level-2 page is read entry by entry): the pool grows.
+    cdef _DeviceScan scan = _DeviceScan(
+        mem, target, known_icids,
+        0 if indirect else _slab_estimate(mem, &table, target.event_bits))
     _scan_devices(mem, scan, &table)
     scan.finish()
 

@@ -14,7 +14,8 @@
 # The entry bits come from its_core.abi.entries, read once per module at
 # import through entry_fields().
 
-from its_core.core._types cimport uint64_t
+from libc.string cimport memcpy
+from its_core.core._types cimport uint8_t, uint64_t
 from its_core.frontend._guest cimport GuestWindow, guest_contains, guest_read_u64
 
 cdef enum:
@@ -161,6 +162,27 @@ cdef inline void walk_start(const device_table_t* table, dte_cursor_t* cursor) n
         cursor.dtes = table.slots
 
 
+cdef inline uint64_t _first_valid_dte(const uint8_t* table, uint64_t start, uint64_t end,
+                                     uint64_t valid) noexcept nogil:
+    """Index of the first entry in [start, end) of the table at `table` with
+    the `valid` bit set, or `end`; four entries a test while none is."""
+    cdef uint64_t index = start, a, b, c, d
+    while index + 4 <= end:
+        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&b, table + (index + 1) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&c, table + (index + 2) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&d, table + (index + 3) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        if (a | b | c | d) & valid:
+            break
+        index += 4
+    while index < end:
+        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
+        if a & valid:
+            return index
+        index += 1
+    return end
+
+
 cdef inline int walk_next(GuestWindow mem, const device_table_t* table,
                           dte_cursor_t* cursor) noexcept nogil:
     """The next valid DTE at or after the cursor, in KVM's restore scan order
@@ -173,9 +195,21 @@ cdef inline int walk_next(GuestWindow mem, const device_table_t* table,
     each valid descriptor's whole level-2 page is checked before any of its
     DTEs is read; a page done (or left by a `next`) continues at the next
     valid level-1 entry."""
-    cdef uint64_t addr, page
+    cdef uint64_t addr, page, index
     cdef int found
     while True:
+        if cursor.offset < cursor.dtes and (table.indirect or guest_contains(
+                mem, cursor.page + cursor.offset * DEVICE_TABLE_ENTRY_BYTES,
+                (cursor.dtes - cursor.offset) * DEVICE_TABLE_ENTRY_BYTES)):
+            # The rest of the page (a level-2 page was checked whole) lies in
+            # guest memory: look for its next valid DTE several at a time.
+            index = _first_valid_dte(&mem.data[cursor.page - mem.base], cursor.offset,
+                                     cursor.dtes, table.fields.dte_valid)
+            cursor.offset = index
+            if index < cursor.dtes:
+                cursor.device_id = cursor.first_device_id + index
+                cursor.dte = guest_read_u64(mem, cursor.page + index * DEVICE_TABLE_ENTRY_BYTES)
+                return WALK_FOUND
         while cursor.offset < cursor.dtes:
             addr = cursor.page + cursor.offset * DEVICE_TABLE_ENTRY_BYTES
             cursor.device_id = cursor.first_device_id + cursor.offset
