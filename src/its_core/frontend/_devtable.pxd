@@ -133,12 +133,41 @@ cdef inline uint64_t dte_slot(GuestWindow mem, const device_table_t* table,
     return slot
 
 
+cdef inline uint64_t _first_valid_entry(const uint8_t* table, uint64_t start, uint64_t end,
+                                     uint64_t valid) noexcept nogil:
+    """Index of the first 8-byte entry in [start, end) of the table at
+    `table` with the `valid` bit set, or `end`; four entries a test while
+    none is."""
+    cdef uint64_t index = start, a, b, c, d
+    while index + 4 <= end:
+        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&b, table + (index + 1) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&c, table + (index + 2) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&d, table + (index + 3) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        if (a | b | c | d) & valid:
+            break
+        index += 4
+    while index < end:
+        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
+        if a & valid:
+            return index
+        index += 1
+    return end
+
+
 cdef inline int next_level2_page(GuestWindow mem, const device_table_t* table, uint64_t* index,
                                  uint64_t* page) noexcept nogil:
     """From level-1 entry `index` on, the first valid descriptor: WALK_FOUND
     with `index` and `page` set (the page is not checked against guest
     memory), WALK_DESCRIPTOR_OUTSIDE at `index`, or WALK_END."""
     cdef int found
+    if index[0] < table.slots and guest_contains(
+            mem, table.base + index[0] * DEVICE_TABLE_ENTRY_BYTES,
+            (table.slots - index[0]) * DEVICE_TABLE_ENTRY_BYTES):
+        # The rest of the level-1 table lies in guest memory: skip invalid
+        # descriptors several at a time.
+        index[0] = _first_valid_entry(&mem.data[table.base - mem.base], index[0], table.slots,
+                                      table.fields.descriptor_valid)
     while index[0] < table.slots:
         found = read_descriptor(mem, table, index[0], page)
         if found != WALK_INVALID:
@@ -162,27 +191,6 @@ cdef inline void walk_start(const device_table_t* table, dte_cursor_t* cursor) n
         cursor.dtes = table.slots
 
 
-cdef inline uint64_t _first_valid_dte(const uint8_t* table, uint64_t start, uint64_t end,
-                                     uint64_t valid) noexcept nogil:
-    """Index of the first entry in [start, end) of the table at `table` with
-    the `valid` bit set, or `end`; four entries a test while none is."""
-    cdef uint64_t index = start, a, b, c, d
-    while index + 4 <= end:
-        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
-        memcpy(&b, table + (index + 1) * DEVICE_TABLE_ENTRY_BYTES, 8)
-        memcpy(&c, table + (index + 2) * DEVICE_TABLE_ENTRY_BYTES, 8)
-        memcpy(&d, table + (index + 3) * DEVICE_TABLE_ENTRY_BYTES, 8)
-        if (a | b | c | d) & valid:
-            break
-        index += 4
-    while index < end:
-        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
-        if a & valid:
-            return index
-        index += 1
-    return end
-
-
 cdef inline int walk_next(GuestWindow mem, const device_table_t* table,
                           dte_cursor_t* cursor) noexcept nogil:
     """The next valid DTE at or after the cursor, in KVM's restore scan order
@@ -203,7 +211,7 @@ cdef inline int walk_next(GuestWindow mem, const device_table_t* table,
                 (cursor.dtes - cursor.offset) * DEVICE_TABLE_ENTRY_BYTES)):
             # The rest of the page (a level-2 page was checked whole) lies in
             # guest memory: look for its next valid DTE several at a time.
-            index = _first_valid_dte(&mem.data[cursor.page - mem.base], cursor.offset,
+            index = _first_valid_entry(&mem.data[cursor.page - mem.base], cursor.offset,
                                      cursor.dtes, table.fields.dte_valid)
             cursor.offset = index
             if index < cursor.dtes:
