@@ -177,3 +177,21 @@ def test_sparse_rows_mark_their_unlike_ceiling(capsys):
             if line.startswith("sparse-4k ") and line.split()[1] in PATTERNS]
     assert rows and all(line.split()[3].endswith("*") for line in rows)
     assert "does no DeviceID lookup at all" in out
+
+
+def test_format_bytes_counts_what_the_format_reads_and_writes():
+    from its_core import ITS, GuestMemory
+    from its_core.frontend import commands as C
+    from its_core.testing import GuestMap, bring_up
+
+    its = ITS(GuestMemory(64 << 20), 2, "hash")
+    guest = bring_up(its, GuestMap(device_table_pages=1))
+    its.submit(C.mapc(0, 1), C.mapd(3, guest.itt_address(0), 2),
+               C.mapd(10, guest.itt_address(1), 2), C.mapti(3, 1, 8192, 0))
+    assert not len(its.errors)
+    table = 64 << 10                      # one 64 KiB page of DTEs, zeroed whole
+    itts = 2 * 4 * 8                      # two ITTs of 2**2 entries, written whole
+    ctes = 2 * 8                          # collection 0 and the terminator
+    # Restore reads DTEs 0..3 then one more (device 10, reached by `next`),
+    # device 3's ITT up to EventID 1, device 10's whole (nothing mapped).
+    assert bench.format_bytes(its) == (table + itts + ctes, 5 * 8 + 2 * 8 + 4 * 8 + ctes)
