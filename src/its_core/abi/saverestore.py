@@ -15,6 +15,8 @@ through views of the caller's buffer: no bytes objects, no per-entry Python.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from its_core.abi import entries as abi
@@ -45,7 +47,9 @@ def is_register_value(value, width: int) -> bool:
 
 
 class _Table:
-    """What a GITS_BASER value says about its table."""
+    """What a GITS_BASER value says about its table (`_table` makes them)."""
+
+    __slots__ = ("valid", "indirect", "base", "nbytes", "page_bytes")
 
     def __init__(self, value: int):
         self.valid = bool(_VALID.extract(value))
@@ -57,6 +61,13 @@ class _Table:
     @property
     def slots(self) -> int:
         return self.nbytes // abi.ENTRY_BYTES
+
+
+@functools.lru_cache(maxsize=256)
+def _table(value: int) -> _Table:
+    """The `_Table` of a GITS_BASER value (decoded once per value: a save or
+    restore of a small state would otherwise spend much of its time here)."""
+    return _Table(value)
 
 
 # ---------------------------------------------------------------------------- save
@@ -121,8 +132,8 @@ def _plan_collection_table(its, table: _Table) -> np.ndarray:
 
 def save_tables(its) -> None:
     """Device table, every ITT and the collection table -> guest memory."""
-    devices = _Table(its.stored_register("GITS_BASER0"))
-    collections = _Table(its.stored_register("GITS_BASER1"))
+    devices = _table(its.stored_register("GITS_BASER0"))
+    collections = _table(its.stored_register("GITS_BASER1"))
     records = its.tables.device_records()
     zero, slots = _plan_device_table(its, devices, records)
     ctes = _plan_collection_table(its, collections)
@@ -204,7 +215,7 @@ def _build_tables(its, baser0: int, baser1: int) -> TranslationTables:
     tables = TranslationTables(old.layout, device_bits=old.device_bits,
                                event_bits=old.event_bits, intid_bits=old.intid_bits,
                                num_collections=old.num_collections, num_cpus=old.num_cpus)
-    devices, collections = _Table(baser0), _Table(baser1)
+    devices, collections = _table(baser0), _table(baser1)
     known = np.zeros(65536, np.uint8)
     if collections.valid:
         icids, cpus = scan_collections(its.guest_window, collections.base, collections.nbytes,
