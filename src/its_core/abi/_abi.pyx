@@ -1,12 +1,14 @@
 """Native kernels of the KVM ITS table ABI rev0 (layouts in its_core/abi/entries.py).
 
 Saving: `level2_pages` lists the level-2 pages of a two-level device table
-(the save planner zeroes them); `zero_ranges` and `scatter_u64` write prepared
-entries into guest memory.  Restoring: `scan_collections` and `scan_devices`
-walk the tables exactly as KVM's restore does (docs/save-format.md),
-validating every entry and bounding every scan by the table it walks, and
-return plain arrays; they raise `RestoreError` naming the table, the ID, the
-field and the reason.  The device table is walked by frontend/_devtable.pxd,
+(the save planner zeroes them with `zero_ranges`), `check_itts` and
+`collection_entries` plan, `save_dtes` and `save_itts` write the entries
+straight from the core's stores into guest memory.  Restoring:
+`scan_collections` and `scan_devices` walk the tables exactly as KVM's
+restore does (docs/save-format.md), validating every entry and bounding
+every scan by the table it walks, and load what they find into fresh
+tables; they raise `RestoreError` naming the table, the ID, the field and
+the reason.  The device table is walked by frontend/_devtable.pxd,
 the walk the command processor uses.  Every guest address is checked against
 guest memory before it is read.
 """
