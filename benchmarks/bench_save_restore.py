@@ -5,7 +5,12 @@ of the same number of 8-byte entries, so the table reads as a ratio to a
 memory copy measured in the same run.  Groups ``snapshot`` and
 ``from-snapshot`` (host snapshots: `ITS.snapshot`, `ITS.from_snapshot`) each
 hold a numpy copy of the snapshot's own arrays (every array of the dict,
-copied into new arrays, as `snapshot` makes new ones).
+copied into new arrays, as `snapshot` makes new ones).  Groups
+``sparse-save`` and ``sparse-restore`` (4096 devices over 32-bit DeviceIDs,
+a two-level guest device table: `its-core bench`'s sparse-4k workload) each
+hold a numpy fill of as many bytes as the KVM rev0 format makes
+`save_tables` read or write, or `restore_tables` read, in guest memory
+(`its_core.tools.bench.format_bytes`).
 """
 
 import numpy as np
@@ -147,3 +152,57 @@ def test_bulk_round_trips(benchmark, bulk_states, layout):
     restored = benchmark(round_trips)
     for source, fresh in zip(sources, restored):
         assert_same_state(source, fresh)
+
+
+@pytest.fixture(scope="module")
+def sparse_its():
+    """layout -> a brought-up ITS holding the sparse-4k workload, its tables
+    saved (made on first use; one layout's guest memory at a time)."""
+    from its_core.tools import bench
+    from its_core.tools.workloads import WORKLOADS
+
+    cache = {}
+
+    def get(layout):
+        if layout not in cache:
+            cache.clear()
+            its, mapti = bench._its_with_devices(WORKLOADS["sparse-4k"], layout, 0)
+            its.submit_many(mapti)
+            its.mmio_write(0, 0, 4)                      # disabled: restore_tables allowed
+            its.save_tables()
+            cache[layout] = its
+        return cache[layout]
+    return get
+
+
+@pytest.mark.parametrize("group", ["sparse-save", "sparse-restore"])
+def test_sparse_numpy_fill(benchmark, sparse_its, group):
+    """The yardstick: a numpy fill of the guest bytes the format requires."""
+    from its_core.tools import bench
+
+    save_bytes, restore_bytes = bench.format_bytes(sparse_its("hash"))
+    target = np.empty(save_bytes if group == "sparse-save" else restore_bytes, np.uint8)
+    benchmark.group = group
+    benchmark.extra_info["bytes"] = target.size
+    benchmark(target.fill, 0)
+    assert not target.any()
+
+
+@pytest.mark.parametrize("layout", ["twolevel", "hash"])
+def test_sparse_save_tables(benchmark, sparse_its, layout):
+    its = sparse_its(layout)
+    benchmark.group = "sparse-save"
+    benchmark.extra_info["entries"] = its.tables.num_events
+    before = its.tables.snapshot()
+    benchmark(its.save_tables)
+    assert its.tables.snapshot() == before
+
+
+@pytest.mark.parametrize("layout", ["twolevel", "hash"])
+def test_sparse_restore_tables(benchmark, sparse_its, layout):
+    its = sparse_its(layout)
+    before = its.tables.snapshot()
+    benchmark.group = "sparse-restore"
+    benchmark.extra_info["entries"] = its.tables.num_events
+    benchmark(its.restore_tables)
+    assert its.tables.snapshot() == before

@@ -18,7 +18,9 @@ RESULT_KEYS = {"workload", "layout", "pattern", "batch_per_s", "scalar_per_s", "
                "build_s", "extra", "ns_per_translation", "x_ceiling", "x_checked",
                "x_reference"}
 FRONT_END_KEYS = {"workload", "layout", "commands_per_s", "save_per_s", "restore_per_s",
-                  "copy_per_s", "entries", "nbytes", "save_x_copy", "restore_x_copy"}
+                  "copy_per_s", "entries", "nbytes", "save_x_copy", "restore_x_copy",
+                  "save_bytes", "restore_bytes", "save_fill_s", "restore_fill_s",
+                  "save_x_fill", "restore_x_fill"}
 
 
 @pytest.fixture()
@@ -110,9 +112,14 @@ def test_json_to_stdout_and_tables_to_stderr(capsys):
                     if line.split()[:2] == ["dense-1k", row["layout"]])
         assert line.split()[2:4] == [format_ratio(row["save_x_copy"]),
                                      format_ratio(row["restore_x_copy"])]
+        assert row["save_x_fill"] == pytest.approx(
+            row["save_fill_s"] * row["save_per_s"] / row["entries"])
+        assert line.split()[-2:] == [format_ratio(row["save_x_fill"]),
+                                     format_ratio(row["restore_x_fill"])]
     for legend in ("x ceiling  batch rate / that of the bare-loop ceiling", "x ref      batch rate",
                    "x checked  batch rate / that of the checked ceiling",
-                   "x copy     save_tables / restore_tables"):
+                   "x copy     save_tables / restore_tables",
+                   "x fill     the same over a numpy fill"):
         assert legend in captured.err
 
 
@@ -177,3 +184,21 @@ def test_sparse_rows_mark_their_unlike_ceiling(capsys):
     assert rows and all(line.split()[3].endswith("*") and line.split()[-1].endswith("*")
                         for line in rows)
     assert "they do no DeviceID lookup at all" in out
+
+
+def test_format_bytes_counts_what_the_format_reads_and_writes():
+    from its_core import ITS, GuestMemory
+    from its_core.frontend import commands as C
+    from its_core.testing import GuestMap, bring_up
+
+    its = ITS(GuestMemory(64 << 20), 2, "hash")
+    guest = bring_up(its, GuestMap(device_table_pages=1))
+    its.submit(C.mapc(0, 1), C.mapd(3, guest.itt_address(0), 2),
+               C.mapd(10, guest.itt_address(1), 2), C.mapti(3, 1, 8192, 0))
+    assert not len(its.errors)
+    table = 64 << 10                      # one 64 KiB page of DTEs, zeroed whole
+    itts = 2 * 4 * 8                      # two ITTs of 2**2 entries, written whole
+    ctes = 2 * 8                          # collection 0 and the terminator
+    # Restore reads DTEs 0..3 then one more (device 10, reached by `next`),
+    # device 3's ITT up to EventID 1, device 10's whole (nothing mapped).
+    assert bench.format_bytes(its) == (table + itts + ctes, 5 * 8 + 2 * 8 + 4 * 8 + ctes)

@@ -23,11 +23,26 @@ def level2_pages(mem: GuestWindow, base: int, table_bytes: int, page_bytes: int
     memory (check the level-1 table first to report it otherwise).
     """
 def zero_ranges(mem: GuestWindow, addrs: npt.NDArray[np.uint64],
-                lengths: npt.NDArray[np.uint64]) -> None: ...
+                lengths: npt.NDArray[np.uint64]) -> None:
+    """Zero each range (adjacent ranges by one memset)."""
 def scatter_u64(mem: GuestWindow, addrs: npt.NDArray[np.uint64],
                 values: npt.NDArray[np.uint64]) -> None: ...
-def save_itts(mem: GuestWindow, tables: TranslationTables, records: npt.NDArray[np.void]) -> None: ...
+def check_itts(mem: GuestWindow, records: npt.NDArray[np.void]) -> tuple[int, bool]:
+    """The first device of `records` whose ITT cannot be saved, as
+    ``(index, misplaced)`` (misplaced: ITT_addr not 256-byte aligned below
+    2**52; else the ITT is not wholly in guest memory), or ``(-1, False)``."""
+def save_dtes(mem: GuestWindow, slots: npt.NDArray[np.uint64],
+              records: npt.NDArray[np.void]) -> None:
+    """Write each device's DTE (V, next, ITT_addr, Size) at its slot."""
+def save_itts(mem: GuestWindow, tables: TranslationTables, records: npt.NDArray[np.void]) -> None:
+    """Write every device's whole ITT (each ITE with its `next`, zero elsewhere)."""
+def collection_entries(tables: TranslationTables) -> npt.NDArray[np.uint64]:
+    """The CTE words a save writes, by ICID, without the terminator: mapped
+    collections, and unmapped ones that a mapped event names (RDBase all ones)."""
 def scan_collections(mem: GuestWindow, base: int, table_bytes: int, num_cpus: int,
-                     num_collections: int) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.int32]]: ...
+                     num_collections: int, target: TranslationTables | None = None
+                     ) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.int32]]:
+    """The packed CTE list: (icids, cpus with -1 for "known, unmapped"); with
+    `target`, the mapped collections are also mapped there."""
 def scan_devices(mem: GuestWindow, target: TranslationTables, base: int, table_bytes: int,
                  page_bytes: int, indirect: bool, known_icids: npt.NDArray[np.uint8]) -> None: ...

@@ -15,12 +15,14 @@ through views of the caller's buffer: no bytes objects, no per-entry Python.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from its_core.abi import entries as abi
 from its_core.frontend import registers
-from its_core.abi._abi import (level2_pages, save_itts, scan_collections, scan_devices,
-                               scatter_u64, zero_ranges)
+from its_core.abi._abi import (check_itts, collection_entries, level2_pages, save_dtes,
+                               save_itts, scan_collections, scan_devices, zero_ranges)
 from its_core.core._core import TranslationTables
 from its_core.errors import ITSError, RestoreError, SaveError
 
@@ -45,7 +47,9 @@ def is_register_value(value, width: int) -> bool:
 
 
 class _Table:
-    """What a GITS_BASER value says about its table."""
+    """What a GITS_BASER value says about its table (`_table` makes them)."""
+
+    __slots__ = ("valid", "indirect", "base", "nbytes", "page_bytes")
 
     def __init__(self, value: int):
         self.valid = bool(_VALID.extract(value))
@@ -59,17 +63,25 @@ class _Table:
         return self.nbytes // abi.ENTRY_BYTES
 
 
+@functools.lru_cache(maxsize=256)
+def _table(value: int) -> _Table:
+    """The `_Table` of a GITS_BASER value (decoded once per value: a save or
+    restore of a small state would otherwise spend much of its time here)."""
+    return _Table(value)
+
+
 # ---------------------------------------------------------------------------- save
 
 def _plan_device_table(its, table: _Table, records: np.ndarray):
-    """Check every device can be saved; return (zero ranges, DTE addresses, DTEs)."""
+    """Check every device can be saved; return the ranges to zero (addresses,
+    lengths; None without a table) and the address of each device's DTE."""
     memory = its.memory
     ids = records["device_id"]
     if not table.valid:
         if ids.size:
             raise SaveError("device", int(ids[0]), "slot",
                             "no device table: GITS_BASER0.Valid is 0")
-        return [], np.empty(0, np.uint64), np.empty(0, np.uint64)
+        return None, np.empty(0, np.uint64)
     if not memory.contains(table.base, table.nbytes):
         raise SaveError("device" if not table.indirect else "level1", None, "GITS_BASER0",
                         f"table {table.base:#x}+{table.nbytes:#x} outside guest memory")
@@ -81,54 +93,35 @@ def _plan_device_table(its, table: _Table, records: np.ndarray):
             index, page = int(indices[outside[0]]), int(pages[outside[0]])
             raise SaveError("level1", index, "Address",
                             f"level-2 page {page:#x} outside guest memory")
-        zero = [(page, table.page_bytes) for page in pages.tolist()]
+        zero = (pages, np.full(pages.size, table.page_bytes, np.uint64))
     else:
-        zero = [(table.base, table.nbytes)]
+        zero = (np.array([table.base], np.uint64), np.array([table.nbytes], np.uint64))
     slots = its.device_table_slots(ids)
     missing = np.flatnonzero(slots == NO_SLOT)
     if missing.size:
         raise SaveError("device", int(ids[missing[0]]), "slot",
                         "DeviceID has no slot in the device table")
-    itts = records["itt_addr"]
-    bits = records["event_bits"].astype(np.uint64)
-    sizes = np.uint64(abi.ENTRY_BYTES) << bits
-    misplaced = ((itts % np.uint64(256)) != 0) | ((itts >> np.uint64(52)) != 0)
-    outside = ((itts < np.uint64(memory.base)) | (itts - np.uint64(memory.base) > np.uint64(memory.size))
-               | (sizes > np.uint64(memory.end) - np.maximum(itts, np.uint64(memory.base))))
-    bad = np.flatnonzero(misplaced | outside)
-    if bad.size:
-        device_id, itt, size = int(ids[bad[0]]), int(itts[bad[0]]), int(sizes[bad[0]])
-        reason = (f"{itt:#x} is not a 256-byte aligned address below 2**52" if misplaced[bad[0]]
+    bad, misplaced = check_itts(its.guest_window, records)
+    if bad >= 0:
+        device_id, itt = int(ids[bad]), int(records["itt_addr"][bad])
+        size = abi.ENTRY_BYTES << int(records["event_bits"][bad])
+        reason = (f"{itt:#x} is not a 256-byte aligned address below 2**52" if misplaced
                   else f"ITT {itt:#x}+{size:#x} outside guest memory")
         raise SaveError("device", device_id, "ITT_addr", reason)
-    following = np.diff(ids.astype(np.uint64), append=ids[-1:].astype(np.uint64))
-    dtes = (np.uint64(abi.DTE["V"].mask)
-            | (np.minimum(following, abi.DTE_NEXT_MAX) << np.uint64(abi.DTE["next"].lsb))
-            | ((itts >> np.uint64(abi.ITT_ADDR_SHIFT)) << np.uint64(abi.DTE["ITT_addr"].lsb))
-            | (bits - np.uint64(1)))
-    return zero, slots, dtes
+    return zero, slots
 
 
 def _plan_collection_table(its, table: _Table) -> np.ndarray:
     """Check the collections fit; return the CTE words (with any terminator)."""
-    icids, cpus = its.tables.collection_table()
-    named = its.tables.referenced_icids()
-    unmapped = np.setdiff1d(named, icids)
-    all_icids = np.concatenate([icids, unmapped]).astype(np.uint64)
-    targets = np.concatenate([cpus.astype(np.uint64),
-                              np.full(unmapped.size, abi.CTE_UNMAPPED_TARGET, np.uint64)])
-    order = np.argsort(all_icids, kind="stable")
-    all_icids, targets = all_icids[order], targets[order]
+    ctes = collection_entries(its.tables)
     if not table.valid:
-        if all_icids.size:
-            raise SaveError("collection", int(all_icids[0]), "slot",
+        if ctes.size:
+            raise SaveError("collection", int(ctes[0] & np.uint64(abi.CTE["ICID"].max)), "slot",
                             "no collection table: GITS_BASER1.Valid is 0")
-        return np.empty(0, np.uint64)
-    if all_icids.size > table.slots:
+        return ctes
+    if ctes.size > table.slots:
         raise SaveError("collection", None, "GITS_BASER1",
-                        f"{all_icids.size} collections do not fit {table.slots} slots")
-    ctes = (np.uint64(abi.CTE["V"].mask) | (targets << np.uint64(abi.CTE["RDBase"].lsb))
-            | all_icids)
+                        f"{ctes.size} collections do not fit {table.slots} slots")
     if ctes.size < table.slots:
         ctes = np.append(ctes, np.uint64(0))          # terminator
     if not its.memory.contains(table.base, ctes.size * abi.ENTRY_BYTES):
@@ -139,16 +132,15 @@ def _plan_collection_table(its, table: _Table) -> np.ndarray:
 
 def save_tables(its) -> None:
     """Device table, every ITT and the collection table -> guest memory."""
-    devices = _Table(its.stored_register("GITS_BASER0"))
-    collections = _Table(its.stored_register("GITS_BASER1"))
+    devices = _table(its.stored_register("GITS_BASER0"))
+    collections = _table(its.stored_register("GITS_BASER1"))
     records = its.tables.device_records()
-    zero, slots, dtes = _plan_device_table(its, devices, records)
+    zero, slots = _plan_device_table(its, devices, records)
     ctes = _plan_collection_table(its, collections)
     # Everything has been checked: write.
-    if zero:
-        addrs, lengths = zip(*zero)
-        zero_ranges(its.guest_window, np.array(addrs, np.uint64), np.array(lengths, np.uint64))
-    scatter_u64(its.guest_window, slots, dtes)
+    if zero is not None:
+        zero_ranges(its.guest_window, *zero)
+    save_dtes(its.guest_window, slots, records)
     save_itts(its.guest_window, its.tables, records)
     if ctes.size:
         its.memory.view(collections.base, ctes.size, "<u8")[:] = ctes
@@ -223,15 +215,12 @@ def _build_tables(its, baser0: int, baser1: int) -> TranslationTables:
     tables = TranslationTables(old.layout, device_bits=old.device_bits,
                                event_bits=old.event_bits, intid_bits=old.intid_bits,
                                num_collections=old.num_collections, num_cpus=old.num_cpus)
-    devices, collections = _Table(baser0), _Table(baser1)
+    devices, collections = _table(baser0), _table(baser1)
     known = np.zeros(65536, np.uint8)
     if collections.valid:
         icids, cpus = scan_collections(its.guest_window, collections.base, collections.nbytes,
-                                       its.num_cpus, old.num_collections)
+                                       its.num_cpus, old.num_collections, tables)
         known[icids] = 1
-        for icid, cpu in zip(icids.tolist(), cpus.tolist()):
-            if cpu >= 0:
-                tables.map_collection(icid, cpu)
     if devices.valid:
         if devices.indirect and not its.memory.contains(devices.base, devices.nbytes):
             raise RestoreError("level1", None, "GITS_BASER0",
@@ -341,13 +330,7 @@ def _checked_redistributors(rd, state: dict) -> dict:
 def _apply_redistributors(rd, gicr: dict) -> None:
     """The guest's writes of a checked GICR state: EnableLPIs off, the table
     registers, then EnableLPIs (which loads the pending tables and config)."""
-    for cpu in range(rd.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_CTLR.offset, 0, 4)
-    for cpu in range(rd.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_PROPBASER.offset, gicr["GICR_PROPBASER"][cpu], 8)
-        rd.mmio_write(cpu, registers.GICR_PENDBASER.offset, gicr["GICR_PENDBASER"][cpu], 8)
-    for cpu in range(rd.num_cpus):
-        rd.mmio_write(cpu, registers.GICR_CTLR.offset, gicr["GICR_CTLR"][cpu], 4)
+    rd.load_lpi_registers(gicr["GICR_CTLR"], gicr["GICR_PROPBASER"], gicr["GICR_PENDBASER"])
 
 
 def restore_redistributors(rd, state: dict) -> None:

@@ -86,6 +86,11 @@ cdef class TranslationTables:
                                  const uint32_t[::1] events, const uint32_t[::1] intids,
                                  const uint16_t[::1] icids, int* failure) except -2
     cdef int _check_devices(self, dict columns) except -1
+    cdef int _slab_log2_for(self, uint64_t last_event_id, Py_ssize_t num_events,
+                            int event_bits) noexcept nogil
+    cdef object _new_pool(self, Py_ssize_t entries)
+    cdef int _load_bulk(self, object records, object pool_array, Py_ssize_t pool_top,
+                        Py_ssize_t num_events) except -1
     cdef int _raise_row(self, dict columns, Py_ssize_t row, int failure) except -1
 
 

@@ -1548,23 +1548,18 @@ cdef class TranslationTables:
                 if last >> bits[index]:
                     failure[0] = ROW_BEYOND_ITT
                     return end - 1
-                slab_log2 = INITIAL_SLAB_LOG2
-                while last >> slab_log2:
-                    slab_log2 += 1
-                slab_log2 = min(slab_log2, <int>bits[index])
-                size = (<Py_ssize_t>1) << slab_log2
-                if size > max(<Py_ssize_t>DENSE_SLAB_LIMIT, DENSE_SLAB_FACTOR * (end - row)):
+                slab_log2 = self._slab_log2_for(last, end - row, bits[index])
+                if slab_log2 < 0:
                     storage[index] = SPARSE_STORAGE
                     sparse_total += end - row
                 else:
                     storage[index] = <uint8_t>slab_log2
-                    dense_total += size
+                    dense_total += (<Py_ssize_t>1) << slab_log2
             row = end
         if dense_total > POOL_MAX_ENTRIES:
             raise _table_error("event_id", f"the devices' slabs need {dense_total} ITE slots, "
                                f"more than the pool's {POOL_MAX_ENTRIES}")
-        pool_array = np.empty(max(dense_total, <Py_ssize_t>INITIAL_POOL_ENTRIES), np.uint64)
-        pool_array[dense_total:] = 0
+        pool_array = self._new_pool(dense_total)
         cdef ite_t[::1] pool = pool_array
         if sparse_total:
             self.sparse.ensure_capacity(sparse_total)
@@ -1613,6 +1608,42 @@ cdef class TranslationTables:
         self.pool.adopt(pool_array, dense_total)
         self._sync_view()
         return -1
+
+    cdef int _slab_log2_for(self, uint64_t last_event_id, Py_ssize_t num_events,
+                            int event_bits) noexcept nogil:
+        """The slab a fresh device holding `num_events` events up to EventID
+        `last_event_id` gets (`_prepare_storage`'s rule, for bulk loads):
+        its log2 size, or -1 for the sparse map."""
+        cdef int slab_log2 = INITIAL_SLAB_LOG2
+        while last_event_id >> slab_log2:
+            slab_log2 += 1
+        slab_log2 = min(slab_log2, event_bits)
+        if ((<Py_ssize_t>1) << slab_log2) > max(<Py_ssize_t>DENSE_SLAB_LIMIT,
+                                                DENSE_SLAB_FACTOR * num_events):
+            return -1
+        return slab_log2
+
+    cdef object _new_pool(self, Py_ssize_t entries):
+        """A pool array for a bulk load whose slabs fill its first `entries`
+        (left uninitialised: the loader writes every one) and whose rest is
+        zero; MemoryError past POOL_MAX_ENTRIES, as a growing pool."""
+        if entries > POOL_MAX_ENTRIES:
+            raise MemoryError("ITE pool would exceed 2**32 entries")
+        pool_array = np.empty(max(entries, <Py_ssize_t>INITIAL_POOL_ENTRIES), np.uint64)
+        pool_array[entries:] = 0
+        return pool_array
+
+    cdef int _load_bulk(self, object records, object pool_array, Py_ssize_t pool_top,
+                        Py_ssize_t num_events) except -1:
+        """Take a bulk load into these empty tables: `records` (DEVICE_DTYPE,
+        complete, by strictly increasing DeviceID, their slabs laid out in
+        the first `pool_top` entries of `pool_array`, from `_new_pool`) and
+        `num_events`, the ITEs they hold (sparse-map ones already put)."""
+        self.directory.load(records)
+        self.pool.adopt(pool_array, pool_top)
+        self.num_events = num_events
+        self._sync_view()
+        return 0
 
     def __reduce__(self):
         """Pickle (and copy) through the canonical arrays: `to_arrays` /

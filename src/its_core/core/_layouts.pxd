@@ -28,6 +28,9 @@ cdef class DeviceDirectory:
 cdef class FlatDirectory(DeviceDirectory):
     cdef object records_array           # ndarray[DEVICE_DTYPE], one per DeviceID
     cdef device_t[::1] records          # view of records_array
+    cdef bint shared                    # records_array is the shared empty one: never written
+
+    cdef int _own(self) except -1
 
 
 cdef class TwoLevelDirectory(DeviceDirectory):

@@ -178,6 +178,10 @@ cdef class DeviceDirectory:
         return merged
 
 
+#: device_bits -> the all-empty record array that empty flat directories share.
+_EMPTY_FLAT = {}
+
+
 @cython.final
 cdef class FlatDirectory(DeviceDirectory):
     """Directly indexed: one record per possible DeviceID."""
@@ -188,10 +192,27 @@ cdef class FlatDirectory(DeviceDirectory):
             raise ValueError(
                 f"the flat layout holds at most {FLAT_MAX_DEVICE_BITS} DeviceID bits "
                 f"(got {device_bits}); use layout='twolevel' or 'hash' for wider IDs")
-        self.records_array = np.zeros(1 << device_bits, DEVICE_DTYPE)
+        # Until its first device, a directory reads the one empty array of
+        # its size that every empty flat directory shares (never written):
+        # a new, reset or about-to-be-loaded directory allocates nothing.
+        self.records_array = _EMPTY_FLAT.get(device_bits)
+        if self.records_array is None:
+            self.records_array = _EMPTY_FLAT[device_bits] = np.zeros(1 << device_bits,
+                                                                     DEVICE_DTYPE)
         self.records = self.records_array
+        self.shared = True
+
+    cdef int _own(self) except -1:
+        """Give the directory its own records before the first write."""
+        if self.shared:
+            self.records_array = np.zeros(1 << self.device_bits, DEVICE_DTYPE)
+            self.records = self.records_array
+            self.shared = False
+            self.generation += 1
+        return 0
 
     cdef device_t* insert(self, devid_t device_id) except NULL:
+        self._own()
         cdef device_t* record = &self.records[device_id]
         memset(record, 0, sizeof(device_t))
         record.device_id = device_id
@@ -206,6 +227,8 @@ cdef class FlatDirectory(DeviceDirectory):
         self._check_load(records)
         cdef const device_t[::1] recs = records
         cdef Py_ssize_t index
+        if recs.shape[0]:
+            self._own()
         for index in range(recs.shape[0]):
             self.records[checked_index(recs[index].device_id, self.records.shape[0])] = recs[index]
         self.count = recs.shape[0]

@@ -14,7 +14,8 @@
 # The entry bits come from its_core.abi.entries, read once per module at
 # import through entry_fields().
 
-from its_core.core._types cimport uint64_t
+from libc.string cimport memcpy
+from its_core.core._types cimport uint8_t, uint64_t
 from its_core.frontend._guest cimport GuestWindow, guest_contains, guest_read_u64
 
 cdef enum:
@@ -132,12 +133,41 @@ cdef inline uint64_t dte_slot(GuestWindow mem, const device_table_t* table,
     return slot
 
 
+cdef inline uint64_t _first_valid_entry(const uint8_t* table, uint64_t start, uint64_t end,
+                                     uint64_t valid) noexcept nogil:
+    """Index of the first 8-byte entry in [start, end) of the table at
+    `table` with the `valid` bit set, or `end`; four entries a test while
+    none is."""
+    cdef uint64_t index = start, a, b, c, d
+    while index + 4 <= end:
+        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&b, table + (index + 1) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&c, table + (index + 2) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        memcpy(&d, table + (index + 3) * DEVICE_TABLE_ENTRY_BYTES, 8)
+        if (a | b | c | d) & valid:
+            break
+        index += 4
+    while index < end:
+        memcpy(&a, table + index * DEVICE_TABLE_ENTRY_BYTES, 8)
+        if a & valid:
+            return index
+        index += 1
+    return end
+
+
 cdef inline int next_level2_page(GuestWindow mem, const device_table_t* table, uint64_t* index,
                                  uint64_t* page) noexcept nogil:
     """From level-1 entry `index` on, the first valid descriptor: WALK_FOUND
     with `index` and `page` set (the page is not checked against guest
     memory), WALK_DESCRIPTOR_OUTSIDE at `index`, or WALK_END."""
     cdef int found
+    if index[0] < table.slots and guest_contains(
+            mem, table.base + index[0] * DEVICE_TABLE_ENTRY_BYTES,
+            (table.slots - index[0]) * DEVICE_TABLE_ENTRY_BYTES):
+        # The rest of the level-1 table lies in guest memory: skip invalid
+        # descriptors several at a time.
+        index[0] = _first_valid_entry(&mem.data[table.base - mem.base], index[0], table.slots,
+                                      table.fields.descriptor_valid)
     while index[0] < table.slots:
         found = read_descriptor(mem, table, index[0], page)
         if found != WALK_INVALID:
@@ -173,9 +203,21 @@ cdef inline int walk_next(GuestWindow mem, const device_table_t* table,
     each valid descriptor's whole level-2 page is checked before any of its
     DTEs is read; a page done (or left by a `next`) continues at the next
     valid level-1 entry."""
-    cdef uint64_t addr, page
+    cdef uint64_t addr, page, index
     cdef int found
     while True:
+        if cursor.offset < cursor.dtes and (table.indirect or guest_contains(
+                mem, cursor.page + cursor.offset * DEVICE_TABLE_ENTRY_BYTES,
+                (cursor.dtes - cursor.offset) * DEVICE_TABLE_ENTRY_BYTES)):
+            # The rest of the page (a level-2 page was checked whole) lies in
+            # guest memory: look for its next valid DTE several at a time.
+            index = _first_valid_entry(&mem.data[cursor.page - mem.base], cursor.offset,
+                                     cursor.dtes, table.fields.dte_valid)
+            cursor.offset = index
+            if index < cursor.dtes:
+                cursor.device_id = cursor.first_device_id + index
+                cursor.dte = guest_read_u64(mem, cursor.page + index * DEVICE_TABLE_ENTRY_BYTES)
+                return WALK_FOUND
         while cursor.offset < cursor.dtes:
             addr = cursor.page + cursor.offset * DEVICE_TABLE_ENTRY_BYTES
             cursor.device_id = cursor.first_device_id + cursor.offset

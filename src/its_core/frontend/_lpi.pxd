@@ -3,7 +3,7 @@
 # GICR_CTLR.EnableLPIs, and the per-CPU priority index over the pending bits
 # (see LPIState in _lpi.pyx).
 
-from its_core.core._types cimport cpu_t, intid_t, uint8_t, uint32_t, uint64_t, int32_t
+from its_core.core._types cimport cpu_t, intid_t, ite_t, uint8_t, uint32_t, uint64_t, int32_t
 from its_core.frontend._guest cimport GuestWindow
 
 
@@ -50,6 +50,8 @@ cdef class LPIState:
     cdef void _index_rebuild(self, cpu_t cpu, bint trust_count) noexcept
     cdef void _set_config(self, intid_t intid, uint8_t config) noexcept
     cdef void _copy_config(self) noexcept
+    cdef bint _load_config_words(self, const ite_t* words, Py_ssize_t length, uint64_t first,
+                                 uint64_t last) noexcept
     cdef uint64_t _config_changes(self, uint64_t first, uint64_t last, bint apply,
                                   uint64_t stop) noexcept
     cdef void _reload_all_config(self) noexcept

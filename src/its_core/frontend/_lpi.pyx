@@ -47,8 +47,9 @@ cdef extern from *:
     int ITS_CTZ64(unsigned long long value) nogil   # index of the lowest set bit (value != 0)
     int ITS_POPCOUNT64(unsigned long long value) nogil
 
-from its_core.core._core cimport OK, LPIS_DISABLED, INTID_OUT_OF_RANGE
+from its_core.core._core cimport OK, LPIS_DISABLED, INTID_OUT_OF_RANGE, TranslationTables
 from its_core.frontend._guest cimport guest_contains
+from its_core.core._types cimport ite_intid, ite_t, intid_t
 from its_core.core._types cimport CPU_NONE, LPI_FIRST_INTID, ITS_CORE_DEBUG, fprintf, stderr, abort
 
 cdef enum:
@@ -495,6 +496,62 @@ cdef class LPIState:
         cdef Py_ssize_t index
         for index in range(view.shape[0]):
             self.load_config(view[index])
+
+    def load_mapped_config(self, TranslationTables tables):
+        """Cache the config bytes of the LPIs that `tables` map, as
+        `load_config_many(tables.mapped_intids())` does, in one native pass
+        over the tables' ITE words (an LPI named by several events is loaded
+        once per event: the same byte each time).  INTIDs at or above
+        2**intid_bits are skipped (an ITS's tables share its intid_bits)."""
+        cdef uint64_t first, last
+        cdef bint any_loaded = False
+        # No Python call and no GIL release below: atomic for other threads.
+        # The config bytes that lie inside guest memory, once for all:
+        _guest_span(self.mem, self.prop_addr, self.config.shape[0] - LPI_FIRST_INTID,
+                    &first, &last)
+        if tables.pool.top:
+            any_loaded |= self._load_config_words(&tables.pool.entries[0], tables.pool.top,
+                                                  first, last)
+        if tables.sparse.count:
+            any_loaded |= self._load_config_words(&tables.sparse.values[0],
+                                                  tables.sparse.values.shape[0], first, last)
+        if any_loaded:
+            self.version += 1
+
+    cdef bint _load_config_words(self, const ite_t* words, Py_ssize_t length, uint64_t first,
+                                 uint64_t last) noexcept:
+        """`load_config` of the INTID of every non-zero ITE word of `words`,
+        the guest's config bytes being those at offsets [first, last) from
+        INTID 8192 (0 elsewhere).  True if any word was non-zero."""
+        cdef Py_ssize_t index
+        cdef uint64_t intid, offset, limit = self.config.shape[0]
+        cdef ite_t ite
+        cdef uint8_t config
+        cdef bint seen = False
+        cdef bint any_pending = False
+        cdef uint8_t* cache = &self.config[0]
+        cdef const uint8_t* guest = NULL
+        cdef int cpu
+        for cpu in range(self.num_cpus):
+            any_pending |= self.pending_count[cpu] != 0
+        if last > first:
+            guest = &self.mem.data[self.prop_addr + first - self.mem.base]   # offset `first`
+        for index in range(length):
+            ite = words[index]
+            if ite == 0:
+                continue
+            seen = True
+            intid = ite_intid(ite)
+            if intid < LPI_FIRST_INTID or intid >= limit:
+                continue
+            offset = intid - LPI_FIRST_INTID
+            config = guest[offset - first] if first <= offset < last else 0
+            if config != cache[intid]:
+                if any_pending:          # it may have to be refiled
+                    self._set_config(<intid_t>intid, config)
+                else:                    # nothing pending: only the cache changes
+                    cache[intid] = config
+        return seen
 
     cdef void _copy_config(self) noexcept:
         """The config bytes of every LPI below the limit into the cache (the

@@ -748,7 +748,7 @@ class ITS:
         self.tables = tables
         self._processor.set_tables(tables)
         if load_config:
-            self._lpi.load_config_many(tables.mapped_intids())
+            self._lpi.load_mapped_config(tables)
 
     def load_queue(self, cbaser: int, creadr: int, cwriter: int) -> None:
         """Set GITS_CBASER, CREADR (its Stalled bit included) and CWRITER as a

@@ -29,6 +29,8 @@ from its_core.frontend.access import AccessLog, new_log
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.validation import as_uint
 
+_CTLR, _PROPBASER, _PENDBASER = (registers.GICR_CTLR, registers.GICR_PROPBASER,
+                                 registers.GICR_PENDBASER)
 _ENABLE_LPIS = registers.GICR_CTLR.field("EnableLPIs")
 _PROP_ADDRESS = registers.GICR_PROPBASER.field("Physical_Address")
 _PROP_IDBITS = registers.GICR_PROPBASER.field("IDbits")
@@ -430,6 +432,29 @@ class Redistributors:
                 merged = register.merge_write(old, new)
                 self._ptz[cpu] = bool(_PTZ.extract(merged))
                 self._pendbaser[cpu] = _PTZ.deposit(merged, 0)   # PTZ reads as 0
+
+    def load_lpi_registers(self, ctlr, propbaser, pendbaser) -> None:
+        """The guest writes that restore a saved GICR state, one value per
+        CPU in each list (register values already checked by the caller):
+        GICR_CTLR = 0 on every CPU, then GICR_PROPBASER and GICR_PENDBASER,
+        then GICR_CTLR (EnableLPIs loads the pending table and the config).
+        Each has exactly the effect of the `mmio_write` it stands for,
+        without decoding the access."""
+        with self._lock:
+            for cpu in range(self.num_cpus):
+                self._write_ctlr(cpu, _CTLR.merge_write(self._ctlr[cpu], 0))
+            for cpu in range(self.num_cpus):
+                if not self.lpis_enabled(cpu):
+                    self._propbaser = _PROPBASER.merge_write(self._propbaser, propbaser[cpu])
+                    self._lpi.set_propbaser(self.propbaser_address,
+                                            _PROP_IDBITS.extract(self._propbaser))
+                    merged = _PENDBASER.merge_write(self._pendbaser[cpu], pendbaser[cpu])
+                    self._ptz[cpu] = bool(_PTZ.extract(merged))
+                    self._pendbaser[cpu] = _PTZ.deposit(merged, 0)   # PTZ reads as 0
+            for cpu in range(self.num_cpus):
+                self._write_ctlr(cpu, _CTLR.merge_write(self._ctlr[cpu], ctlr[cpu]))
+        if self._on_signal is not None:
+            self.signal_changes()
 
     def _write_direct(self, cpu: int, register: registers.Register, offset: int, size: int,
                       written: int, value: int) -> None:

@@ -63,6 +63,7 @@ ITS or redistributor reads and writes exactly as before.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
@@ -1026,6 +1027,7 @@ def lookup_gicr(offset: int, size: int) -> RegisterAccess | None:
     return GICR_REGISTERS.lookup(offset, size)
 
 
+@functools.lru_cache(maxsize=1024)     # a pure function, called for every CPU of every ITS
 def gicr_typer_value(processor_number: int, affinity: int, *, last: bool = False,
                      plpis: bool = True, direct_lpi: bool = False) -> int:
     """GICR_TYPER for one redistributor.

@@ -252,6 +252,10 @@ class FrontEndResult:
     copy_per_s: float            # numpy copy of as many 8-byte entries, same run
     entries: int
     nbytes: int
+    save_bytes: int = 0          # guest bytes save_tables must read or write (`format_bytes`)
+    restore_bytes: int = 0       # guest bytes restore_tables must read
+    save_fill_s: float | None = None      # numpy fill of save_bytes bytes, same run
+    restore_fill_s: float | None = None   # numpy fill of restore_bytes bytes, same run
 
     @property
     def save_x_copy(self) -> float:
@@ -263,11 +267,72 @@ class FrontEndResult:
         """Restore rate as a fraction of the same run's numpy copy."""
         return self.restore_per_s / self.copy_per_s
 
+    @property
+    def save_x_fill(self) -> float | None:
+        """A numpy fill of the guest bytes save_tables must touch, timed in
+        the same run, over save_tables' own time (None if not measured)."""
+        if not self.save_fill_s:
+            return None
+        return self.save_fill_s * self.save_per_s / self.entries
+
+    @property
+    def restore_x_fill(self) -> float | None:
+        """The same for restore_tables and the guest bytes it must read."""
+        if not self.restore_fill_s:
+            return None
+        return self.restore_fill_s * self.restore_per_s / self.entries
+
 
 def front_end_as_json(results: list[FrontEndResult]) -> list[dict]:
     """The front-end rows as dicts, with `save_x_copy` and `restore_x_copy`."""
-    return [{**asdict(r), "save_x_copy": r.save_x_copy, "restore_x_copy": r.restore_x_copy}
+    return [{**asdict(r), "save_x_copy": r.save_x_copy, "restore_x_copy": r.restore_x_copy,
+             "save_x_fill": r.save_x_fill, "restore_x_fill": r.restore_x_fill}
             for r in results]
+
+
+def format_bytes(its) -> tuple[int, int]:
+    """(save, restore): how many bytes of guest memory the KVM rev0 format
+    makes `save_tables` read or write and `restore_tables` read, for the
+    state and GITS_BASERs `its` has now.
+
+    Save: the level-1 table (read, to find the level-2 pages) and every
+    valid level-2 page (zeroed), or the whole flat table (zeroed); each
+    device's whole ITT (2**Size entries, written); the CTEs and terminator.
+    Restore: the walk's reads: level-1 descriptors up to the last page in
+    use; in each page (the flat table: one page), the entries from its
+    start up to its first valid DTE, then one per further device; each ITT
+    up to its last mapped EventID (all of it without one); the CTEs and
+    the terminator.
+    """
+    from its_core.abi import saverestore
+    from its_core.abi._abi import collection_entries, level2_pages
+
+    devices = saverestore._Table(its.stored_register("GITS_BASER0"))
+    collections = saverestore._Table(its.stored_register("GITS_BASER1"))
+    arrays = its.tables.to_arrays()
+    ids = arrays["device_id"].astype(np.int64)
+    bits = arrays["event_bits"].astype(np.int64)
+    counts = arrays["num_events"].astype(np.int64)
+    ends = np.cumsum(counts)
+    mapped = counts > 0
+    last_event = np.where(mapped, arrays["event_id"][np.maximum(ends - 1, 0)].astype(np.int64)
+                          if ends.size and ends[-1] else 0, (1 << bits) - 1)
+    ctes = min(collection_entries(its.tables).size + 1, collections.slots) * 8
+    itt_save, itt_restore = int((8 << bits).sum()), int(((last_event + 1) * 8).sum())
+    per_page = devices.page_bytes // 8 if devices.indirect else max(devices.slots, 1)
+    pages, slots = ids // per_page, ids % per_page
+    first_in_page = np.ones(ids.size, bool)
+    first_in_page[1:] = pages[1:] != pages[:-1]
+    dte_reads = int(((slots + 1) * first_in_page + ~first_in_page).sum()) * 8
+    if devices.indirect:
+        valid_pages = level2_pages(its.guest_window, devices.base, devices.nbytes,
+                                   devices.page_bytes)[1].size
+        table_save = devices.nbytes + valid_pages * devices.page_bytes
+        table_restore = (int(pages[-1]) + 1) * 8 + dte_reads if ids.size else devices.nbytes
+    else:
+        table_save = devices.nbytes
+        table_restore = dte_reads if ids.size else devices.nbytes
+    return table_save + itt_save + ctes, table_restore + itt_restore + ctes
 
 
 def guest_for(workload: Workload):
@@ -331,7 +396,9 @@ def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> Fr
 
     Each figure is the best of `repeat` timed runs; the commands run on a
     fresh ITS each time, since MAPTI maps an event only once.  Save, restore
-    and the numpy copy they are compared with take turns (`best_times`).
+    and the numpy copy and fills they are compared with take turns
+    (`best_times`): the copy of as many 8-byte entries, and a fill of as
+    many bytes as each must read or write in guest memory (`format_bytes`).
     """
     commands_s = float("inf")
     for _ in range(repeat):
@@ -345,11 +412,17 @@ def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> Fr
     its.mmio_write(0, 0, 4)                                 # restore needs the ITS disabled
     source = np.arange(entries, dtype=np.uint64)
     target = np.empty_like(source)
+    save_bytes, restore_bytes = format_bytes(its)
+    save_fill, restore_fill = np.empty(save_bytes, np.uint8), np.empty(restore_bytes, np.uint8)
     elapsed = best_times({"save": its.save_tables, "restore": its.restore_tables,
-                          "copy": partial(np.copyto, target, source)}, repeat)
+                          "copy": partial(np.copyto, target, source),
+                          "save_fill": partial(save_fill.fill, 0),
+                          "restore_fill": partial(restore_fill.fill, 0)}, repeat)
     return FrontEndResult(workload.name, layout, len(mapti) / commands_s,
                           entries / elapsed["save"], entries / elapsed["restore"],
-                          entries / elapsed["copy"], entries, its.tables.nbytes)
+                          entries / elapsed["copy"], entries, its.tables.nbytes,
+                          save_bytes, restore_bytes, elapsed["save_fill"],
+                          elapsed["restore_fill"])
 
 
 # ---------------------------------------------------------------------------
