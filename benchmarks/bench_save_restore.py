@@ -13,12 +13,15 @@ hold a numpy fill of as many bytes as the KVM rev0 format makes
 (`its_core.tools.bench.format_bytes`).
 """
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 from its_core import ITS, GuestMemory
 from its_core.abi.snapshot_format import FORMAT
 from its_core.testing import assert_same_state, random_state
+from its_core.tools import bench
 
 DEVICES = 65_536
 EVENTS = 32
@@ -111,20 +114,11 @@ def test_from_snapshot(benchmark, snapshots, layout):
     assert_same_state(its, twin)
 
 
-BULK_STATES = 20
-BULK_LAYOUTS = {"flat": "hash", "twolevel": "flat", "hash": "twolevel"}
-
-
 @pytest.fixture(scope="module")
 def bulk_states():
-    """Random small states (64 devices x 32 events, the default guest layout),
-    each on its own guest memory, made (untimed) once."""
-    states = []
-    for seed in range(BULK_STATES):
-        its = ITS(GuestMemory(64 << 20), 4, "flat")
-        random_state(its, 64, 32, seed=seed)
-        states.append(its)
-    return states
+    """Random small states (the default guest layout), each on its own guest
+    memory, made (untimed) once: `its_core.tools.bench.bulk_sources`."""
+    return bench.bulk_sources("flat")
 
 
 @pytest.mark.parametrize("layout", ["flat", "twolevel", "hash"])
@@ -136,19 +130,10 @@ def test_bulk_round_trips(benchmark, bulk_states, layout):
         source = ITS(its.memory, 4, layout)
         source.restore(its.save())              # the state, in this layout
         sources.append(source)
-    target = BULK_LAYOUTS[layout]
-
-    def round_trips():
-        restored = []
-        for source in sources:
-            state = source.save()
-            fresh = ITS(source.memory, 4, target)
-            fresh.restore(state)
-            restored.append(fresh)
-        return restored
+    round_trips = partial(bench.bulk_round_trips, sources, bench.BULK_LAYOUTS[layout])
 
     benchmark.group = "bulk"
-    benchmark.extra_info["round_trips"] = BULK_STATES
+    benchmark.extra_info["round_trips"] = bench.BULK_STATES
     restored = benchmark(round_trips)
     for source, fresh in zip(sources, restored):
         assert_same_state(source, fresh)

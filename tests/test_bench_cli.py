@@ -78,6 +78,11 @@ def test_json_to_stdout_and_tables_to_stderr(capsys):
     for row in driven:
         assert row["driver_commands_per_s"] > 0 and row["msi_per_s"] > 0
         assert row["gits_read_ns"] > row["empty_call_ns"] > 0
+        assert row["bulk_round_trips_per_s"] > 0
+        line = next(line for line in captured.err.splitlines()
+                    if line.split()[:1] == [row["layout"]] and len(line.split()) == 8)
+        assert line.split()[-1] == f"{row['bulk_round_trips_per_s']:.0f}"
+    assert "bulk rt/s  save() of a random small state" in captured.err
     assert "guest-driven" in captured.err and "bulk cmdq M/s" in captured.err
     assert report["machine"]["cpu_model"] and report["machine"]["cpus"] >= 1
 

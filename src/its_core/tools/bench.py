@@ -444,6 +444,7 @@ class GuestDrivenResult:
     doorbell_per_s: float          # GITS_TRANSLATER writes through mmio_write
     msi_per_s: float               # scalar msi calls
     empty_call_ns: float           # an empty Python call, the floor under every figure
+    bulk_round_trips_per_s: float = 0.0   # save() + restore() of a small state (run_bulk)
 
 
 def _driven_its(layout: str):
@@ -477,6 +478,53 @@ def driver_loop(its, guest, count: int) -> None:
             pass
 
 
+#: The bulk save/restore workload: this many random small states of
+#: BULK_DEVICES devices x BULK_EVENTS events each (the default guest layout of
+#: `its_core.testing.random_state`), each saved from one layout and restored
+#: into a fresh ITS of BULK_LAYOUTS[layout].
+BULK_STATES = 20
+BULK_DEVICES, BULK_EVENTS = 64, 32
+BULK_LAYOUTS = {"flat": "hash", "twolevel": "flat", "hash": "twolevel"}
+
+
+def bulk_sources(layout: str, count: int = BULK_STATES) -> list:
+    """`count` ITSs of `layout`, each holding its own random small state (seeded 0..count-1)."""
+    from its_core import ITS, GuestMemory
+    from its_core.testing import random_state
+
+    sources = []
+    for seed in range(count):
+        source = ITS(GuestMemory(64 << 20), 4, layout)
+        random_state(source, BULK_DEVICES, BULK_EVENTS, seed=seed)
+        sources.append(source)
+    return sources
+
+
+def bulk_round_trips(sources, target: str) -> list:
+    """`save()` each source and `restore()` it into a fresh ITS of layout `target`."""
+    from its_core import ITS
+
+    restored = []
+    for source in sources:
+        state = source.save()
+        fresh = ITS(source.memory, source.redistributors.num_cpus, target)
+        fresh.restore(state)
+        restored.append(fresh)
+    return restored
+
+
+def run_bulk(layout: str, repeat: int) -> float:
+    """Bulk save/restore round trips per second from `layout` (best of the timed runs)."""
+    from its_core.testing import assert_same_state
+
+    sources = bulk_sources(layout)
+    target = BULK_LAYOUTS[layout]
+    elapsed = best_time(partial(bulk_round_trips, sources, target), repeat)
+    for source, fresh in zip(sources, bulk_round_trips(sources, target)):
+        assert_same_state(source, fresh)
+    return len(sources) / elapsed
+
+
 def run_guest_driven(layout: str, repeat: int) -> GuestDrivenResult:
     """Measure the guest-driven costs of one layout."""
     from its_core.frontend import registers
@@ -504,4 +552,5 @@ def run_guest_driven(layout: str, repeat: int) -> GuestDrivenResult:
     return GuestDrivenResult(
         layout, DRIVER_COMMANDS / elapsed["driver"], elapsed["gits_read"] / GUEST_CALLS * 1e9,
         elapsed["gicr_read"] / GUEST_CALLS * 1e9, GUEST_CALLS / elapsed["doorbell"],
-        GUEST_CALLS / elapsed["msi"], elapsed["empty"] / GUEST_CALLS * 1e9)
+        GUEST_CALLS / elapsed["msi"], elapsed["empty"] / GUEST_CALLS * 1e9,
+        run_bulk(layout, repeat))
