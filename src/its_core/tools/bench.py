@@ -391,11 +391,27 @@ def _its_with_devices(workload: Workload, layout: str, seed: int):
     return its, mapti
 
 
+#: Calls shorter than this are timed in more rounds (up to SHORT_CALL_ROUNDS x
+#: `repeat`), so a sub-millisecond figure is a best of enough calls to miss the
+#: machine's bursts of load as often as a long one does.
+SHORT_CALL_S = 0.02
+SHORT_CALL_ROUNDS = 20
+
+
+def _rounds_for(call, repeat: int) -> int:
+    """`repeat`, scaled up for a `call` faster than SHORT_CALL_S (one untimed try)."""
+    start = time.perf_counter()
+    call()
+    seconds = time.perf_counter() - start
+    return max(repeat, min(repeat * SHORT_CALL_ROUNDS, int(repeat * SHORT_CALL_S / seconds)))
+
+
 def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> FrontEndResult:
     """Map the workload through the command queue, then save and restore it.
 
-    Each figure is the best of `repeat` timed runs; the commands run on a
-    fresh ITS each time, since MAPTI maps an event only once.  Save, restore
+    Each figure is the best of `repeat` timed runs (more for a short save and
+    restore: `_rounds_for`); the commands run on a fresh ITS each time, since
+    MAPTI maps an event only once.  Save, restore
     and the numpy copy and fills they are compared with take turns
     (`best_times`): the copy of as many 8-byte entries, and a fill of as
     many bytes as each must read or write in guest memory (`format_bytes`).
@@ -417,7 +433,8 @@ def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> Fr
     elapsed = best_times({"save": its.save_tables, "restore": its.restore_tables,
                           "copy": partial(np.copyto, target, source),
                           "save_fill": partial(save_fill.fill, 0),
-                          "restore_fill": partial(restore_fill.fill, 0)}, repeat)
+                          "restore_fill": partial(restore_fill.fill, 0)},
+                         _rounds_for(lambda: (its.save_tables(), its.restore_tables()), repeat))
     return FrontEndResult(workload.name, layout, len(mapti) / commands_s,
                           entries / elapsed["save"], entries / elapsed["restore"],
                           entries / elapsed["copy"], entries, its.tables.nbytes,
