@@ -167,23 +167,35 @@ cdef inline uint8_t locate_ite(directory_t layout, const lookup_t* view, devid_t
     return NO_MAPPING
 
 
+cdef uint8_t finish_virtual(const lookup_t* view, ite_t ite, intid_t* intid, cpu_t* cpu,
+                            int32_t* vpe_ids, Py_ssize_t index) noexcept nogil:
+    """`finish_translation` of a virtual ITE: (vINTID, its vPE's CPU) through
+    the vPE table, the vPEID in `vpe_ids[index]` (unless NULL); VIRTUAL, or
+    VIRTUAL_NO_VPE with the CPU left -1.  Kept out of line: the physical
+    path pays nothing for it but the one compare it shares with `ite == 0`."""
+    cdef cpu_t target = view.vpes[ite_vpe_id(ite)]     # 65536 entries: any vPEID
+    intid[0] = ite_intid(ite)
+    if vpe_ids != NULL:
+        vpe_ids[index] = ite_vpe_id(ite)
+    if target == CPU_NONE:
+        return VIRTUAL_NO_VPE
+    cpu[0] = target
+    return VIRTUAL
+
+
 cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t* intid,
-                                       cpu_t* cpu, int32_t* vpe_id) noexcept nogil:
-    """Second half: ITE -> (INTID, target CPU) through the collection table;
-    a virtual ITE -> (vINTID, its vPE's CPU) through the vPE table, with the
-    vPEID in `vpe_id[0]` (VIRTUAL, or VIRTUAL_NO_VPE with the CPU left -1)."""
-    if ite == 0:
-        return NO_MAPPING
-    cdef cpu_t target
-    if ite_is_virtual(ite):
-        intid[0] = ite_intid(ite)
-        vpe_id[0] = ite_vpe_id(ite)
-        target = view.vpes[ite_vpe_id(ite)]                 # 65536 entries: any vPEID
-        if target == CPU_NONE:
-            return VIRTUAL_NO_VPE
-        cpu[0] = target
-        return VIRTUAL
-    target = view.collections[ite_icid(ite)]                # 65536 entries: any ICID
+                                       cpu_t* cpu, int32_t* vpe_ids,
+                                       Py_ssize_t index) noexcept nogil:
+    """Second half: ITE -> (INTID, target CPU) through the collection table
+    (a virtual ITE: `finish_virtual`, which writes `vpe_ids[index]`; the
+    caller has set every other entry of `vpe_ids` to VPEID_NONE)."""
+    # One unsigned compare catches both rare words: 0 (free) wraps to the
+    # top, and a virtual word (bit 63) is >= 2**63; physical ones are below.
+    if ite - 1 >= ((<ite_t>1) << ITE_VIRTUAL_SHIFT) - 1:
+        if ite == 0:
+            return NO_MAPPING
+        return finish_virtual(view, ite, intid, cpu, vpe_ids, index)
+    cdef cpu_t target = view.collections[ite_icid(ite)]     # 65536 entries: any ICID
     if target == CPU_NONE:
         return NO_COLLECTION
     intid[0] = ite_intid(ite)
@@ -193,9 +205,10 @@ cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t*
 
 cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
                                   devid_t device_id, eventid_t event_id,
-                                  intid_t* intid, cpu_t* cpu, int32_t* vpe_id) noexcept nogil:
-    """Walk DeviceID -> device -> ITE -> collection (or vPE); INTID_NONE /
-    CPU_NONE / VPEID_NONE left where the result does not set them."""
+                                  intid_t* intid, cpu_t* cpu, int32_t* vpe_ids,
+                                  Py_ssize_t index) noexcept nogil:
+    """Walk DeviceID -> device -> ITE -> collection (or vPE: `vpe_ids[index]`
+    written); INTID_NONE / CPU_NONE left where the result does not set them."""
     if (<uint64_t>device_id) >> view.device_bits:
         return DEVICE_OUT_OF_RANGE
     cdef const device_t* device = find_device(layout, view, device_id)
@@ -203,31 +216,30 @@ cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
         return NO_DEVICE
     if (device.flags & DEVICE_HAS_SLAB) and not ((<uint64_t>event_id) >> device.slab_log2):
         return finish_translation(view, view.pool[checked_index(
-            <uint64_t>device.ite_base + event_id, view.pool_length)], intid, cpu, vpe_id)
+            <uint64_t>device.ite_base + event_id, view.pool_length)], intid, cpu, vpe_ids,
+            index)
     if (<uint64_t>event_id) >> device.event_bits:   # (a slab never outgrows the ITT)
         return EVENT_OUT_OF_RANGE
-    return finish_translation(view, find_ite(view, device, event_id), intid, cpu, vpe_id)
+    return finish_translation(view, find_ite(view, device, event_id), intid, cpu, vpe_ids,
+                              index)
 
 
 cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t start,
                          Py_ssize_t end, const uint32_t[:] device_ids,
                          const uint32_t[:] event_ids, uint32_t* intids, int32_t* cpus,
                          uint8_t* statuses, int32_t* vpe_ids) noexcept nogil:
-    """Translate pairs [start, end) one after the other (`vpe_ids` may be NULL)."""
+    """Translate pairs [start, end) one after the other (`vpe_ids`: NULL, or
+    filled with VPEID_NONE by the caller; virtual pairs write theirs)."""
     cdef Py_ssize_t index
     cdef intid_t intid
     cdef cpu_t cpu
-    cdef int32_t vpe_id
     for index in range(start, end):
         intid = INTID_NONE
         cpu = CPU_NONE
-        vpe_id = VPEID_NONE
         statuses[index] = translate_one(layout, view, device_ids[index], event_ids[index],
-                                        &intid, &cpu, &vpe_id)
+                                        &intid, &cpu, vpe_ids, index)
         intids[index] = intid
         cpus[index] = cpu
-        if vpe_ids != NULL:
-            vpe_ids[index] = vpe_id
 
 
 # Group prefetching for batches over tables bigger than the caches: the loop
@@ -275,7 +287,6 @@ cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t s
     cdef ite_t ite
     cdef intid_t intid
     cdef cpu_t cpu
-    cdef int32_t vpe_id
     for index in range(start, end):
         prefetch_device(layout, view, device_ids[index])
     for index in range(start, end):
@@ -291,16 +302,13 @@ cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t s
         status = statuses[index]
         intid = INTID_NONE
         cpu = CPU_NONE
-        vpe_id = VPEID_NONE
         if status == OK or status == SPARSE_LOOKUP:
             ite = (slots[index - start][0] if status == OK
                    else sparse_get(view, sparse_key(device_ids[index], event_ids[index])))
-            status = finish_translation(view, ite, &intid, &cpu, &vpe_id)
+            status = finish_translation(view, ite, &intid, &cpu, vpe_ids, index)
         statuses[index] = status
         intids[index] = intid
         cpus[index] = cpu
-        if vpe_ids != NULL:
-            vpe_ids[index] = vpe_id
 
 
 cdef void translate_loop_prefetch(directory_t layout, const lookup_t* view, Py_ssize_t length,
@@ -1443,17 +1451,16 @@ cdef class TranslationTables:
         self.guard.wait_writer()
         self._sync_view()
         cdef const lookup_t* view = &self.view
-        cdef int32_t vpe_id = VPEID_NONE
         intid[0] = INTID_NONE
         cpu[0] = CPU_NONE
         if self.layout_code == LAYOUT_FLAT:
             return translate_one(<FlatDirectory>self.directory, view, device_id, event_id,
-                                 intid, cpu, &vpe_id)
+                                 intid, cpu, NULL, 0)
         elif self.layout_code == LAYOUT_TWOLEVEL:
             return translate_one(<TwoLevelDirectory>self.directory, view, device_id,
-                                 event_id, intid, cpu, &vpe_id)
+                                 event_id, intid, cpu, NULL, 0)
         return translate_one(<HashDirectory>self.directory, view, device_id, event_id,
-                             intid, cpu, &vpe_id)
+                             intid, cpu, NULL, 0)
 
     def translate(self, device_id, event_id):
         """Translate one MSI: return ``(intid, cpu)``.
@@ -1528,6 +1535,8 @@ cdef class TranslationTables:
                 out += (np.empty(length, np.int32),)
         else:
             out = _check_out(out, length)
+        if len(out) == 4:
+            out[3].fill(VPEID_NONE)         # the loops write only the virtual pairs' vPEIDs
         if length == 0:
             return out
         cdef Py_ssize_t index
