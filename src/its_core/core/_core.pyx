@@ -7,6 +7,23 @@ rejected operation leaves the tables exactly as they were.  Lookups run in
 nogil loops specialised per layout (a fused type over the directory classes),
 so the layout's find is inlined into the loop.
 
+GICv4 (the core data path only: the ITS front end does not execute GICv4
+commands yet).  A virtual ITE lives in the same event stores as a physical
+one, in every layout: an ITE word with bit 63 set, vINTID in [47:16] and
+vPEID in [15:0] (`_types.pxd`).  A physical and a virtual ITE for one event
+are exclusive (EVENT_ALREADY_MAPPED either way).  Each virtual ITE's doorbell
+pINTID (1023 = none) sits in a side map keyed like the sparse map
+(``doorbells``: only a delivery to a non-resident vPE needs it).  The vPE
+table maps each 16-bit vPEID to a CPU as the collection table maps ICIDs
+(``vpes``, CPU_NONE = unmapped); both are allocated on first use, so GICv3
+tables cost and export exactly what they did.  `translate_batch` reports a
+virtual pair as VIRTUAL (vINTID, the vPE's CPU) or VIRTUAL_NO_VPE (vINTID,
+-1), with the vPEID in an optional fourth array; `translate` raises
+TranslationError with those statuses.  Both batch loops reach virtual ITEs
+through the shared `finish_translation`, whose physical path pays one
+compare shared with the free-slot check.  `to_arrays` / `from_arrays` add
+`VIRTUAL_TABLE_ARRAYS` only for tables holding virtual state.
+
 Threads (docs/threads.md): every mutator runs inside a write section of the
 tables' `TableGuard`, every read that releases the GIL or calls into Python
 half-way pins the tables, and every other read waits for another thread's

@@ -51,6 +51,7 @@ ctypedef struct device_t:       # one mapped device (24 bytes)
     uint8_t _pad
 
 ctypedef struct lookup_t:        # raw read pointers for one nogil lookup pass
+                                # (GICv4: virtual ITEs are in pool / sparse_values too)
     const device_t* records     # flat: by DeviceID; twolevel: pages, row-major; hash: buckets
     uint64_t records_length     # entries of records
     const int32_t* level1       # twolevel: page number per page index (0 = none)
