@@ -50,7 +50,8 @@ from its_core.core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirec
 from its_core.core._events cimport find_ite, sparse_get, sparse_key
 from its_core.core._guard cimport TableGuard
 from its_core.core._types cimport (ITS_CORE_DEBUG, checked_index, device_t, fib_slot,
-                                   its_core_prefetch, lookup_t, mix64, vpeid_t)
+                                   its_core_prefetch, its_core_unlikely, lookup_t, mix64,
+                                   vpeid_t)
 
 from its_core.core._events import POOL_MAX_ENTRIES
 from its_core.core._layouts import DEVICE_DTYPE
@@ -208,7 +209,7 @@ cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t*
     caller has set every other entry of `vpe_ids` to VPEID_NONE)."""
     # One unsigned compare catches both rare words: 0 (free) wraps to the
     # top, and a virtual word (bit 63) is >= 2**63; physical ones are below.
-    if ite - 1 >= ((<ite_t>1) << ITE_VIRTUAL_SHIFT) - 1:
+    if its_core_unlikely(ite - 1 >= ((<ite_t>1) << ITE_VIRTUAL_SHIFT) - 1):
         if ite == 0:
             return NO_MAPPING
         return finish_virtual(view, ite, intid, cpu, vpe_ids, index)

@@ -95,6 +95,17 @@ cdef extern from *:
     # never dereferences; a no-op on compilers without the builtin).
     void its_core_prefetch(const void* address) noexcept nogil
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define its_core_unlikely(condition) __builtin_expect(!!(condition), 0)
+    #else
+    #define its_core_unlikely(condition) (condition)
+    #endif
+    """
+    # A branch hint: `condition` is rarely true (its code is laid out cold).
+    bint its_core_unlikely(bint condition) noexcept nogil
+
 cdef extern from "stdio.h":
     int fprintf(void* stream, const char* format, ...) nogil
     void* stderr
