@@ -3,6 +3,12 @@
 `ReferenceTables` has the same constructor, operations, queries and errors as
 `its_core.TranslationTables` and is what every layout is tested against.  It
 is deliberately naive: no layouts, no slabs, no hashing of our own.
+
+GICv4: ``virtual_events`` ((DeviceID, EventID) -> (vINTID, vPEID, doorbell))
+beside ``events`` (one event is in at most one of them) and ``vpes`` (vPEID ->
+CPU), with the core's checks in the core's order; a virtual pair translates
+as VIRTUAL / VIRTUAL_NO_VPE, and `snapshot` adds ``virtual_events`` and
+``vpes`` only when either is non-empty, as the core does.
 """
 
 from __future__ import annotations
