@@ -189,8 +189,9 @@ cdef uint8_t finish_virtual(const lookup_t* view, ite_t ite, intid_t* intid, cpu
                             int32_t* vpe_ids, Py_ssize_t index) noexcept nogil:
     """`finish_translation` of a virtual ITE: (vINTID, its vPE's CPU) through
     the vPE table, the vPEID in `vpe_ids[index]` (unless NULL); VIRTUAL, or
-    VIRTUAL_NO_VPE with the CPU left -1.  Kept out of line: the physical
-    path pays nothing for it but the one compare it shares with `ite == 0`."""
+    VIRTUAL_NO_VPE with the CPU left -1.  The physical path pays nothing for
+    it but the one compare it shares with `ite == 0`, a branch marked
+    unlikely, so the compiler lays this code out cold (it may inline it)."""
     cdef cpu_t target = view.vpes[ite_vpe_id(ite)]     # 65536 entries: any vPEID
     intid[0] = ite_intid(ite)
     if vpe_ids != NULL:
