@@ -3,7 +3,7 @@
 # event stores of _events.pxd.
 
 from its_core.core._types cimport (lookup_t, cpu_t, device_t, devid_t, eventid_t, icid_t, intid_t,
-                                   ite_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t)
+                                   ite_t, uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t)
 from its_core.core._layouts cimport DeviceDirectory
 from its_core.core._events cimport ItePool, SparseEventMap
 from its_core.core._guard cimport TableGuard
@@ -19,6 +19,9 @@ cpdef enum TranslationStatus:
     ITS_DISABLED = 6            # front end: GITS_CTLR.Enabled == 0
     LPIS_DISABLED = 7           # front end: target GICR_CTLR.EnableLPIs == 0
     INTID_OUT_OF_RANGE = 8      # front end: pINTID beyond GICR_PROPBASER.IDbits
+    VIRTUAL = 9                 # a virtual ITE whose vPE is mapped (intid = vINTID,
+                                # cpu = the vPE's CPU): not delivered as a physical LPI
+    VIRTUAL_NO_VPE = 10         # a virtual ITE whose vPE is not mapped (cpu = -1)
 
 
 cpdef enum MappingFailure:
@@ -31,6 +34,10 @@ cpdef enum MappingFailure:
     ICID_OUT_OF_RANGE = 7       # ICID >= num_collections
     EVENT_NOT_MAPPED = 8        # the EventID has no ITE
     CPU_OUT_OF_RANGE = 9        # CPU number >= num_cpus
+    EVENT_IS_VIRTUAL = 10       # a physical-only operation (MOVI) on a virtual ITE
+    EVENT_NOT_VIRTUAL = 11      # a virtual-only operation (VMOVI) on a physical ITE
+    VPE_ID_OUT_OF_RANGE = 12    # vPEID not in 0..65535
+    DOORBELL_NOT_LPI = 13       # doorbell neither 1023 nor an LPI below 2**intid_bits
 
 
 cdef class TranslationTables:
@@ -46,7 +53,12 @@ cdef class TranslationTables:
     cdef SparseEventMap sparse          # ITEs of sparse devices
     cdef object collections_array       # ndarray[int32] of 65536 CPU numbers
     cdef cpu_t[::1] collections         # CPU_NONE = unmapped
-    cdef readonly Py_ssize_t num_events # ITEs held
+    cdef readonly Py_ssize_t num_events # physical ITEs held
+    cdef readonly Py_ssize_t num_virtual_events # virtual ITEs held (in the same stores)
+    cdef readonly Py_ssize_t num_vpes   # mapped vPEs
+    cdef SparseEventMap doorbells       # doorbell of every virtual ITE; None until virtual state
+    cdef object vpes_array              # ndarray[int32] of 65536 CPU numbers, or None (as doorbells)
+    cdef cpu_t[::1] vpes                # CPU_NONE = unmapped
     cdef lookup_t view                  # raw pointers for lookups (see _sync_view)
     cdef tuple view_owner               # the arrays `view` points into
     cdef Py_ssize_t view_generation     # sum of the stores' generations at refresh
@@ -63,6 +75,16 @@ cdef class TranslationTables:
     cdef int _move_event(self, int64_t device_id, int64_t event_id, int64_t icid) except -1
     cdef int _map_collection(self, int64_t icid, int64_t cpu) except -1
     cdef int _unmap_collection(self, int64_t icid) except -1
+    cdef int _map_virtual_event(self, int64_t device_id, int64_t event_id, int64_t vintid,
+                                int64_t vpe_id, int64_t doorbell) except -1
+    cdef int _move_virtual_event(self, int64_t device_id, int64_t event_id, int64_t vpe_id,
+                                 int64_t doorbell, bint set_doorbell) except -1
+    cdef int _map_vpe(self, int64_t vpe_id, int64_t cpu) except -1
+    cdef int _unmap_vpe(self, int64_t vpe_id) except -1
+    cdef int _ensure_virtual(self) except -1
+    cdef bint _has_virtual_state(self)
+    cdef object _virtual_mapping(self, int64_t device_id, int64_t event_id)
+    cdef uint64_t _doorbell_of(self, devid_t device_id, eventid_t event_id)
 
     cdef device_t* _device(self, devid_t device_id) noexcept
     cdef int _drop_events(self, device_t* device) except -1

@@ -7,6 +7,23 @@ rejected operation leaves the tables exactly as they were.  Lookups run in
 nogil loops specialised per layout (a fused type over the directory classes),
 so the layout's find is inlined into the loop.
 
+GICv4 (the core data path only: the ITS front end does not execute GICv4
+commands yet).  A virtual ITE lives in the same event stores as a physical
+one, in every layout: an ITE word with bit 63 set, vINTID in [47:16] and
+vPEID in [15:0] (`_types.pxd`).  A physical and a virtual ITE for one event
+are exclusive (EVENT_ALREADY_MAPPED either way).  Each virtual ITE's doorbell
+pINTID (1023 = none) sits in a side map keyed like the sparse map
+(``doorbells``: only a delivery to a non-resident vPE needs it).  The vPE
+table maps each 16-bit vPEID to a CPU as the collection table maps ICIDs
+(``vpes``, CPU_NONE = unmapped); both are allocated on first use, so GICv3
+tables cost and export exactly what they did.  `translate_batch` reports a
+virtual pair as VIRTUAL (vINTID, the vPE's CPU) or VIRTUAL_NO_VPE (vINTID,
+-1), with the vPEID in an optional fourth array; `translate` raises
+TranslationError with those statuses.  Both batch loops reach virtual ITEs
+through the shared `finish_translation`, whose physical path pays one
+compare shared with the free-slot check.  `to_arrays` / `from_arrays` add
+`VIRTUAL_TABLE_ARRAYS` only for tables holding virtual state.
+
 Threads (docs/threads.md): every mutator runs inside a write section of the
 tables' `TableGuard`, every read that releases the GIL or calls into Python
 half-way pins the tables, and every other read waits for another thread's
@@ -24,15 +41,17 @@ cimport cython
 from libc.stdint cimport int32_t
 from libc.string cimport memset
 
-from its_core.core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, INTID_NONE,
-                                   ITE_ICID_MASK, ITE_INTID_SHIFT, LPI_FIRST_INTID,
-                                   ite_icid, ite_intid, ite_pack)
+from its_core.core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, DOORBELL_NONE,
+                                   INTID_NONE, ITE_ICID_MASK, ITE_INTID_SHIFT, ITE_VIRTUAL_SHIFT,
+                                   LPI_FIRST_INTID, VPE_SPACE, VPEID_NONE, ite_icid, ite_intid,
+                                   ite_is_virtual, ite_pack, ite_pack_virtual, ite_vpe_id)
 from its_core.core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
                                      flat_find, hash_find, twolevel_find)
 from its_core.core._events cimport find_ite, sparse_get, sparse_key
 from its_core.core._guard cimport TableGuard
 from its_core.core._types cimport (ITS_CORE_DEBUG, checked_index, device_t, fib_slot,
-                                   its_core_prefetch, lookup_t, mix64)
+                                   its_core_prefetch, its_core_unlikely, lookup_t, mix64,
+                                   vpeid_t)
 
 from its_core.core._events import POOL_MAX_ENTRIES
 from its_core.core._layouts import DEVICE_DTYPE
@@ -67,6 +86,11 @@ LPIS_DISABLED
     The target CPU's GICR_CTLR.EnableLPIs is 0.
 INTID_OUT_OF_RANGE
     The INTID lies beyond GICR_PROPBASER.IDbits.
+VIRTUAL
+    GICv4: the ITE is virtual and its vPE is mapped (`translate_batch`:
+    vINTID and the vPE's CPU; `translate` raises with it).
+VIRTUAL_NO_VPE
+    GICv4: the ITE is virtual and its vPE is not mapped.
 """
 
 MappingFailure.__doc__ = """Why a table operation was refused (`MappingError.reason`), an IntEnum.
@@ -91,6 +115,14 @@ EVENT_NOT_MAPPED
     The EventID has no ITE.
 CPU_OUT_OF_RANGE
     CPU number >= num_cpus.
+EVENT_IS_VIRTUAL
+    A physical-only operation (`move_event`, MOVI) on a virtual ITE.
+EVENT_NOT_VIRTUAL
+    A virtual-only operation (`move_virtual_event`, VMOVI) on a physical ITE.
+VPE_ID_OUT_OF_RANGE
+    vPEID not in 0..65535.
+DOORBELL_NOT_LPI
+    Doorbell neither 1023 (none) nor an LPI below 2**intid_bits.
 """
 
 
@@ -153,11 +185,35 @@ cdef inline uint8_t locate_ite(directory_t layout, const lookup_t* view, devid_t
     return NO_MAPPING
 
 
+cdef uint8_t finish_virtual(const lookup_t* view, ite_t ite, intid_t* intid, cpu_t* cpu,
+                            int32_t* vpe_ids, Py_ssize_t index) noexcept nogil:
+    """`finish_translation` of a virtual ITE: (vINTID, its vPE's CPU) through
+    the vPE table, the vPEID in `vpe_ids[index]` (unless NULL); VIRTUAL, or
+    VIRTUAL_NO_VPE with the CPU left -1.  The physical path pays nothing for
+    it but the one compare it shares with `ite == 0`, a branch marked
+    unlikely, so the compiler lays this code out cold (it may inline it)."""
+    cdef cpu_t target = view.vpes[ite_vpe_id(ite)]     # 65536 entries: any vPEID
+    intid[0] = ite_intid(ite)
+    if vpe_ids != NULL:
+        vpe_ids[index] = ite_vpe_id(ite)
+    if target == CPU_NONE:
+        return VIRTUAL_NO_VPE
+    cpu[0] = target
+    return VIRTUAL
+
+
 cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t* intid,
-                                       cpu_t* cpu) noexcept nogil:
-    """Second half: ITE -> (INTID, target CPU) through the collection table."""
-    if ite == 0:
-        return NO_MAPPING
+                                       cpu_t* cpu, int32_t* vpe_ids,
+                                       Py_ssize_t index) noexcept nogil:
+    """Second half: ITE -> (INTID, target CPU) through the collection table
+    (a virtual ITE: `finish_virtual`, which writes `vpe_ids[index]`; the
+    caller has set every other entry of `vpe_ids` to VPEID_NONE)."""
+    # One unsigned compare catches both rare words: 0 (free) wraps to the
+    # top, and a virtual word (bit 63) is >= 2**63; physical ones are below.
+    if its_core_unlikely(ite - 1 >= ((<ite_t>1) << ITE_VIRTUAL_SHIFT) - 1):
+        if ite == 0:
+            return NO_MAPPING
+        return finish_virtual(view, ite, intid, cpu, vpe_ids, index)
     cdef cpu_t target = view.collections[ite_icid(ite)]     # 65536 entries: any ICID
     if target == CPU_NONE:
         return NO_COLLECTION
@@ -168,8 +224,10 @@ cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t*
 
 cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
                                   devid_t device_id, eventid_t event_id,
-                                  intid_t* intid, cpu_t* cpu) noexcept nogil:
-    """Walk DeviceID -> device -> ITE -> collection; INTID_NONE/CPU_NONE on failure."""
+                                  intid_t* intid, cpu_t* cpu, int32_t* vpe_ids,
+                                  Py_ssize_t index) noexcept nogil:
+    """Walk DeviceID -> device -> ITE -> collection (or vPE: `vpe_ids[index]`
+    written); INTID_NONE / CPU_NONE left where the result does not set them."""
     if (<uint64_t>device_id) >> view.device_bits:
         return DEVICE_OUT_OF_RANGE
     cdef const device_t* device = find_device(layout, view, device_id)
@@ -177,17 +235,20 @@ cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
         return NO_DEVICE
     if (device.flags & DEVICE_HAS_SLAB) and not ((<uint64_t>event_id) >> device.slab_log2):
         return finish_translation(view, view.pool[checked_index(
-            <uint64_t>device.ite_base + event_id, view.pool_length)], intid, cpu)
+            <uint64_t>device.ite_base + event_id, view.pool_length)], intid, cpu, vpe_ids,
+            index)
     if (<uint64_t>event_id) >> device.event_bits:   # (a slab never outgrows the ITT)
         return EVENT_OUT_OF_RANGE
-    return finish_translation(view, find_ite(view, device, event_id), intid, cpu)
+    return finish_translation(view, find_ite(view, device, event_id), intid, cpu, vpe_ids,
+                              index)
 
 
 cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t start,
                          Py_ssize_t end, const uint32_t[:] device_ids,
                          const uint32_t[:] event_ids, uint32_t* intids, int32_t* cpus,
-                         uint8_t* statuses) noexcept nogil:
-    """Translate pairs [start, end) one after the other."""
+                         uint8_t* statuses, int32_t* vpe_ids) noexcept nogil:
+    """Translate pairs [start, end) one after the other (`vpe_ids`: NULL, or
+    filled with VPEID_NONE by the caller; virtual pairs write theirs)."""
     cdef Py_ssize_t index
     cdef intid_t intid
     cdef cpu_t cpu
@@ -195,7 +256,7 @@ cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t st
         intid = INTID_NONE
         cpu = CPU_NONE
         statuses[index] = translate_one(layout, view, device_ids[index], event_ids[index],
-                                        &intid, &cpu)
+                                        &intid, &cpu, vpe_ids, index)
         intids[index] = intid
         cpus[index] = cpu
 
@@ -237,7 +298,7 @@ cdef inline void prefetch_device(directory_t layout, const lookup_t* view,
 cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t start,
                           Py_ssize_t end, const uint32_t[:] device_ids,
                           const uint32_t[:] event_ids, uint32_t* intids, int32_t* cpus,
-                          uint8_t* statuses) noexcept nogil:
+                          uint8_t* statuses, int32_t* vpe_ids) noexcept nogil:
     """Translate pairs [start, end), at most PREFETCH_GROUP, in three prefetching passes."""
     cdef const ite_t* slots[PREFETCH_GROUP]
     cdef Py_ssize_t index
@@ -263,7 +324,7 @@ cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t s
         if status == OK or status == SPARSE_LOOKUP:
             ite = (slots[index - start][0] if status == OK
                    else sparse_get(view, sparse_key(device_ids[index], event_ids[index])))
-            status = finish_translation(view, ite, &intid, &cpu)
+            status = finish_translation(view, ite, &intid, &cpu, vpe_ids, index)
         statuses[index] = status
         intids[index] = intid
         cpus[index] = cpu
@@ -272,7 +333,7 @@ cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t s
 cdef void translate_loop_prefetch(directory_t layout, const lookup_t* view, Py_ssize_t length,
                                   const uint32_t[:] device_ids, const uint32_t[:] event_ids,
                                   uint32_t* intids, int32_t* cpus,
-                                  uint8_t* statuses) noexcept nogil:
+                                  uint8_t* statuses, int32_t* vpe_ids) noexcept nogil:
     """`translate_loop` in prefetched groups where the DeviceIDs jump about;
     identical results."""
     cdef Py_ssize_t chunk = 0, chunk_end, start, index, repeats
@@ -283,13 +344,13 @@ cdef void translate_loop_prefetch(directory_t layout, const lookup_t* view, Py_s
             repeats += device_ids[index] == device_ids[index - 1]
         if 2 * repeats >= min(<Py_ssize_t>PREFETCH_SAMPLE, chunk_end - chunk):
             translate_loop(layout, view, chunk, chunk_end, device_ids, event_ids, intids, cpus,
-                           statuses)
+                           statuses, vpe_ids)
         else:
             start = chunk
             while start < chunk_end:
                 translate_group(layout, view, start, min(start + <Py_ssize_t>PREFETCH_GROUP,
                                                          chunk_end),
-                                device_ids, event_ids, intids, cpus, statuses)
+                                device_ids, event_ids, intids, cpus, statuses, vpe_ids)
                 start += PREFETCH_GROUP
         chunk = chunk_end
 
@@ -302,13 +363,15 @@ cdef inline bint wants_prefetch(const lookup_t* view) noexcept nogil:
 
 cdef void translate_pairs(directory_t layout, const lookup_t* view, Py_ssize_t length,
                           const uint32_t[:] device_ids, const uint32_t[:] event_ids,
-                          uint32_t* intids, int32_t* cpus, uint8_t* statuses) noexcept nogil:
+                          uint32_t* intids, int32_t* cpus, uint8_t* statuses,
+                          int32_t* vpe_ids) noexcept nogil:
     """The batch loop for these tables: prefetching only when they outgrow the caches."""
     if wants_prefetch(view):
         translate_loop_prefetch(layout, view, length, device_ids, event_ids, intids, cpus,
-                                statuses)
+                                statuses, vpe_ids)
     else:
-        translate_loop(layout, view, 0, length, device_ids, event_ids, intids, cpus, statuses)
+        translate_loop(layout, view, 0, length, device_ids, event_ids, intids, cpus, statuses,
+                       vpe_ids)
 
 
 cdef int message_ids(object device_id, object event_id, uint64_t* device,
@@ -348,6 +411,10 @@ _FAILURE_TEXT = {
     ICID_OUT_OF_RANGE: "collection ID out of range",
     EVENT_NOT_MAPPED: "EventID not mapped",
     CPU_OUT_OF_RANGE: "CPU number out of range",
+    EVENT_IS_VIRTUAL: "EventID is mapped to a virtual ITE",
+    EVENT_NOT_VIRTUAL: "EventID is mapped to a physical ITE",
+    VPE_ID_OUT_OF_RANGE: "vPE ID out of range",
+    DOORBELL_NOT_LPI: "doorbell is neither 1023 nor an LPI in range",
 }
 
 
@@ -397,18 +464,21 @@ def message_arrays(device_ids, event_ids):
 
 def _check_out(out, Py_ssize_t length):
     try:
-        intids, cpus, statuses = out
-    except (TypeError, ValueError):
-        raise ValueError("out must be a triple (intids, cpus, statuses)") from None
-    for array, dtype, name in ((intids, np.uint32, "intids"), (cpus, np.int32, "cpus"),
-                               (statuses, np.uint8, "statuses")):
+        arrays = tuple(out)
+    except TypeError:
+        arrays = ()
+    if len(arrays) not in (3, 4):
+        raise ValueError("out must be a triple (intids, cpus, statuses) or a quadruple "
+                         "(intids, cpus, statuses, vpe_ids)")
+    for array, dtype, name in zip(arrays, (np.uint32, np.int32, np.uint8, np.int32),
+                                  ("intids", "cpus", "statuses", "vpe_ids")):
         if not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != 1:
             raise ValueError(f"out {name} must be a 1-D ndarray of {np.dtype(dtype)}")
         if array.shape[0] != length:
             raise ValueError(f"out {name} has length {array.shape[0]}, expected {length}")
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise ValueError(f"out {name} must be contiguous and writeable")
-    return intids, cpus, statuses
+    return arrays
 
 
 #: Tables whose lookup arrays span at least this many bytes are translated in
@@ -515,6 +585,29 @@ TABLE_ARRAYS = (
     ("collection_cpu", "i4", "collections", "target CPU of each, 0..num_cpus-1"),
 )
 
+#: The GICv4 state as canonical arrays, in the form of `TABLE_ARRAYS`:
+#: ``virtual_events`` (every virtual ITE, sorted by (DeviceID, EventID)) and
+#: ``vpes`` (mapped vPEs, by vPEID).  `to_arrays` adds them only to tables
+#: holding virtual state (a virtual ITE or a mapped vPE), so tables without
+#: any give exactly the `TABLE_ARRAYS` keys; `from_arrays` takes all of them
+#: or none.  The physical arrays never hold a virtual ITE.  (The ITS front
+#: end does not execute GICv4 commands yet, so its host snapshots, whose
+#: schema lists `TABLE_ARRAYS`, never carry these.)
+VIRTUAL_TABLE_ARRAYS = (
+    ("virtual_device_id", "u4", "virtual_events",
+     "DeviceID of each virtual ITE: a mapped device (tables.device_id)"),
+    ("virtual_event_id", "u4", "virtual_events",
+     "EventID of each, below 2**(its device's event bits); (DeviceID, EventID) strictly "
+     "increasing, never also a physical event"),
+    ("virtual_intid", "u4", "virtual_events",
+     "vINTID of each: an LPI, 8192 <= vINTID < 2**intid_bits"),
+    ("virtual_vpe_id", "u2", "virtual_events", "vPEID of each (mapped or not)"),
+    ("virtual_doorbell", "u4", "virtual_events",
+     "doorbell pINTID of each: 1023 (none) or an LPI below 2**intid_bits"),
+    ("vpe_id", "u2", "vpes", "vPEIDs of the mapped vPEs, strictly increasing"),
+    ("vpe_cpu", "i4", "vpes", "CPU each is mapped to, 0..num_cpus-1"),
+)
+
 cdef enum:
     ROW_OK = 0
     ROW_NOT_INCREASING = 1      # EventID not above the previous one of its device
@@ -588,7 +681,8 @@ cdef inline bint _write_rows(ite_t* slab, Py_ssize_t slab_size, const uint32_t* 
     return bad != 0
 
 
-_SINGULAR = {"devices": "device", "events": "event", "collections": "collection"}
+_SINGULAR = {"devices": "device", "events": "event", "collections": "collection",
+             "virtual_events": "virtual event", "vpes": "vPE"}
 
 
 def _table_error(str name, str reason):
@@ -610,12 +704,15 @@ def _table_columns(arrays):
     except TypeError:
         raise RestoreError("snapshot", None, "tables",
                            f"expected a mapping of arrays, got {type(arrays).__name__}") from None
-    expected = [name for name, _, _, _ in TABLE_ARRAYS]
+    expected = [name for name, _, _, _ in TABLE_ARRAYS + VIRTUAL_TABLE_ARRAYS]
     extra = sorted(names - set(expected), key=str)
     if extra:
         raise RestoreError("snapshot", None, f"tables.{extra[0]}", "not a table array")
+    declared = TABLE_ARRAYS
+    if names & {name for name, _, _, _ in VIRTUAL_TABLE_ARRAYS}:     # all or none
+        declared = TABLE_ARRAYS + VIRTUAL_TABLE_ARRAYS
     columns, lengths = {}, {}
-    for name, dtype, dimension, _ in TABLE_ARRAYS:
+    for name, dtype, dimension, _ in declared:
         if name not in names:
             raise _table_error(name, "missing")
         value = arrays[name]
@@ -702,6 +799,11 @@ cdef class TranslationTables:
         self.collections_array = np.full(ICID_SPACE, CPU_NONE, np.int32)
         self.collections = self.collections_array
         self.num_events = 0
+        self.num_virtual_events = 0
+        self.num_vpes = 0
+        self.doorbells = None           # GICv4 state costs nothing until first used
+        self.vpes_array = None
+        self.vpes = None
         self._refresh_view()
 
     # ------------------------------------------------------------------
@@ -736,11 +838,17 @@ cdef class TranslationTables:
         return 0
 
     cdef int _drop_events(self, device_t* device) except -1:
-        """Forget every ITE of `device` (its record stays)."""
+        """Forget every ITE of `device`, physical and virtual (its record stays)."""
+        cdef Py_ssize_t virtual = 0
         if device.flags & DEVICE_SPARSE:
             self.sparse.drop_device(device.device_id)
+        if self.doorbells is not None and self.doorbells.count:
+            virtual = self.doorbells.count
+            self.doorbells.drop_device(device.device_id)
+            virtual -= self.doorbells.count
         self.pool.release(device)
-        self.num_events -= device.num_events
+        self.num_virtual_events -= virtual
+        self.num_events -= device.num_events - virtual
         device.num_events = 0
         device.flags = 0
         return 0
@@ -773,8 +881,10 @@ cdef class TranslationTables:
         """Point `view` at the current arrays and hold them in `view_owner`."""
         self.view.device_bits = self.device_bits
         self.view.collections = &self.collections[0]
+        self.view.vpes = &self.vpes[0] if self.vpes_array is not None else NULL
         self.view_owner = (self.directory.fill(&self.view), self.pool.fill(&self.view),
-                           self.sparse.fill(&self.view), self.collections_array)
+                           self.sparse.fill(&self.view), self.collections_array,
+                           self.vpes_array)
         self.view_generation = (self.directory.generation + self.pool.generation
                                 + self.sparse.generation)
         return 0
@@ -804,10 +914,14 @@ cdef class TranslationTables:
         return self._add_ite(device, <eventid_t>event_id, ite_pack(<intid_t>intid, <icid_t>icid))
 
     cdef int _add_ite(self, device_t* device, eventid_t event_id, ite_t ite) except -1:
-        """Store a new ITE whose every check has passed (see _map_event)."""
+        """Store a new ITE whose every check has passed (see _map_event;
+        a virtual one's doorbell is already in `doorbells`)."""
         self._store_ite(device, event_id, ite)
         device.num_events += 1
-        self.num_events += 1
+        if ite_is_virtual(ite):
+            self.num_virtual_events += 1
+        else:
+            self.num_events += 1
         self._sync_view()
         return 0
 
@@ -865,7 +979,9 @@ cdef class TranslationTables:
         return 0
 
     cdef int _unmap_event(self, int64_t device_id, int64_t event_id) except -1:
-        """DISCARD's table part: forget one ITE."""
+        """DISCARD's table part: forget one ITE, physical or virtual (a
+        virtual one with its doorbell: the architecture's DISCARD, digest
+        §3.4 / C1, whether or not its vPE is mapped)."""
         cdef device_t* device
         cdef ite_t ite
         cdef int failure = self._find_event(device_id, event_id, &device, &ite)
@@ -876,16 +992,23 @@ cdef class TranslationTables:
         else:
             self.pool.entries[<Py_ssize_t>device.ite_base + event_id] = 0
         device.num_events -= 1
-        self.num_events -= 1
+        if ite_is_virtual(ite):
+            self.doorbells.pop(sparse_key(device.device_id, <eventid_t>event_id))
+            self.num_virtual_events -= 1
+        else:
+            self.num_events -= 1
         return 0
 
     cdef int _move_event(self, int64_t device_id, int64_t event_id, int64_t icid) except -1:
-        """MOVI's table part: give a mapped event another collection."""
+        """MOVI's table part: give a mapped physical event another collection
+        (a virtual one: EVENT_IS_VIRTUAL, QEMU's "ITE is not physical")."""
         cdef device_t* device
         cdef ite_t ite
         cdef int failure = self._find_event(device_id, event_id, &device, &ite)
         if failure or ite == 0:
             return failure or EVENT_NOT_MAPPED
+        if ite_is_virtual(ite):
+            return EVENT_IS_VIRTUAL
         if icid < 0 or icid >= self.num_collections:
             return ICID_OUT_OF_RANGE
         self._store_ite(device, <eventid_t>event_id, ite_pack(ite_intid(ite), <icid_t>icid))
@@ -908,6 +1031,96 @@ cdef class TranslationTables:
             return ICID_OUT_OF_RANGE
         self.collections[icid] = CPU_NONE
         return 0
+
+    # ------------------------------------------------------------------
+    # GICv4: virtual ITEs and the vPE table (C level)
+
+    cdef int _ensure_virtual(self) except -1:
+        """Allocate the doorbell map and the vPE table on first use."""
+        if self.vpes_array is None:
+            self.doorbells = SparseEventMap()
+            self.vpes_array = np.full(VPE_SPACE, CPU_NONE, np.int32)
+            self.vpes = self.vpes_array
+            self._refresh_view()
+        return 0
+
+    cdef int _map_virtual_event(self, int64_t device_id, int64_t event_id, int64_t vintid,
+                                int64_t vpe_id, int64_t doorbell) except -1:
+        """VMAPTI/VMAPI's table part, checked in the reference model's order
+        (QEMU's, with MAPTI's "already mapped"): device, EventID, vINTID an
+        LPI below 2**intid_bits, doorbell 1023 or such an LPI, no ITE
+        (physical or virtual), vPEID 16 bits.  The vPE need not be mapped
+        (digest C5)."""
+        cdef device_t* device
+        cdef ite_t ite
+        cdef int failure = self._find_event(device_id, event_id, &device, &ite)
+        if failure:
+            return failure
+        if vintid < LPI_FIRST_INTID or (<uint64_t>vintid) >> self.intid_bits:
+            return INTID_NOT_LPI
+        if doorbell != DOORBELL_NONE and (doorbell < LPI_FIRST_INTID
+                                          or (<uint64_t>doorbell) >> self.intid_bits):
+            return DOORBELL_NOT_LPI
+        if ite != 0:
+            return EVENT_ALREADY_MAPPED
+        if vpe_id < 0 or vpe_id >= VPE_SPACE:
+            return VPE_ID_OUT_OF_RANGE
+        self._ensure_virtual()
+        self._add_ite(device, <eventid_t>event_id,
+                      ite_pack_virtual(<intid_t>vintid, <vpeid_t>vpe_id))
+        self.doorbells.put(sparse_key(<devid_t>device_id, <eventid_t>event_id),
+                           <uint64_t>doorbell)
+        return 0
+
+    cdef int _move_virtual_event(self, int64_t device_id, int64_t event_id, int64_t vpe_id,
+                                 int64_t doorbell, bint set_doorbell) except -1:
+        """VMOVI's table part, checked in QEMU's order: the doorbell (only
+        with `set_doorbell`, D = 1) before any lookup, device, EventID, an
+        ITE, a virtual one (EVENT_NOT_VIRTUAL), vPEID 16 bits."""
+        cdef device_t* device
+        cdef ite_t ite
+        if set_doorbell and doorbell != DOORBELL_NONE and (
+                doorbell < LPI_FIRST_INTID or (<uint64_t>doorbell) >> self.intid_bits):
+            return DOORBELL_NOT_LPI
+        cdef int failure = self._find_event(device_id, event_id, &device, &ite)
+        if failure or ite == 0:
+            return failure or EVENT_NOT_MAPPED
+        if not ite_is_virtual(ite):
+            return EVENT_NOT_VIRTUAL
+        if vpe_id < 0 or vpe_id >= VPE_SPACE:
+            return VPE_ID_OUT_OF_RANGE
+        if set_doorbell:
+            self.doorbells.put(sparse_key(<devid_t>device_id, <eventid_t>event_id),
+                               <uint64_t>doorbell)
+        self._store_ite(device, <eventid_t>event_id,
+                        ite_pack_virtual(ite_intid(ite), <vpeid_t>vpe_id))
+        self._sync_view()
+        return 0
+
+    cdef int _map_vpe(self, int64_t vpe_id, int64_t cpu) except -1:
+        """VMAPP V=1's table part, checked as MAPC: CPU, then vPEID."""
+        if cpu < 0 or cpu >= self.num_cpus:
+            return CPU_OUT_OF_RANGE
+        if vpe_id < 0 or vpe_id >= VPE_SPACE:
+            return VPE_ID_OUT_OF_RANGE
+        self._ensure_virtual()
+        if self.vpes[vpe_id] == CPU_NONE:
+            self.num_vpes += 1
+        self.vpes[vpe_id] = <cpu_t>cpu
+        return 0
+
+    cdef int _unmap_vpe(self, int64_t vpe_id) except -1:
+        """VMAPP V=0's table part (virtual ITEs keep naming the vPE, C1)."""
+        if vpe_id < 0 or vpe_id >= VPE_SPACE:
+            return VPE_ID_OUT_OF_RANGE
+        if self.vpes_array is not None and self.vpes[vpe_id] != CPU_NONE:
+            self.vpes[vpe_id] = CPU_NONE
+            self.num_vpes -= 1
+        return 0
+
+    cdef bint _has_virtual_state(self):
+        """Whether any virtual ITE or mapped vPE exists."""
+        return self.num_virtual_events != 0 or self.num_vpes != 0
 
     # ------------------------------------------------------------------
     # Python API: mutators
@@ -963,12 +1176,15 @@ cdef class TranslationTables:
                              "intid": intid, "icid": icid})
 
     def unmap_event(self, device_id, event_id):
-        """Forget the mapping of (`device_id`, `event_id`); return its (intid, icid)."""
+        """Forget the mapping of (`device_id`, `event_id`); return its
+        ``(intid, icid)``, or for a virtual ITE (GICv4 DISCARD, removed
+        whether or not its vPE is mapped) its ``(vintid, vpe_id, doorbell)``."""
         cdef int64_t wide_device = _wide(device_id, "device_id")
         cdef int64_t wide_event = _wide(event_id, "event_id")
         self.guard.begin_write()
         try:
-            mapped = self._mapping(wide_device, wide_event)
+            mapped = (self._mapping(wide_device, wide_event)
+                      or self._virtual_mapping(wide_device, wide_event))
             code = self._unmap_event(wide_device, wide_event)
         finally:
             self.guard.end_write()
@@ -976,7 +1192,8 @@ cdef class TranslationTables:
         return mapped
 
     def move_event(self, device_id, event_id, icid):
-        """Give a mapped event collection `icid`; return its previous ICID."""
+        """Give a mapped event collection `icid`; return its previous ICID.
+        A virtual event refuses with EVENT_IS_VIRTUAL (MOVI on a virtual ITE)."""
         cdef int64_t wide_device = _wide(device_id, "device_id")
         cdef int64_t wide_event = _wide(event_id, "event_id")
         cdef int64_t wide_icid = _wide(icid, "icid")
@@ -1023,6 +1240,124 @@ cdef class TranslationTables:
             self.guard.end_write()
         return failures
 
+    def map_virtual_event(self, device_id, event_id, vintid, vpe_id, doorbell=DOORBELL_NONE):
+        """GICv4 VMAPTI: map (`device_id`, `event_id`) to vLPI `vintid` of
+        vPE `vpe_id`, with doorbell pINTID `doorbell` (1023: none).
+
+        Checks, in order (`MappingError`, nothing changed): DeviceID range,
+        device mapped, EventID within the device's ITT, vINTID an LPI below
+        ``2**intid_bits`` (INTID_NOT_LPI), doorbell 1023 or such an LPI
+        (DOORBELL_NOT_LPI), EventID not yet mapped, physically or virtually
+        (EVENT_ALREADY_MAPPED), vPEID in 0..65535 (VPE_ID_OUT_OF_RANGE).  The
+        vPE need not be mapped (`map_vpe`); its pairs then translate as
+        VIRTUAL_NO_VPE.  The vINTID against the vPE's VPT size is the front
+        end's check.
+        """
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_event = _wide(event_id, "event_id")
+        cdef int64_t wide_vintid = _wide(vintid, "vintid")
+        cdef int64_t wide_vpe = _wide(vpe_id, "vpe_id")
+        cdef int64_t wide_doorbell = _wide(doorbell, "doorbell")
+        self.guard.begin_write()
+        try:
+            code = self._map_virtual_event(wide_device, wide_event, wide_vintid, wide_vpe,
+                                           wide_doorbell)
+        finally:
+            self.guard.end_write()
+        _check(code, "map_virtual_event", {"device_id": device_id, "event_id": event_id,
+                                           "vintid": vintid, "vpe_id": vpe_id,
+                                           "doorbell": doorbell})
+
+    def map_virtual_events(self, device_ids, event_ids, vintids, vpe_ids, doorbells):
+        """Map many virtual events at once (same checks and order as
+        `map_virtual_event`), row by row; failing rows change nothing and are
+        reported, not raised.  Values that do not fit 32 bits refuse the
+        whole call (ValueError naming the array).
+
+        Returns
+        -------
+        failures : ndarray of uint8
+            0 where the row was mapped, else its `MappingFailure` code.
+        """
+        devices = _as_id_array(device_ids, "device_ids")
+        events = _as_id_array(event_ids, "event_ids")
+        vlpis = _as_id_array(vintids, "vintids")
+        vpes = _as_id_array(vpe_ids, "vpe_ids")
+        bells = _as_id_array(doorbells, "doorbells")
+        cdef Py_ssize_t length = devices.shape[0]
+        if not (events.shape[0] == vlpis.shape[0] == vpes.shape[0] == bells.shape[0] == length):
+            raise ValueError("device_ids, event_ids, vintids, vpe_ids and doorbells differ in "
+                             "length")
+        failures = np.zeros(length, np.uint8)
+        cdef const uint32_t[:] device_view = devices
+        cdef const uint32_t[:] event_view = events
+        cdef const uint32_t[:] vintid_view = vlpis
+        cdef const uint32_t[:] vpe_view = vpes
+        cdef const uint32_t[:] doorbell_view = bells
+        cdef uint8_t[::1] failure_view = failures
+        cdef Py_ssize_t index
+        self.guard.begin_write()
+        try:
+            for index in range(length):
+                failure_view[index] = <uint8_t>self._map_virtual_event(
+                    device_view[index], event_view[index], vintid_view[index], vpe_view[index],
+                    doorbell_view[index])
+        finally:
+            self.guard.end_write()
+        return failures
+
+    def move_virtual_event(self, device_id, event_id, vpe_id, doorbell=None):
+        """GICv4 VMOVI: give a mapped virtual event vPE `vpe_id` and, unless
+        `doorbell` is None (D = 0), doorbell `doorbell`.  Returns the previous
+        ``(vpe_id, doorbell)``.
+
+        Checks, in order: the doorbell (when given: 1023 or an LPI below
+        ``2**intid_bits``), DeviceID range, device mapped, EventID in range,
+        EventID mapped, the ITE virtual (EVENT_NOT_VIRTUAL), vPEID in
+        0..65535.  Pending state is the front end's: the core moves nothing.
+        """
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_event = _wide(event_id, "event_id")
+        cdef int64_t wide_vpe = _wide(vpe_id, "vpe_id")
+        cdef bint set_doorbell = doorbell is not None
+        cdef int64_t wide_doorbell = _wide(doorbell, "doorbell") if set_doorbell else 0
+        self.guard.begin_write()
+        try:
+            mapped = self._virtual_mapping(wide_device, wide_event)
+            code = self._move_virtual_event(wide_device, wide_event, wide_vpe, wide_doorbell,
+                                            set_doorbell)
+        finally:
+            self.guard.end_write()
+        _check(code, "move_virtual_event", {"device_id": device_id, "event_id": event_id,
+                                            "vpe_id": vpe_id, "doorbell": doorbell})
+        return mapped[1], mapped[2]
+
+    def map_vpe(self, vpe_id, cpu):
+        """GICv4 VMAPP V=1: route vPE `vpe_id` (0..65535) to CPU number `cpu`
+        (re-targets a mapped one, as VMOVP).  Checks CPU, then vPEID."""
+        cdef int64_t wide_vpe = _wide(vpe_id, "vpe_id")
+        cdef int64_t wide_cpu = _wide(cpu, "cpu")
+        self.guard.begin_write()
+        try:
+            code = self._map_vpe(wide_vpe, wide_cpu)
+        finally:
+            self.guard.end_write()
+        _check(code, "map_vpe", {"vpe_id": vpe_id, "cpu": cpu})
+
+    def unmap_vpe(self, vpe_id):
+        """GICv4 VMAPP V=0: unroute vPE `vpe_id`; its virtual ITEs stay and
+        translate as VIRTUAL_NO_VPE.  Returns whether it was mapped."""
+        cdef int64_t wide = _wide(vpe_id, "vpe_id")
+        self.guard.begin_write()
+        try:
+            was_mapped = (0 <= wide < VPE_SPACE and self.vpes_array is not None
+                          and self.vpes[wide] != CPU_NONE)
+            code = self._unmap_vpe(wide)
+        finally:
+            self.guard.end_write()
+        _check(code, "unmap_vpe", {"vpe_id": vpe_id})
+        return was_mapped
+
     def map_collection(self, icid, cpu):
         """Route collection `icid` to CPU number `cpu` (re-targets a mapped one)."""
         cdef int64_t wide_icid = _wide(icid, "icid")
@@ -1047,12 +1382,27 @@ cdef class TranslationTables:
         return was_mapped
 
     cdef object _mapping(self, int64_t device_id, int64_t event_id):
-        """(intid, icid) of a mapped event or None; IDs already converted."""
+        """(intid, icid) of a mapped physical event or None; IDs already converted."""
         cdef device_t* device
         cdef ite_t ite = 0
-        if self._find_event(device_id, event_id, &device, &ite) or ite == 0:
+        if self._find_event(device_id, event_id, &device, &ite) or ite == 0 \
+                or ite_is_virtual(ite):
             return None
         return ite_intid(ite), ite_icid(ite)
+
+    cdef object _virtual_mapping(self, int64_t device_id, int64_t event_id):
+        """(vintid, vpe_id, doorbell) of a mapped virtual event or None."""
+        cdef device_t* device
+        cdef ite_t ite = 0
+        if self._find_event(device_id, event_id, &device, &ite) or ite == 0 \
+                or not ite_is_virtual(ite):
+            return None
+        return (ite_intid(ite), ite_vpe_id(ite),
+                self._doorbell_of(<devid_t>device_id, <eventid_t>event_id))
+
+    cdef uint64_t _doorbell_of(self, devid_t device_id, eventid_t event_id):
+        """Doorbell of a virtual ITE known to exist."""
+        return self.doorbells.values[self.doorbells._slot_of(sparse_key(device_id, event_id))]
 
     cdef bint _is_mapped(self, int64_t device_id):
         """Whether a converted DeviceID is in range and mapped (no waiting)."""
@@ -1072,11 +1422,37 @@ cdef class TranslationTables:
         return device.event_bits, device.itt_addr
 
     def lookup_event(self, device_id, event_id):
-        """(intid, icid) of a mapped event, or None (also for out-of-range IDs)."""
+        """(intid, icid) of a mapped physical event, or None (also for
+        out-of-range IDs and for a virtual event: see `virtual_event`)."""
         cdef int64_t wide_device = _wide(device_id, "device_id")
         cdef int64_t wide_event = _wide(event_id, "event_id")
         self.guard.wait_writer()
         return self._mapping(wide_device, wide_event)
+
+    def virtual_event(self, device_id, event_id):
+        """(vintid, vpe_id, doorbell) of a mapped virtual event, or None
+        (also for out-of-range IDs and for a physical event)."""
+        cdef int64_t wide_device = _wide(device_id, "device_id")
+        cdef int64_t wide_event = _wide(event_id, "event_id")
+        self.guard.wait_writer()
+        return self._virtual_mapping(wide_device, wide_event)
+
+    def vpe_cpu(self, vpe_id):
+        """CPU number vPE `vpe_id` is mapped to, or None when unmapped (also
+        for a vPEID outside 0..65535)."""
+        cdef int64_t wide = _wide(vpe_id, "vpe_id")
+        self.guard.wait_writer()
+        if not 0 <= wide < VPE_SPACE or self.vpes_array is None or self.vpes[wide] == CPU_NONE:
+            return None
+        return self.vpes[wide]
+
+    def vpe_table(self):
+        """(vpe_ids uint16, cpus int32) of the mapped vPEs, by vPEID."""
+        with _Pin(self.guard):
+            if self.vpes_array is None:
+                return np.empty(0, np.uint16), np.empty(0, np.int32)
+            mapped = np.flatnonzero(self.vpes_array != CPU_NONE)
+            return mapped.astype(np.uint16), self.vpes_array[mapped].copy()
 
     def collection_cpu(self, icid):
         """CPU number collection `icid` targets, or None when unmapped."""
@@ -1098,19 +1474,20 @@ cdef class TranslationTables:
         cpu[0] = CPU_NONE
         if self.layout_code == LAYOUT_FLAT:
             return translate_one(<FlatDirectory>self.directory, view, device_id, event_id,
-                                 intid, cpu)
+                                 intid, cpu, NULL, 0)
         elif self.layout_code == LAYOUT_TWOLEVEL:
             return translate_one(<TwoLevelDirectory>self.directory, view, device_id,
-                                 event_id, intid, cpu)
+                                 event_id, intid, cpu, NULL, 0)
         return translate_one(<HashDirectory>self.directory, view, device_id, event_id,
-                             intid, cpu)
+                             intid, cpu, NULL, 0)
 
     def translate(self, device_id, event_id):
         """Translate one MSI: return ``(intid, cpu)``.
 
         Raises `TranslationError` (with ``.status``) when the pair does not
-        translate, ValueError for IDs that do not fit 32 bits and TypeError
-        for non-integers.
+        translate to a physical LPI -- also for a virtual ITE (status VIRTUAL
+        or VIRTUAL_NO_VPE; `virtual_event` reads it) --, ValueError for IDs
+        that do not fit 32 bits and TypeError for non-integers.
         """
         cdef uint64_t device, event
         cdef intid_t intid
@@ -1121,7 +1498,8 @@ cdef class TranslationTables:
             raise TranslationError(TranslationStatus(status), device_id, event_id)
         return intid, cpu
 
-    def translate_batch(self, device_ids, event_ids, out=None, *, threads=None):
+    def translate_batch(self, device_ids, event_ids, out=None, *, threads=None,
+                        with_vpe_ids=False):
         """Translate many MSIs in nogil loops.
 
         Parameters
@@ -1131,28 +1509,40 @@ cdef class TranslationTables:
             other integer dtypes are converted after checking that every value
             fits 32 bits (ValueError otherwise).
         out : tuple of ndarray, optional
-            ``(intids uint32, cpus int32, statuses uint8)`` of the same length,
-            written in place and returned.
+            ``(intids uint32, cpus int32, statuses uint8)``, or those and
+            ``vpe_ids int32``, of the same length, written in place and
+            returned.
         threads : int, optional
             Split the batch into this many contiguous parts translated at once,
             the calling thread taking the first (ValueError unless a positive
             integer).  Default: one per CPU (at most 8) for batches of at least
             `AUTO_THREADS_MIN_PAIRS` pairs, with each part at least that half
             size; otherwise 1.  The results do not depend on it.
+        with_vpe_ids : bool, default False
+            Without `out`: also return a fourth array, ``vpe_ids``.
 
         Tables larger than the caches (`batch_prefetching`) are walked in
         groups of pairs whose memory loads are requested ahead of use, except
         where consecutive pairs mostly hit the same device; the results are
         those of the plain loop, pair for pair.
 
+        A pair whose ITE is virtual (GICv4, `map_virtual_event`) has status
+        VIRTUAL with its vINTID in `intids` and its vPE's CPU (`map_vpe`) in
+        `cpus`, or VIRTUAL_NO_VPE with the vINTID and CPU -1 when the vPE is
+        not mapped; `vpe_ids` holds its vPEID in both cases.  Nothing is
+        delivered here: the front end serves virtual pairs.
+
         Returns
         -------
         intids : ndarray of uint32
-            LPI INTID, 0 where the status is not OK.
+            LPI INTID (OK) or vINTID (VIRTUAL, VIRTUAL_NO_VPE), else 0.
         cpus : ndarray of int32
-            Target CPU, -1 where the status is not OK.
+            Target CPU (OK) or the vPE's CPU (VIRTUAL), else -1.
         statuses : ndarray of uint8
             `TranslationStatus` of each pair.
+        vpe_ids : ndarray of int32
+            Only with `with_vpe_ids` or a four-array `out`: the vPEID of
+            each virtual pair (VIRTUAL, VIRTUAL_NO_VPE), else -1.
         """
         devices, events = message_arrays(device_ids, event_ids)
         cdef Py_ssize_t length = devices.shape[0]
@@ -1160,8 +1550,12 @@ cdef class TranslationTables:
         if out is None:
             out = (np.empty(length, np.uint32), np.empty(length, np.int32),
                    np.empty(length, np.uint8))
+            if with_vpe_ids:
+                out += (np.empty(length, np.int32),)
         else:
             out = _check_out(out, length)
+        if len(out) == 4:
+            out[3].fill(VPEID_NONE)         # the loops write only the virtual pairs' vPEIDs
         if length == 0:
             return out
         cdef Py_ssize_t index
@@ -1195,12 +1589,17 @@ cdef class TranslationTables:
         cdef uint32_t[::1] intid_view = out[0][start:end]
         cdef int32_t[::1] cpu_view = out[1][start:end]
         cdef uint8_t[::1] status_view = out[2][start:end]
+        cdef int32_t[::1] vpe_view
         cdef Py_ssize_t length = end - start
         if length <= 0:
             return
         cdef uint32_t* intid_out = &intid_view[0]
         cdef int32_t* cpu_out = &cpu_view[0]
         cdef uint8_t* status_out = &status_view[0]
+        cdef int32_t* vpe_out = NULL
+        if len(out) == 4:
+            vpe_view = out[3][start:end]
+            vpe_out = &vpe_view[0]
         cdef lookup_t view = self.view
         cdef FlatDirectory flat
         cdef TwoLevelDirectory twolevel
@@ -1209,17 +1608,17 @@ cdef class TranslationTables:
             flat = <FlatDirectory>self.directory
             with nogil:
                 translate_pairs(flat, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out)
+                               cpu_out, status_out, vpe_out)
         elif self.layout_code == LAYOUT_TWOLEVEL:
             twolevel = <TwoLevelDirectory>self.directory
             with nogil:
                 translate_pairs(twolevel, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out)
+                               cpu_out, status_out, vpe_out)
         else:
             hashed = <HashDirectory>self.directory
             with nogil:
                 translate_pairs(hashed, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out)
+                               cpu_out, status_out, vpe_out)
 
     def load_devices(self, device_ids, event_bits, itt_addrs, event_counts, event_ids, ites):
         """Map many devices with their events at once (for restoring).
@@ -1282,41 +1681,45 @@ cdef class TranslationTables:
         device_ids, event_ids : ndarray of uint32
         ites : ndarray of uint64
             pINTID in bits [47:16], ICID in bits [15:0] (a KVM ITE without
-            its `next` field).
+            its `next` field); a GICv4 virtual ITE has bit 63 set, vINTID in
+            [47:16] and vPEID in [15:0] (its doorbell is not in the word).
         """
+        with _Pin(self.guard):
+            return self._export_events()
+
+    def _export_events(self):
         cdef Py_ssize_t total, row = 0, index, event
         cdef uint32_t[::1] devices_view
         cdef uint32_t[::1] events_view
         cdef uint64_t[::1] ites_view
         cdef device_t[::1] recs
         cdef ite_t ite
-        with _Pin(self.guard):
-            total = self.num_events
-            recs = self.directory.records()
-            out_devices = np.empty(total, np.uint32)
-            out_events = np.empty(total, np.uint32)
-            out_ites = np.empty(total, np.uint64)
-            devices_view = out_devices
-            events_view = out_events
-            ites_view = out_ites
-            for index in range(recs.shape[0]):
-                if recs[index].flags & DEVICE_HAS_SLAB:
-                    for event in range((<Py_ssize_t>1) << recs[index].slab_log2):
-                        ite = self.pool.entries[<Py_ssize_t>recs[index].ite_base + event]
-                        if ite != 0:
-                            devices_view[row] = recs[index].device_id
-                            events_view[row] = <uint32_t>event
-                            ites_view[row] = ite
-                            row += 1
-                elif recs[index].flags & DEVICE_SPARSE:
-                    sparse_events, sparse_ites = self.sparse.entries_of(recs[index].device_id)
-                    count = sparse_events.shape[0]
-                    out_devices[row:row + count] = recs[index].device_id
-                    out_events[row:row + count] = sparse_events
-                    out_ites[row:row + count] = sparse_ites
-                    row += count
-            assert row == total, "event count out of step with the stores"
-            return out_devices, out_events, out_ites
+        total = self.num_events + self.num_virtual_events
+        recs = self.directory.records()
+        out_devices = np.empty(total, np.uint32)
+        out_events = np.empty(total, np.uint32)
+        out_ites = np.empty(total, np.uint64)
+        devices_view = out_devices
+        events_view = out_events
+        ites_view = out_ites
+        for index in range(recs.shape[0]):
+            if recs[index].flags & DEVICE_HAS_SLAB:
+                for event in range((<Py_ssize_t>1) << recs[index].slab_log2):
+                    ite = self.pool.entries[<Py_ssize_t>recs[index].ite_base + event]
+                    if ite != 0:
+                        devices_view[row] = recs[index].device_id
+                        events_view[row] = <uint32_t>event
+                        ites_view[row] = ite
+                        row += 1
+            elif recs[index].flags & DEVICE_SPARSE:
+                sparse_events, sparse_ites = self.sparse.entries_of(recs[index].device_id)
+                count = sparse_events.shape[0]
+                out_devices[row:row + count] = recs[index].device_id
+                out_events[row:row + count] = sparse_events
+                out_ites[row:row + count] = sparse_ites
+                row += count
+        assert row == total, "event count out of step with the stores"
+        return out_devices, out_events, out_ites
 
     # ------------------------------------------------------------------
     # Canonical arrays (host snapshots, pickling)
@@ -1333,10 +1736,52 @@ cdef class TranslationTables:
             ``icid`` (one row per ITE, grouped by device, by EventID within
             a device) and ``collection_icid``, ``collection_cpu`` (the mapped
             collections, by ICID).  `from_arrays` takes them back, in any
-            layout.
+            layout.  Tables holding GICv4 state (a virtual ITE or a mapped
+            vPE) also give the `VIRTUAL_TABLE_ARRAYS`; the physical arrays
+            then hold the physical ITEs only.
         """
         with _WriteSection(self.guard):          # one state, however long it takes
+            if self._has_virtual_state():
+                return self._to_arrays_virtual()
             return self._to_arrays()
+
+    def _to_arrays_virtual(self):
+        """`_to_arrays` for tables holding virtual state: the ITEs split by
+        their VIRTUAL bit (numpy over `_export_events`, not the native pass)."""
+        records = self.directory.records()
+        device_ids, event_ids, ites = self._export_events()
+        virtual = (ites >> np.uint64(ITE_VIRTUAL_SHIFT)) != 0
+        physical = ~virtual
+        physical_devices = device_ids[physical]
+        record_ids = records["device_id"]
+        out = {"device_id": record_ids.astype(np.uint32),
+               "event_bits": records["event_bits"].astype(np.uint8),
+               "itt_addr": records["itt_addr"].astype(np.uint64),
+               "num_events": (np.searchsorted(physical_devices, record_ids, "right")
+                              - np.searchsorted(physical_devices, record_ids, "left")
+                              ).astype(np.uint32),
+               "event_id": event_ids[physical],
+               "intid": (ites[physical] >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32),
+               "icid": (ites[physical] & np.uint64(ITE_ICID_MASK)).astype(np.uint16)}
+        out["collection_icid"], out["collection_cpu"] = self.collection_table()
+        virtual_devices, virtual_events = device_ids[virtual], event_ids[virtual]
+        doorbells = np.empty(virtual_devices.shape[0], np.uint32)
+        cdef Py_ssize_t index
+        cdef const uint32_t[::1] device_view = virtual_devices
+        cdef const uint32_t[::1] event_view = virtual_events
+        cdef uint32_t[::1] doorbell_view = doorbells
+        for index in range(doorbells.shape[0]):
+            doorbell_view[index] = <uint32_t>self._doorbell_of(device_view[index],
+                                                              event_view[index])
+        out["virtual_device_id"] = virtual_devices
+        out["virtual_event_id"] = virtual_events
+        out["virtual_intid"] = ((ites[virtual] >> np.uint64(ITE_INTID_SHIFT))
+                                & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        out["virtual_vpe_id"] = (ites[virtual] & np.uint64(ITE_ICID_MASK)).astype(np.uint16)
+        out["virtual_doorbell"] = doorbells
+        mapped = np.flatnonzero(self.vpes_array != CPU_NONE)
+        out["vpe_id"], out["vpe_cpu"] = mapped.astype(np.uint16), self.vpes_array[mapped].copy()
+        return out
 
     def _to_arrays(self):
         records = self.directory.records()
@@ -1426,7 +1871,9 @@ cdef class TranslationTables:
         `RestoreError` (naming the array as ``tables.<name>``, its key in a
         host snapshot, the row and what is wrong), never a crash and never a
         partly built object.  ValueError / TypeError for bad parameters, as
-        the constructor.
+        the constructor.  The `VIRTUAL_TABLE_ARRAYS` are optional (all or
+        none) and checked as thoroughly: every virtual row as
+        `map_virtual_event` would check it, after the physical ones.
         """
         cdef TranslationTables tables = cls(
             layout, device_bits=device_bits, event_bits=event_bits, intid_bits=intid_bits,
@@ -1458,7 +1905,60 @@ cdef class TranslationTables:
         if row >= 0:
             tables._raise_row(columns, row, failure)
         tables.collections_array[icids.astype(np.intp)] = cpus
+        if "vpe_id" in columns:
+            tables._load_virtual(columns)
         return tables
+
+    def _load_virtual(self, dict columns):
+        """Check and load the `VIRTUAL_TABLE_ARRAYS` into these tables, fresh
+        from `from_arrays` (RestoreError naming the array and row, and the
+        tables are dropped by the caller)."""
+        vpe_ids, vpe_cpus = columns["vpe_id"], columns["vpe_cpu"]
+        if vpe_ids.shape[0]:
+            bad = vpe_ids[1:] <= vpe_ids[:vpe_ids.shape[0] - 1]
+            if bad.any():
+                index = _first(bad) + 1
+                raise _table_error("vpe_id", f"row {index}: vPEID {vpe_ids[index]} does not "
+                                   f"follow vPEID {vpe_ids[index - 1]} (not strictly increasing)")
+            bad = (vpe_cpus < 0) | (vpe_cpus >= self.num_cpus)
+            if bad.any():
+                index = _first(bad)
+                raise _table_error("vpe_cpu", f"row {index}: CPU {vpe_cpus[index]} is not in "
+                                   f"0..{self.num_cpus - 1}")
+        keys = ((columns["virtual_device_id"].astype(np.uint64) << np.uint64(32))
+                | columns["virtual_event_id"].astype(np.uint64))
+        if keys.shape[0] > 1:
+            bad = keys[1:] <= keys[:keys.shape[0] - 1]
+            if bad.any():
+                index = _first(bad) + 1
+                raise _table_error("virtual_event_id", f"row {index}: (DeviceID, EventID) "
+                                   "does not follow the previous row's (not strictly increasing)")
+        self._ensure_virtual()
+        self.doorbells.ensure_capacity(keys.shape[0])
+        cdef const uint32_t[::1] devices = columns["virtual_device_id"]
+        cdef const uint32_t[::1] events = columns["virtual_event_id"]
+        cdef const uint32_t[::1] vintids = columns["virtual_intid"]
+        cdef const uint16_t[::1] vpes = columns["virtual_vpe_id"]
+        cdef const uint32_t[::1] doorbells = columns["virtual_doorbell"]
+        cdef Py_ssize_t row
+        cdef int code = 0
+        for row in range(keys.shape[0]):
+            code = self._map_virtual_event(devices[row], events[row], vintids[row], vpes[row],
+                                           doorbells[row])
+            if code:
+                break
+        if code:
+            name = {DEVICE_ID_OUT_OF_RANGE: "virtual_device_id",
+                    DEVICE_NOT_MAPPED: "virtual_device_id",
+                    INTID_NOT_LPI: "virtual_intid",
+                    DOORBELL_NOT_LPI: "virtual_doorbell"}.get(code, "virtual_event_id")
+            value = int(columns[name][row])
+            raise _table_error(name, f"row {row} (DeviceID {int(devices[row]):#x}, EventID "
+                               f"{int(events[row])}): {name.replace('_', ' ')} {value}: "
+                               f"{_FAILURE_TEXT[code]}")
+        for row in range(vpe_ids.shape[0]):
+            self._map_vpe(vpe_ids[row], vpe_cpus[row])
+        return None
 
     cdef int _check_devices(self, dict columns) except -1:
         """RestoreError unless the per-device arrays are valid and their
@@ -1673,8 +2173,9 @@ cdef class TranslationTables:
             return out
 
     def events_of(self, device_id):
-        """(event_ids uint32, intids uint32, icids uint16) of a mapped device,
-        sorted by EventID; empty arrays when the device is not mapped."""
+        """(event_ids uint32, intids uint32, icids uint16) of a mapped device's
+        physical events, sorted by EventID; empty arrays when the device is
+        not mapped (virtual events: `virtual_events`)."""
         cdef int64_t wide = _wide(device_id, "device_id")
         cdef device_t* device
         empty = (np.empty(0, np.uint32), np.empty(0, np.uint32), np.empty(0, np.uint16))
@@ -1691,9 +2192,25 @@ cdef class TranslationTables:
                 ites = slab[event_ids]
             else:
                 return empty
+            if self.num_virtual_events:
+                physical = (ites >> np.uint64(ITE_VIRTUAL_SHIFT)) == 0
+                event_ids, ites = event_ids[physical], ites[physical]
             return (event_ids,
                     (ites >> np.uint64(ITE_INTID_SHIFT)).astype(np.uint32),
                     (ites & np.uint64(ITE_ICID_MASK)).astype(np.uint16))
+
+    def virtual_events(self):
+        """Every virtual ITE, sorted by (DeviceID, EventID): (device_ids
+        uint32, event_ids uint32, vintids uint32, vpe_ids uint16, doorbells
+        uint32)."""
+        with _WriteSection(self.guard):
+            arrays = self._to_arrays_virtual() if self._has_virtual_state() else None
+        if arrays is None:
+            return (np.empty(0, np.uint32), np.empty(0, np.uint32), np.empty(0, np.uint32),
+                    np.empty(0, np.uint16), np.empty(0, np.uint32))
+        return tuple(arrays[name] for name in ("virtual_device_id", "virtual_event_id",
+                                               "virtual_intid", "virtual_vpe_id",
+                                               "virtual_doorbell"))
 
     def intids_targeting(self, int cpu):
         """uint32 INTIDs of every mapped event whose collection targets `cpu`
@@ -1710,12 +2227,16 @@ cdef class TranslationTables:
             return self.directory.records()
 
     cdef object _live_ites(self):
-        """Every live ITE word (pool and sparse map), unordered."""
+        """Every live physical ITE word (pool and sparse map), unordered."""
         pool = self.pool.entries_array[:self.pool.top]
         if self.sparse.count == 0:
-            return pool[pool != 0]
-        return np.concatenate([pool[pool != 0],
-                               self.sparse.values_array[self.sparse.values_array != 0]])
+            words = pool[pool != 0]
+        else:
+            words = np.concatenate([pool[pool != 0],
+                                    self.sparse.values_array[self.sparse.values_array != 0]])
+        if self.num_virtual_events:
+            words = words[(words >> np.uint64(ITE_VIRTUAL_SHIFT)) == 0]
+        return words
 
     cdef object _ite_mask(self, bint by_intid):
         """A bool mask over ICIDs (or INTIDs) named by live ITEs: one native
@@ -1730,7 +2251,7 @@ cdef class TranslationTables:
             with nogil:
                 for index in range(words.shape[0]):
                     ite = words[index]
-                    if ite != 0:
+                    if ite != 0 and not ite_is_virtual(ite):
                         marks[ite_intid(ite) if by_intid else ite_icid(ite)] = 1
         return mask
 
@@ -1741,7 +2262,7 @@ cdef class TranslationTables:
                 ) * 8 < mask_size
 
     def referenced_icids(self):
-        """Sorted uint16 ICIDs named by at least one mapped event."""
+        """Sorted uint16 ICIDs named by at least one mapped physical event."""
         with _Pin(self.guard):
             if self._few_ites(ICID_SPACE):
                 return _sorted_unique(self._live_ites() & np.uint64(ITE_ICID_MASK)).astype(
@@ -1749,7 +2270,7 @@ cdef class TranslationTables:
             return np.flatnonzero(self._ite_mask(False)).astype(np.uint16)
 
     def mapped_intids(self):
-        """Sorted unique uint32 INTIDs of every mapped event."""
+        """Sorted unique uint32 pINTIDs of every mapped physical event."""
         with _Pin(self.guard):
             if self._few_ites(1 << self.intid_bits):
                 return _sorted_unique(self._live_ites() >> np.uint64(ITE_INTID_SHIFT)).astype(
@@ -1771,7 +2292,9 @@ cdef class TranslationTables:
         """The whole state as plain Python containers, for comparisons:
         ``{"devices": {device_id: (event_bits, itt_addr)},
         "events": {(device_id, event_id): (intid, icid)},
-        "collections": {icid: cpu}}``."""
+        "collections": {icid: cpu}}``, and, only when the tables hold GICv4
+        state, ``"virtual_events": {(device_id, event_id): (vintid, vpe_id,
+        doorbell)}, "vpes": {vpe_id: cpu}``."""
         with _WriteSection(self.guard):
             devices, events = {}, {}
             for record in self.devices():
@@ -1780,8 +2303,16 @@ cdef class TranslationTables:
                 for event_id, intid, icid in zip(*self.events_of(device_id)):
                     events[(device_id, int(event_id))] = (int(intid), int(icid))
             icids, cpus = self.collection_table()
-            return {"devices": devices, "events": events,
-                    "collections": {int(icid): int(cpu) for icid, cpu in zip(icids, cpus)}}
+            state = {"devices": devices, "events": events,
+                     "collections": {int(icid): int(cpu) for icid, cpu in zip(icids, cpus)}}
+            if self._has_virtual_state():
+                rows = zip(*(array.tolist() for array in self.virtual_events()))
+                state["virtual_events"] = {(device_id, event_id): (vintid, vpe_id, doorbell)
+                                           for device_id, event_id, vintid, vpe_id, doorbell
+                                           in rows}
+                vpe_ids, vpe_cpus = self.vpe_table()
+                state["vpes"] = dict(zip(vpe_ids.tolist(), vpe_cpus.tolist()))
+            return state
 
     @property
     def num_devices(self):
@@ -1791,10 +2322,14 @@ cdef class TranslationTables:
     @property
     def nbytes(self):
         """Bytes held by every array of the tables (directory, ITE pool,
-        sparse map, collection table)."""
+        sparse map, collection table; once GICv4 state was made, also the
+        doorbell map and the vPE table)."""
         with _Pin(self.guard):
+            virtual = 0
+            if self.vpes_array is not None:
+                virtual = self.doorbells.nbytes + self.vpes_array.nbytes
             return (self.directory.nbytes + self.pool.nbytes + self.sparse.nbytes
-                    + self.collections_array.nbytes)
+                    + self.collections_array.nbytes + virtual)
 
     @property
     def batch_prefetching(self):

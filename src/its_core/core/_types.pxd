@@ -12,14 +12,32 @@ ctypedef uint16_t icid_t        # interrupt collection ID (16 bits, TYPER.CIL = 
 ctypedef int32_t cpu_t          # target CPU number; CPU_NONE when unmapped
 ctypedef uint64_t ite_t         # one interrupt translation entry, packed as below
 
+ctypedef uint16_t vpeid_t      # GICv4 vPE ID (16 bits, as QEMU's vPE table)
+
 # An ITE is held in the core exactly as the KVM rev0 ITE without its "next"
 # field: pINTID in bits [47:16], ICID in bits [15:0].  pINTID 0 marks a free
 # slot, so an all-zero word is "no mapping" in every store.
+#
+# A GICv4 virtual ITE lives in the same stores (pool slab or sparse map, so
+# every layout holds it alike) with bit 63 (ITE_VIRTUAL) set: vINTID in
+# [47:16], vPEID in [15:0], bits [62:48] zero.  vINTID >= 8192, so a virtual
+# word is never 0, and a physical word never has bit 63 set (pINTIDs fit 32
+# bits): the flag alone tells them apart, and `ite_intid` reads the vINTID of
+# a virtual word (the flag is shifted out by the 32-bit cast).  The per-ITE
+# doorbell pINTID (DOORBELL_NONE = 1023 = none) is not in the word: only a
+# delivery to a non-resident vPE needs it, so it lives in a side map keyed
+# like the sparse map (TranslationTables.doorbells, a SparseEventMap whose
+# values are doorbells; 1023 is not 0, so every virtual ITE has an entry).
 cdef enum:
     ITE_INTID_SHIFT = 16
     ITE_ICID_MASK = 0xFFFF
+    ITE_VPEID_MASK = 0xFFFF
+    ITE_VIRTUAL_SHIFT = 63      # ITE_VIRTUAL = 1 << 63 (does not fit a C enum)
     INTID_NONE = 0
     CPU_NONE = -1
+    VPEID_NONE = -1             # translate_batch's vpe_ids for a non-virtual pair
+    VPE_SPACE = 65536           # the vPE table covers every 16-bit vPEID
+    DOORBELL_NONE = 1023        # a virtual ITE without a doorbell LPI
     LPI_FIRST_INTID = 8192      # INTIDs below this are SGIs, PPIs, SPIs, special
 
 ctypedef struct device_t:       # one mapped device (24 bytes)
@@ -33,6 +51,7 @@ ctypedef struct device_t:       # one mapped device (24 bytes)
     uint8_t _pad
 
 ctypedef struct lookup_t:        # raw read pointers for one nogil lookup pass
+                                # (GICv4: virtual ITEs are in pool / sparse_values too)
     const device_t* records     # flat: by DeviceID; twolevel: pages, row-major; hash: buckets
     uint64_t records_length     # entries of records
     const int32_t* level1       # twolevel: page number per page index (0 = none)
@@ -47,6 +66,9 @@ ctypedef struct lookup_t:        # raw read pointers for one nogil lookup pass
     const ite_t* sparse_values  # ... and its ITEs (0 = empty bucket)
     uint64_t sparse_mask        # sparse buckets - 1
     const cpu_t* collections    # CPU per ICID (all 65536), CPU_NONE = unmapped
+    const cpu_t* vpes           # CPU per vPEID (all 65536), CPU_NONE = unmapped; NULL
+                                # while the tables have never held virtual state (then
+                                # no ITE is virtual, so it is never read)
 
 # The *_length fields are only read by debug builds (checked_index below).
 # The pointers of a lookup_t are taken from numpy arrays (through memoryviews)
@@ -72,6 +94,17 @@ cdef extern from *:
     # A read hint: start loading the cache line of `address` (never faults,
     # never dereferences; a no-op on compilers without the builtin).
     void its_core_prefetch(const void* address) noexcept nogil
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define its_core_unlikely(condition) __builtin_expect(!!(condition), 0)
+    #else
+    #define its_core_unlikely(condition) (condition)
+    #endif
+    """
+    # A branch hint: `condition` is rarely true (its code is laid out cold).
+    bint its_core_unlikely(bint condition) noexcept nogil
 
 cdef extern from "stdio.h":
     int fprintf(void* stream, const char* format, ...) nogil
@@ -107,6 +140,21 @@ cdef inline icid_t ite_icid(ite_t ite) noexcept nogil:
 cdef inline ite_t ite_pack(intid_t intid, icid_t icid) noexcept nogil:
     """Pack (pINTID, ICID) into one ITE word."""
     return (<ite_t>intid << ITE_INTID_SHIFT) | icid
+
+
+cdef inline bint ite_is_virtual(ite_t ite) noexcept nogil:
+    """Whether a (non-zero) ITE word is a GICv4 virtual ITE."""
+    return (ite >> ITE_VIRTUAL_SHIFT) != 0
+
+
+cdef inline vpeid_t ite_vpe_id(ite_t ite) noexcept nogil:
+    """vPEID of a virtual ITE."""
+    return <vpeid_t>(ite & ITE_VPEID_MASK)
+
+
+cdef inline ite_t ite_pack_virtual(intid_t vintid, vpeid_t vpe_id) noexcept nogil:
+    """Pack (vINTID, vPEID) into one virtual ITE word (bit 63 set)."""
+    return ((<ite_t>1) << ITE_VIRTUAL_SHIFT) | (<ite_t>vintid << ITE_INTID_SHIFT) | vpe_id
 
 
 cdef inline uint64_t mix64(uint64_t key) noexcept nogil:
