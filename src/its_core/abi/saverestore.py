@@ -130,8 +130,19 @@ def _plan_collection_table(its, table: _Table) -> np.ndarray:
     return ctes
 
 
+def _refuse_virtual_state(its) -> None:
+    """SaveError if host code put GICv4 virtual state in the ITS's tables: a
+    GICv3 ITS saves KVM ABI rev0, which has no place for it."""
+    tables = its.tables
+    if tables.num_virtual_events or tables.num_vpes:
+        raise SaveError("device", None, "virtual",
+                        f"{tables.num_virtual_events} virtual ITEs and {tables.num_vpes} vPEs: "
+                        f"KVM ABI rev0 holds no virtual state")
+
+
 def save_tables(its) -> None:
     """Device table, every ITT and the collection table -> guest memory."""
+    _refuse_virtual_state(its)
     devices = _table(its.stored_register("GITS_BASER0"))
     collections = _table(its.stored_register("GITS_BASER1"))
     records = its.tables.device_records()

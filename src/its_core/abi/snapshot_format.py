@@ -272,8 +272,13 @@ def _redistributor_entries(rd, with_log: bool) -> dict:
 
 def snapshot_its(its, redistributors: bool = True) -> dict:
     """`ITS.snapshot`: the ITS's state (and, with `redistributors`, that of
-    its redistributors) as a new dict of fresh arrays and scalars."""
+    its redistributors) as a new dict of fresh arrays and scalars.  ValueError
+    if host code put GICv4 virtual state in the tables (the format has no
+    keys for it yet)."""
     tables = its.tables
+    if tables.num_virtual_events or tables.num_vpes:
+        raise ValueError(f"{tables.num_virtual_events} virtual ITEs and {tables.num_vpes} "
+                         f"vPEs: its-core-snapshot-1 has no keys for GICv4 virtual state")
     values = {
         "format": FORMAT,
         "its.layout": its.layout,

@@ -34,7 +34,7 @@ from its_core.core._core cimport (DEVICE_ID_OUT_OF_RANGE, DEVICE_NOT_MAPPED,
 from its_core.core._core import TranslationStatus
 from its_core.core._types cimport uint16_t
 from its_core.core._types cimport (CPU_NONE, LPI_FIRST_INTID, device_t, icid_t, ite_icid, ite_intid,
-                                   ite_pack, ite_t)
+                                   ite_is_virtual, ite_pack, ite_t)
 
 #: TranslationStatus members by value (no enum construction per doorbell).
 _STATUSES = tuple(sorted(TranslationStatus, key=int))
@@ -173,7 +173,9 @@ cdef inline uint32_t _find_ite(CommandProcessor processor, const uint64_t* dword
         return errors.id_out_of_range
     if not errors.unmapped_interrupt:
         return 0
-    if event.ite == 0:
+    if event.ite == 0 or ite_is_virtual(event.ite):
+        # A GICv3 ITS has no virtual interrupts: a virtual ITE that host code
+        # put in its tables is not an interrupt its physical commands act on.
         return errors.unmapped_interrupt
     event.cpu = processor.tables.collections[ite_icid(event.ite)]
     if event.cpu == CPU_NONE and errors.unmapped_collection:
