@@ -667,16 +667,9 @@ GITS_SGIR_LAYOUT = Layout(
     width=64,
 )
 
-#: GICR_VPROPBASER, GICv4.0: the resident vPE's vLPI configuration table.
-GICR_VPROPBASER_V40_LAYOUT = Layout(
-    "GICR_VPROPBASER",
-    _BIT("IDbits", 4, 0),
-    _BIT("InnerCache", 9, 7),
-    _BIT("Shareability", 11, 10),
-    _BIT("Physical_Address", 51, 12),
-    _BIT("OuterCache", 58, 56),
-    width=64,
-)
+#: GICR_VPROPBASER, GICv4.0: the resident vPE's vLPI configuration table, in
+#: GICR_PROPBASER's format.
+GICR_VPROPBASER_V40_LAYOUT = Layout("GICR_VPROPBASER", *GICR_PROPBASER_LAYOUT.fields, width=64)
 
 #: GICR_VPROPBASER, GICv4.1: a BASER-like descriptor of the vPE Configuration
 #: table the redistributors share with the ITSs.
