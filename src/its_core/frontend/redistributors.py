@@ -423,15 +423,23 @@ class Redistributors:
         if register.name == "GICR_CTLR":
             self._write_ctlr(cpu, register.merge_write(old, new))
         elif register.name == "GICR_PROPBASER":
-            if not self.lpis_enabled(cpu):
-                self._propbaser = register.merge_write(old, new)
-                self._lpi.set_propbaser(self.propbaser_address,
-                                        _PROP_IDBITS.extract(self._propbaser))
+            self._write_propbaser(cpu, new)
         elif register.name == "GICR_PENDBASER":
-            if not self.lpis_enabled(cpu):
-                merged = register.merge_write(old, new)
-                self._ptz[cpu] = bool(_PTZ.extract(merged))
-                self._pendbaser[cpu] = _PTZ.deposit(merged, 0)   # PTZ reads as 0
+            self._write_pendbaser(cpu, new)
+
+    def _write_propbaser(self, cpu: int, value: int) -> None:
+        """A GICR_PROPBASER write from `cpu` (ignored while its EnableLPIs is set)."""
+        if not self.lpis_enabled(cpu):
+            self._propbaser = _PROPBASER.merge_write(self._propbaser, value)
+            self._lpi.set_propbaser(self.propbaser_address, _PROP_IDBITS.extract(self._propbaser))
+
+    def _write_pendbaser(self, cpu: int, value: int) -> None:
+        """A GICR_PENDBASER write (ignored while EnableLPIs is set); PTZ is kept
+        for the next enable and reads as 0."""
+        if not self.lpis_enabled(cpu):
+            merged = _PENDBASER.merge_write(self._pendbaser[cpu], value)
+            self._ptz[cpu] = bool(_PTZ.extract(merged))
+            self._pendbaser[cpu] = _PTZ.deposit(merged, 0)
 
     def load_lpi_registers(self, ctlr, propbaser, pendbaser) -> None:
         """The guest writes that restore a saved GICR state, one value per
@@ -444,13 +452,8 @@ class Redistributors:
             for cpu in range(self.num_cpus):
                 self._write_ctlr(cpu, _CTLR.merge_write(self._ctlr[cpu], 0))
             for cpu in range(self.num_cpus):
-                if not self.lpis_enabled(cpu):
-                    self._propbaser = _PROPBASER.merge_write(self._propbaser, propbaser[cpu])
-                    self._lpi.set_propbaser(self.propbaser_address,
-                                            _PROP_IDBITS.extract(self._propbaser))
-                    merged = _PENDBASER.merge_write(self._pendbaser[cpu], pendbaser[cpu])
-                    self._ptz[cpu] = bool(_PTZ.extract(merged))
-                    self._pendbaser[cpu] = _PTZ.deposit(merged, 0)   # PTZ reads as 0
+                self._write_propbaser(cpu, propbaser[cpu])
+                self._write_pendbaser(cpu, pendbaser[cpu])
             for cpu in range(self.num_cpus):
                 self._write_ctlr(cpu, _CTLR.merge_write(self._ctlr[cpu], ctlr[cpu]))
         if self._on_signal is not None:
