@@ -59,3 +59,17 @@ def test_save_and_snapshot_refuse_and_write_nothing(its_with_virtual_event):
     its.tables.unmap_vpe(3)
     its.save()
     assert its.snapshot()["format"] == "its-core-snapshot-1"
+
+
+def test_mapped_config_load_skips_virtual_ites(its_with_virtual_event):
+    """A restore's bulk config load reads the bytes of physical LPIs only: a
+    vINTID's number says nothing about the physical configuration table."""
+    its = its_with_virtual_event
+    rd = its.redistributors
+    config_table = rd.propbaser_address
+    cached_8300 = int(rd.lpi_state.config_array[8300])
+    its.memory.array[config_table + 8300 - 8192] = cached_8300 ^ 0x11   # would-be byte of 8300
+    its.memory.array[config_table + 8200 - 8192] = 0xB1                # the physical LPI's
+    rd.lpi_state.load_mapped_config(its.tables)
+    assert rd.lpi_state.config_array[8200] == 0xB1
+    assert rd.lpi_state.config_array[8300] == cached_8300

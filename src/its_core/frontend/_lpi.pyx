@@ -49,7 +49,7 @@ cdef extern from *:
 
 from its_core.core._core cimport OK, LPIS_DISABLED, INTID_OUT_OF_RANGE, TranslationTables
 from its_core.frontend._guest cimport guest_contains
-from its_core.core._types cimport ite_intid, ite_t, intid_t
+from its_core.core._types cimport ite_intid, ite_is_virtual, ite_t, intid_t
 from its_core.core._types cimport CPU_NONE, LPI_FIRST_INTID, ITS_CORE_DEBUG, fprintf, stderr, abort
 
 cdef enum:
@@ -498,9 +498,9 @@ cdef class LPIState:
             self.load_config(view[index])
 
     def load_mapped_config(self, TranslationTables tables):
-        """Cache the config bytes of the LPIs that `tables` map, as
+        """Cache the config bytes of the physical LPIs that `tables` map, as
         `load_config_many(tables.mapped_intids())` does, in one native pass
-        over the tables' ITE words (an LPI named by several events is loaded
+        over the tables' ITE words (virtual ITEs skipped) (an LPI named by several events is loaded
         once per event: the same byte each time).  INTIDs at or above
         2**intid_bits are skipped (an ITS's tables share its intid_bits)."""
         cdef uint64_t first, last
@@ -520,9 +520,9 @@ cdef class LPIState:
 
     cdef bint _load_config_words(self, const ite_t* words, Py_ssize_t length, uint64_t first,
                                  uint64_t last) noexcept:
-        """`load_config` of the INTID of every non-zero ITE word of `words`,
+        """`load_config` of the INTID of every physical ITE word of `words`,
         the guest's config bytes being those at offsets [first, last) from
-        INTID 8192 (0 elsewhere).  True if any word was non-zero."""
+        INTID 8192 (0 elsewhere).  True if any word was physical."""
         cdef Py_ssize_t index
         cdef uint64_t intid, offset, limit = self.config.shape[0]
         cdef ite_t ite
@@ -538,7 +538,7 @@ cdef class LPIState:
             guest = &self.mem.data[self.prop_addr + first - self.mem.base]   # offset `first`
         for index in range(length):
             ite = words[index]
-            if ite == 0:
+            if ite == 0 or ite_is_virtual(ite):      # a vINTID has no physical config
                 continue
             seen = True
             intid = ite_intid(ite)
