@@ -18,6 +18,12 @@ cdef class CommandProcessor:
     # the ITS is enabled).
     cdef device_table_t device_table    # flat or two-level, walked by _devtable.pxd
     cdef public bint its_enabled     # GITS_CTLR.Enabled (kept by the front end)
+    # GICv4: 0 for a GICv3 processor, 1 GICv4.0, 2 GICv4.1 (selects the
+    # handler and field tables); the vPE table (GITS_BASER2) as configured;
+    # the redistributors' VirtualLPIs (None for GICv3).
+    cdef readonly int version_index
+    cdef device_table_t vpe_table
+    cdef object virtual
     cdef uint64_t collection_slots  # BASER1 table bytes / 8
     # Error log: one row per failed command.
     cdef object log_array           # ndarray ERROR_DTYPE, grown by doubling

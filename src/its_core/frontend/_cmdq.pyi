@@ -6,6 +6,7 @@ import numpy.typing as npt
 from its_core.core._core import TranslationStatus, TranslationTables
 from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
+from its_core.frontend.virtual import VirtualLPIs
 
 ERROR_DTYPE: np.dtype
 MAX_ERRORS: int
@@ -15,8 +16,14 @@ class CommandProcessor:
     error_count: int
     errors_dropped: int
     max_errors: int
+    version_index: int
     def __init__(self, tables: TranslationTables, lpi: LPIState, mem: GuestWindow,
-                 max_errors: int = ...) -> None: ...
+                 max_errors: int = ..., *, gic_version: str = ...,
+                 virtual: VirtualLPIs | None = ...) -> None: ...
+    @property
+    def gic_version(self) -> str: ...
+    def configure_vpe_table(self, table: int, table_bytes: int, page_bytes: int,
+                            indirect: bool) -> None: ...
     def configure(self, device_table: int, device_table_bytes: int, device_page_bytes: int,
                   device_indirect: bool, collection_table_bytes: int) -> None: ...
     def clear_errors(self) -> None: ...

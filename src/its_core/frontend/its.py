@@ -30,7 +30,7 @@ import numpy as np
 from its_core.abi import saverestore, snapshot_format
 from its_core.core._core import (TranslationStatus, TranslationTables, batch_threads,
                                  message_arrays)
-from its_core.errors import ITSError
+from its_core.errors import ITSError, SaveError
 from its_core.frontend.access import (  # noqa: F401 - ACCESS_ERRORS_KEPT is re-exported
     ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log)
 from its_core.frontend import commands, registers
@@ -45,6 +45,8 @@ __all__ = ["ITS", "CommandError", "AccessError"]
 
 #: Size of the ITS MMIO region: control frame + translation frame.
 ITS_REGION_BYTES = 0x2_0000
+#: A GICv4.1 ITS has a third 64 KiB frame, holding GITS_SGIR.
+GICV41_ITS_REGION_BYTES = 0x3_0000
 _TRANSLATER = registers.GITS_TRANSLATER.offset
 _ENABLED = registers.GITS_CTLR.field("Enabled")
 _ENABLED_BIT = _ENABLED.mask
@@ -117,7 +119,8 @@ class CommandErrorLog(Sequence):
         return f"<CommandErrorLog: {len(self)} errors>"
 
 
-def _check_shared(redistributors, memory: GuestMemory, num_cpus: int, intid_bits: int) -> None:
+def _check_shared(redistributors, memory: GuestMemory, num_cpus: int, intid_bits: int,
+                  gic_version: str) -> None:
     """TypeError / ValueError unless an ITS can attach to `redistributors`."""
     if not isinstance(redistributors, Redistributors):
         raise TypeError(f"redistributors must be a Redistributors, got "
@@ -130,6 +133,9 @@ def _check_shared(redistributors, memory: GuestMemory, num_cpus: int, intid_bits
     if redistributors.intid_bits != intid_bits:
         raise ValueError(f"the redistributors have intid_bits={redistributors.intid_bits}, "
                          f"the ITS intid_bits={intid_bits}")
+    if redistributors.gic_version != gic_version:
+        raise ValueError(f"the redistributors have gic_version={redistributors.gic_version!r}, "
+                         f"the ITS gic_version={gic_version!r}: they must agree")
 
 
 class ITS:
@@ -173,6 +179,16 @@ class ITS:
         bug surfaces at the line that made it.  Architecturally ignored
         writes (to read-only registers, BASER/CBASER while enabled, ...) are
         not errors.
+    gic_version : {"3", "4.0", "4.1"}, default "3"
+        "3": the GICv3 ITS (every GICv4 command unknown), exactly as before.
+        "4.0" / "4.1": a GICv4 ITS (docs/gicv4-progress.md): GITS_TYPER
+        reports Virtual and VMOVP (4.1: VSGI, VMAPP; nID = 0, SVPET = 0),
+        GITS_BASER2 describes the vPE table (8-byte entries), GITS_PIDR2
+        reports ArchRev 4, the virtual commands run (4.1: INVDB, VSGI and
+        GITS_SGIR at offset 0x20020 of a 192 KiB region), and the
+        redistributors have the VLPI frame.  Shared `redistributors` must have
+        the same version.  Save/restore and snapshots of a GICv4 ITS are not
+        implemented yet (they raise).
 
     Attributes
     ----------
@@ -198,10 +214,12 @@ class ITS:
     def __init__(self, memory: GuestMemory, num_cpus: int = 4, layout: str = "flat", *,
                  device_bits: int = 16, event_bits: int = 16, intid_bits: int = 16,
                  stall_on_error: bool = False, strict: bool = False,
-                 redistributors: Redistributors | None = None):
+                 redistributors: Redistributors | None = None, gic_version: str = "3"):
+        gic_version = registers._check_version(gic_version)
         if not isinstance(memory, GuestMemory):
             raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
         self.memory = memory
+        self.gic_version = gic_version
         self.num_cpus = as_uint(num_cpus, "num_cpus")
         self.stall_on_error = bool(stall_on_error)
         # Register writes, submit, save, restore and reset run one at a time
@@ -213,24 +231,38 @@ class ITS:
         self._owns_redistributors = redistributors is None
         if redistributors is None:
             redistributors = Redistributors(memory, self.num_cpus, intid_bits, strict=strict,
-                                            access_errors=self.access_errors)
+                                            access_errors=self.access_errors,
+                                            gic_version=gic_version)
         else:
-            _check_shared(redistributors, memory, self.num_cpus, intid_bits)
+            _check_shared(redistributors, memory, self.num_cpus, intid_bits, gic_version)
         self.redistributors = redistributors
         self.tables = TranslationTables(layout, device_bits=device_bits, event_bits=event_bits,
                                         intid_bits=intid_bits, num_cpus=num_cpus)
         self._window = GuestWindow(memory)
         self._lpi = redistributors.lpi_state
-        self._processor = CommandProcessor(self.tables, self._lpi, self._window)
+        self._processor = CommandProcessor(self.tables, self._lpi, self._window,
+                                           gic_version=gic_version,
+                                           virtual=redistributors.virtual)
+        # The version's register map (GICv3: ITS_REGISTERS, as before).
+        self._register_map = registers.its_register_map(gic_version)
+        self._accesses = (_ITS_ACCESSES if gic_version == "3"
+                          else self._register_map.accesses())
+        self._basers = tuple(self._register_map[f"GITS_BASER{n}"] for n in range(8))
+        self._region_bytes = GICV41_ITS_REGION_BYTES if gic_version == "4.1" else ITS_REGION_BYTES
         self.errors = CommandErrorLog(self._processor)
         # Stored register values.  GITS_CTLR is not among them: Enabled lives in
         # the command processor (`its_enabled`, which the doorbell reads) and
         # Quiescent is derived, so a read composes it.  CREADR.Stalled lives
         # in `_stalled`.
-        self._regs = registers.ITS_REGISTERS.reset_values()
+        self._regs = self._register_map.reset_values()
         del self._regs["GITS_CTLR"]
+        gicv4, gicv41 = gic_version != "3", gic_version == "4.1"
+        # GICv4: Virtual, VMOVP = 1 (one VMOVP to this ITS suffices); 4.1: VSGI,
+        # VMAPP (the v4.1 layout) = 1, nID = 0 (per-vLPI doorbells, as the
+        # reference model), SVPET = 0 (vPE table not shared with the RDs).
         self._regs["GITS_TYPER"] = registers.GITS_TYPER.encode(
-            Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1)
+            Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1,
+            Virtual=gicv4, VMOVP=gicv4, VSGI=gicv41, VMAPP=gicv41, nID=0, SVPET=0)
         self._stalled = False
         self._queue_span = self._decode_queue()
 
@@ -272,7 +304,7 @@ class ITS:
         KeyError
             No such register; the message lists the valid names.
         """
-        return self._read_register(registers.ITS_REGISTERS.find(name))
+        return self._read_register(self._register_map.find(name))
 
     def _decode_queue(self) -> tuple[int, int]:
         """(base address, bytes) of the queue GITS_CBASER describes; cached in
@@ -288,10 +320,11 @@ class ITS:
         self._log.report("GITS", offset, size, write, value, reason)
 
     def _check_host_access(self, offset, size) -> tuple[int, int]:
-        if type(offset) is not int or not 0 <= offset < ITS_REGION_BYTES:
+        if type(offset) is not int or not 0 <= offset < self._region_bytes:
             offset = as_uint(offset, "offset", 64)
-            if offset >= ITS_REGION_BYTES:
-                raise ValueError(f"offset {offset:#x} is outside the 128 KiB ITS region")
+            if offset >= self._region_bytes:
+                raise ValueError(f"offset {offset:#x} is outside the "
+                                 f"{self._region_bytes >> 10} KiB ITS region")
         if type(size) is not int or size not in (1, 2, 4, 8):
             raise ValueError(f"size must be 1, 2, 4 or 8 bytes, got {size!r}")
         return offset, size
@@ -312,7 +345,7 @@ class ITS:
     def mmio_read(self, offset: int, size: int) -> int:
         """A guest read of `size` bytes at `offset` in the ITS region."""
         offset, size = self._check_host_access(offset, size)
-        access = _ITS_ACCESSES.get((offset, size))
+        access = self._accesses.get((offset, size))
         if access is None:
             self._access_error(offset, size, False, 0, "no register of that size there")
             return 0
@@ -350,7 +383,7 @@ class ITS:
         offset, size = self._check_host_access(offset, size)
         if type(value) is not int or value < 0 or value >> (8 * size):
             value = as_uint(value, "value", 8 * size)
-        access = _ITS_ACCESSES.get((offset, size))
+        access = self._accesses.get((offset, size))
         if access is None:
             self._access_error(offset, size, True, value, "no register of that size there")
             return None
@@ -409,6 +442,10 @@ class ITS:
             self._stalled = False
         self._process()
 
+    def _write_sgir(self, register: registers.Register, half: None, value: int) -> None:
+        """GITS_SGIR (GICv4.1, 64-bit writes only): make a vSGI pending."""
+        self.redistributors.virtual.write_sgir(value)
+
     def _write_baser_register(self, register: registers.Register, half: int | None,
                               value: int) -> None:
         """GITS_BASER<n>: ignored while enabled."""
@@ -426,6 +463,15 @@ class ITS:
         elif register.name == "GITS_BASER1" and not _VALID.extract(value):
             for icid in self.tables.collection_table()[0].tolist():
                 self.tables.unmap_collection(icid)
+        elif (register.name == "GITS_BASER2" and self.gic_version != "3"
+              and not _VALID.extract(value)):
+            self._unmap_all_vpes()
+
+    def _unmap_all_vpes(self) -> None:
+        """BASER2.Valid = 0 or a reset: no vPE is mapped (virtual ITEs stay)."""
+        for vpe_id in self.tables.vpe_table()[0].tolist():
+            self.tables.unmap_vpe(vpe_id)
+        self.redistributors.virtual.unmap_all()
 
     def _drop_all_devices(self) -> None:
         for device_id in self.tables.device_ids().tolist():
@@ -437,6 +483,13 @@ class ITS:
             registers.baser_address(baser0), registers.baser_table_bytes(baser0),
             registers.baser_page_size(baser0), bool(_INDIRECT.extract(baser0)),
             registers.baser_table_bytes(baser1))
+        if self.gic_version != "3":
+            baser2 = self._regs["GITS_BASER2"]
+            # BASER2.Valid = 0: no vPE table entries (gicv4-digest 2.1).
+            self._processor.configure_vpe_table(
+                registers.baser_address(baser2),
+                registers.baser_table_bytes(baser2) if _VALID.extract(baser2) else 0,
+                registers.baser_page_size(baser2), bool(_INDIRECT.extract(baser2)))
 
     def _process(self) -> None:
         """Run the queue from CREADR to CWRITER if enabled and not stalled."""
@@ -594,10 +647,18 @@ class ITS:
         and registers, no GICR_* entries, no pending tables): for ITSs that
         share one `Redistributors`, which is saved once with `its_core.
         Redistributors.save`."""
+        self._refuse_gicv4("save", SaveError("registers", None, "gic_version", self._GICV4_SAVE))
         # Lock order (docs/threads.md): ITS, redistributors, tables.
         with self._lock, (self.redistributors._lock if redistributors else nullcontext()), \
                 self.tables.exclusive():
             return saverestore.save(self, bool(redistributors))
+
+    _GICV4_SAVE = "a GICv4 ITS has no save format yet (KVM ABI rev0 holds no virtual state)"
+
+    def _refuse_gicv4(self, what: str, error: Exception) -> None:
+        """Raise `error` for a GICv4 ITS: its state has no save / snapshot format yet."""
+        if self.gic_version != "3":
+            raise error
 
     def restore(self, state: dict) -> None:
         """Restore a `save()` state from (a copy of) the guest memory it was
@@ -609,6 +670,7 @@ class ITS:
 
     def save_tables(self) -> None:
         """Device table, ITTs and collection table -> guest memory (KVM rev0)."""
+        self._refuse_gicv4("save", SaveError("registers", None, "gic_version", self._GICV4_SAVE))
         with self._lock, self.tables.exclusive():
             saverestore.save_tables(self)
 
@@ -654,6 +716,8 @@ class ITS:
         With ``redistributors=False`` there are no redistributor entries: for
         ITSs sharing one `Redistributors`, snapshotted once
         (`Redistributors.snapshot`)."""
+        self._refuse_gicv4("snapshot", ValueError(
+            f"a GICv4 ITS (gic_version={self.gic_version!r}) has no snapshot format yet"))
         # Lock order (docs/threads.md): ITS, redistributors, tables.
         with self._lock, (self.redistributors._lock if redistributors else nullcontext()), \
                 self.tables.exclusive():
@@ -766,7 +830,7 @@ class ITS:
         drops the table's mappings), with the ITS disabled."""
         if self.enabled:
             raise ITSError("load_baser: the ITS is enabled")
-        register = _BASERS[n]
+        register = self._basers[n]
         self._write_baser(register, self._regs[register.name], value)
 
     def load_enabled(self, enabled: bool) -> None:
@@ -798,8 +862,10 @@ class ITS:
 
     def _reset(self) -> None:
         self.tables.reset()
+        if self.gic_version != "3":
+            self.redistributors.virtual.unmap_all()
         self._processor.its_enabled = False
-        for register in _BASERS:
+        for register in self._basers:
             self._regs[register.name] = _VALID.deposit(self._regs[register.name], 0)
         self._regs["GITS_CBASER"] = self._regs["GITS_CREADR"] = self._regs["GITS_CWRITER"] = 0
         self._stalled = False
@@ -826,4 +892,5 @@ _WRITERS = {
     "GITS_CBASER": ITS._write_cbaser,
     "GITS_CWRITER": ITS._write_cwriter,
     **{register.name: ITS._write_baser_register for register in _BASERS},
+    "GITS_SGIR": ITS._write_sgir,
 }

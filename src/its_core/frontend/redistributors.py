@@ -25,8 +25,10 @@ from its_core.abi import saverestore, snapshot_format
 from its_core.frontend import registers
 from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
+from its_core.errors import SaveError
 from its_core.frontend.access import AccessLog, new_log
 from its_core.frontend.guest_memory import GuestMemory
+from its_core.frontend.virtual import VirtualLPIs
 from its_core.validation import as_uint
 
 _CTLR, _PROPBASER, _PENDBASER = (registers.GICR_CTLR, registers.GICR_PROPBASER,
@@ -38,6 +40,8 @@ _PEND_ADDRESS = registers.GICR_PENDBASER.field("Physical_Address")
 _PTZ = registers.GICR_PENDBASER.field("PTZ")
 _LPIR_INTID = registers.GICR_SETLPIR.field("pINTID").mask
 RD_FRAME_BYTES = 0x1_0000
+#: A GICv4 redistributor's frames: RD_base, SGI_base, VLPI_base, reserved (QEMU's stride).
+GICV4_RD_FRAMES_BYTES = 0x4_0000
 #: INTIDs below this are SGIs, PPIs, SPIs and special: not LPIs.
 LPI_FIRST_INTID = 8192
 #: Every valid guest access to an RD_base frame, (offset, size) -> (register, half).
@@ -74,17 +78,29 @@ class Redistributors:
     access_errors : collections.deque, optional
         The log to record invalid accesses into (an ITS that builds its own
         redistributors passes its own log, so one log holds both frames).
+    gic_version : {"3", "4.0", "4.1"}, default "3"
+        "3": the GICv3 redistributors above, exactly.  "4.0" / "4.1": each
+        redistributor also has the VLPI frame (`registers.VLPI_FRAME`, so
+        `mmio_read` / `mmio_write` take offsets up to 256 KiB, QEMU's GICv4
+        stride), GICR_PIDR2 with ArchRev 4, GICR_TYPER.VLPIS (4.1: RVPEID,
+        VSGI) and the GICv4 state of `virtual` (`its_core.frontend.virtual`).
+        Every ITS attached must have the same version.
 
     Attributes
     ----------
     memory : GuestMemory
     num_cpus, intid_bits : int
+    gic_version : str
+    virtual : VirtualLPIs or None
+        The GICv4 state (vPE attributes, VLPI frame registers, resident
+        caches); None for GICv3.
     access_errors : collections.deque of AccessError
         The most recent invalid accesses to the RD_base frames.
     """
 
     def __init__(self, memory: GuestMemory, num_cpus: int, intid_bits: int = 16, *,
-                 strict: bool = False, on_signal=None, access_errors: deque | None = None):
+                 strict: bool = False, on_signal=None, access_errors: deque | None = None,
+                 gic_version: str = "3"):
         if not isinstance(memory, GuestMemory):
             raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
         num_cpus = as_uint(num_cpus, "num_cpus")
@@ -94,6 +110,7 @@ class Redistributors:
         if intid_bits not in INTID_BITS_RANGE:
             raise ValueError(f"intid_bits must be in {INTID_BITS_RANGE.start}.."
                              f"{INTID_BITS_RANGE.stop - 1}, got {intid_bits}")
+        self.gic_version = registers._check_version(gic_version)
         self.memory = memory
         self.num_cpus = num_cpus
         self.intid_bits = intid_bits
@@ -103,14 +120,21 @@ class Redistributors:
         # (docs/threads.md); the native LPI state is changed under the GIL.
         self._lock = threading.RLock()
         self._lpi = LPIState(GuestWindow(memory), num_cpus, intid_bits)
+        self.virtual = (None if gic_version == "3" else
+                        VirtualLPIs(memory, self._lpi, num_cpus, intid_bits, gic_version))
+        self._frame_bytes = RD_FRAME_BYTES if gic_version == "3" else GICV4_RD_FRAMES_BYTES
+        self._accesses = (_GICR_ACCESSES if gic_version == "3" else
+                          registers.gicr_register_map(gic_version).accesses())
         self._ctlr = [0] * self.num_cpus
         self._propbaser = registers.GICR_PROPBASER.reset
         self._pendbaser = [registers.GICR_PENDBASER.reset] * self.num_cpus
         self._ptz = [False] * self.num_cpus
         # GICR_TYPER is constant per CPU: Processor_Number (the PTA = 0 command
         # target) and Affinity are the CPU number; Last marks the last frame.
+        gicv4, gicv41 = gic_version != "3", gic_version == "4.1"
         self._typer = [registers.gicr_typer_value(cpu, cpu, last=cpu == self.num_cpus - 1,
-                                                  direct_lpi=True)
+                                                  direct_lpi=True, vlpis=gicv4,
+                                                  rvpeid=gicv41, vsgi=gicv41)
                        for cpu in range(self.num_cpus)]
         self._lpi.set_propbaser(self.propbaser_address, _PROP_IDBITS.extract(self._propbaser))
         # Signalling: what each CPU's highest_pending() was when last looked at,
@@ -297,7 +321,11 @@ class Redistributors:
     def save(self) -> dict:
         """Each CPU's pending bitmap (CPUs with LPIs enabled) -> its pending
         table in guest memory; returns the GICR_* registers as a JSON-
-        serialisable dict (one list entry per CPU).  SaveError: nothing written."""
+        serialisable dict (one list entry per CPU).  SaveError: nothing written
+        (also for GICv4 redistributors, which have no save format yet)."""
+        if self.gic_version != "3":
+            raise SaveError("registers", None, "gic_version",
+                            "GICv4 redistributors have no save format yet")
         with self._lock:
             return saverestore.save_redistributors(self)
 
@@ -316,7 +344,11 @@ class Redistributors:
         save-format.md): a dict of numpy arrays and plain scalars, copied,
         never aliasing this object; registers, PTZ, pending bitmaps, config
         cache, `strict` and `access_errors`.  Guest memory is not in it and
-        is not touched; `on_signal` is not carried."""
+        is not touched; `on_signal` is not carried.  ValueError for GICv4
+        redistributors (no snapshot format yet)."""
+        if self.gic_version != "3":
+            raise ValueError(f"GICv4 redistributors (gic_version={self.gic_version!r}) have "
+                             "no snapshot format yet")
         with self._lock:
             return snapshot_format.snapshot_redistributors(self)
 
@@ -364,10 +396,11 @@ class Redistributors:
 
     def _check(self, cpu, offset, size):
         cpu = self.check_cpu(cpu)
-        if type(offset) is not int or not 0 <= offset < RD_FRAME_BYTES:
+        if type(offset) is not int or not 0 <= offset < self._frame_bytes:
             offset = as_uint(offset, "offset")
-            if offset >= RD_FRAME_BYTES:
-                raise ValueError(f"offset {offset:#x} is outside the 64 KiB RD_base frame")
+            if offset >= self._frame_bytes:
+                raise ValueError(f"offset {offset:#x} is outside the redistributor's "
+                                 f"{self._frame_bytes >> 10} KiB of frames")
         if type(size) is not int or size not in (1, 2, 4, 8):
             raise ValueError(f"size must be 1, 2, 4 or 8 bytes, got {size!r}")
         return cpu, offset
@@ -381,12 +414,22 @@ class Redistributors:
             return self._propbaser
         if name == "GICR_PENDBASER":
             return self._pendbaser[cpu]
+        if name == "GICR_PIDR2":
+            return registers.GICR_PIDR2_V4.reset
+        if name == "GICR_VPROPBASER":
+            return self.virtual.read_vpropbaser(cpu)
+        if name == "GICR_VPENDBASER":
+            return self.virtual.read_vpendbaser(cpu)
+        if name == "GICR_VSGIR":
+            return int(self.virtual.vsgir[cpu])
+        if name == "GICR_VSGIPENDR":
+            return self.virtual.read_vsgipendr(cpu)
         return 0                                         # GICR_SYNCR: never Busy
 
     def mmio_read(self, cpu: int, offset: int, size: int) -> int:
         """A guest read of `size` bytes at `offset` in `cpu`'s RD_base frame."""
         cpu, offset = self._check(cpu, offset, size)
-        access = _GICR_ACCESSES.get((offset, size))
+        access = self._accesses.get((offset, size))
         if access is None:
             self._log.report(f"GICR{cpu}", offset, size, False, 0, "no register of that size there")
             return 0
@@ -406,7 +449,7 @@ class Redistributors:
         cpu, offset = self._check(cpu, offset, size)
         if type(value) is not int or value < 0 or value >> (8 * size):
             value = as_uint(value, "value", 8 * size)
-        access = _GICR_ACCESSES.get((offset, size))
+        access = self._accesses.get((offset, size))
         if access is None:
             self._log.report(f"GICR{cpu}", offset, size, True, value,
                              "no register of that size there")
@@ -426,6 +469,12 @@ class Redistributors:
             self._write_propbaser(cpu, new)
         elif register.name == "GICR_PENDBASER":
             self._write_pendbaser(cpu, new)
+        elif register.name == "GICR_VPROPBASER":
+            self.virtual.write_vpropbaser(cpu, new)
+        elif register.name == "GICR_VPENDBASER":
+            self.virtual.write_vpendbaser(cpu, new)
+        elif register.name == "GICR_VSGIR":
+            self.virtual.write_vsgir(cpu, new)
 
     def _write_propbaser(self, cpu: int, value: int) -> None:
         """A GICR_PROPBASER write from `cpu` (ignored while its EnableLPIs is set)."""

@@ -84,7 +84,8 @@ __all__ = [
     "GITS_BASER2_VPES", "GITS_SGIR",
     "GICR_VPROPBASER_V40", "GICR_VPENDBASER_V40", "GICR_VPROPBASER_V41",
     "GICR_VPENDBASER_V41", "GICR_VSGIR", "GICR_VSGIPENDR", "GICR_INVLPIR_V41",
-    "GICR_INVALLR_V41",
+    "GICR_INVALLR_V41", "GITS_PIDR2_V4", "GICR_PIDR2_V4", "its_register_map",
+    "gicr_register_map",
 ]
 
 _BIT = Field.bits
@@ -979,6 +980,59 @@ GICV4_GICR_REGISTERS: dict[str, RegisterMap] = {
 }
 
 
+#: Identification with ArchRev 4 (GICv4; GICv4.1 reports 4 too): QEMU's 0x4B.
+GITS_PIDR2_V4 = _idreg("GITS_PIDR2", 0xFFE8, 0x4B, GITS_PIDR2_LAYOUT)
+#: GICR_PIDR2 of a GICv4 redistributor (a GICv3 RD_base frame of this model has none).
+GICR_PIDR2_V4 = _idreg("GICR_PIDR2", 0xFFE8, 0x4B, GITS_PIDR2_LAYOUT)
+
+_GIC_VERSIONS = ("3", "4.0", "4.1")
+
+
+def _check_version(gic_version: object) -> str:
+    """`gic_version` if it is one of "3", "4.0", "4.1"; ValueError naming it otherwise."""
+    if not isinstance(gic_version, str) or gic_version not in _GIC_VERSIONS:
+        raise ValueError(f"gic_version must be one of {', '.join(map(repr, _GIC_VERSIONS))}, "
+                         f"got {gic_version!r}")
+    return gic_version
+
+
+@functools.lru_cache(maxsize=None)
+def its_register_map(gic_version: str = "3") -> RegisterMap:
+    """The ITS register map of an ITS of `gic_version`.
+
+    "3": `ITS_REGISTERS` itself.  "4.0" / "4.1": the same registers with
+    GITS_BASER2 describing the vPE table (`GITS_BASER2_VPES`) and GITS_PIDR2
+    reporting ArchRev 4 (`GITS_PIDR2_V4`); "4.1" adds GITS_SGIR in the third
+    64 KiB frame.  (GITS_TYPER's value is the ITS's: its layout is shared.)
+    """
+    _check_version(gic_version)
+    if gic_version == "3":
+        return ITS_REGISTERS
+    replaced = {"GITS_BASER2": GITS_BASER2_VPES, "GITS_PIDR2": GITS_PIDR2_V4}
+    regs = [replaced.get(reg.name, reg) for reg in ITS_REGISTERS]
+    if gic_version == "4.1":
+        regs.append(GITS_SGIR)
+    return RegisterMap(f"GITS (GICv{gic_version})", regs)
+
+
+@functools.lru_cache(maxsize=None)
+def gicr_register_map(gic_version: str = "3") -> RegisterMap:
+    """The register map of one redistributor of `gic_version`, offsets from RD_base.
+
+    "3": `GICR_REGISTERS` (the RD_base frame only).  "4.0" / "4.1": those
+    registers, GICR_PIDR2 with ArchRev 4, and the VLPI frame at `VLPI_FRAME`
+    in the version's layout (GICR_VPROPBASER, GICR_VPENDBASER; "4.1" adds
+    GICR_VSGIR and GICR_VSGIPENDR).  GICR_INVLPIR / GICR_INVALLR keep the
+    GICv3 layout (the GICv4.1 V / vPEID forms are not modelled yet).
+    """
+    _check_version(gic_version)
+    if gic_version == "3":
+        return GICR_REGISTERS
+    vlpi = [reg for reg in GICV4_GICR_REGISTERS[gic_version]
+            if reg.offset >= VLPI_FRAME]
+    return RegisterMap(f"GICR (GICv{gic_version})", [*GICR_REGISTERS, GICR_PIDR2_V4, *vlpi])
+
+
 def _check_gicv4_declarations() -> None:
     """Import-time guard: every GICv4 field named exists, and a GICv4 register
     that shares a name with a GICv3 one sits at the same offset."""
@@ -1022,7 +1076,8 @@ def lookup_gicr(offset: int, size: int) -> RegisterAccess | None:
 
 @functools.lru_cache(maxsize=1024)     # a pure function, called for every CPU of every ITS
 def gicr_typer_value(processor_number: int, affinity: int, *, last: bool = False,
-                     plpis: bool = True, direct_lpi: bool = False) -> int:
+                     plpis: bool = True, direct_lpi: bool = False, vlpis: bool = False,
+                     rvpeid: bool = False, vsgi: bool = False) -> int:
     """GICR_TYPER for one redistributor.
 
     Parameters
@@ -1039,9 +1094,13 @@ def gicr_typer_value(processor_number: int, affinity: int, *, last: bool = False
     direct_lpi : bool, default False
         The direct LPI registers (SETLPIR, CLRLPIR, INVLPIR, INVALLR, SYNCR)
         are implemented; this model's redistributors report 1.
+    vlpis, rvpeid, vsgi : bool, default False
+        GICv4: virtual LPIs (VLPIS); GICv4.1: GICR_VPENDBASER names the
+        resident vPE by vPEID (RVPEID) and vSGIs are supported (VSGI).
     """
     return GICR_TYPER_LAYOUT.encode(PLPIS=plpis, Last=last, DirectLPI=direct_lpi,
-                                    Processor_Number=processor_number, Affinity=affinity)
+                                    Processor_Number=processor_number, Affinity=affinity,
+                                    VLPIS=vlpis, RVPEID=rvpeid, VSGI=vsgi)
 
 
 # -- BASER / CBASER decoding --------------------------------------------------------------
