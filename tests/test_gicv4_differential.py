@@ -6,7 +6,9 @@ Random streams mix virtual and physical commands with hostile field values
 (vPEIDs beyond the vPE table, VPT_size beyond the ID bits, doorbells that are
 not LPIs, RDbase beyond the CPUs, random 32-byte packets with GICv4 command
 numbers), residency changes (GICR_VPENDBASER 64-bit and 32-bit-half writes,
-GICR_VPROPBASER), and for GICv4.1 GITS_SGIR and GICR_VSGIR.  The ITS gets
+GICR_VPROPBASER), and for GICv4.1 GITS_SGIR and GICR_VSGIR, doorbells (`msi`, GITS_TRANSLATER writes,
+`msi_batch` mixing virtual and physical pairs: statuses compared pair by
+pair) and the CPU side (`acknowledge`, `acknowledge_virtual`).  The ITS gets
 commands one at a time through `submit`; after every operation the error
 code, the vPE table (the core's vPEID -> CPU table and the front end's vPE
 attributes), the virtual ITEs with their doorbells, the VLPI frame
@@ -25,11 +27,11 @@ import its_core
 from its_core import GuestMemory
 from its_core.frontend import commands as C
 from its_core.frontend import registers as R
-from its_core.frontend.reference_its import ReferenceITS
+from its_core.frontend.reference_its import ReferenceITS, VirtualStatus
 from its_core.frontend.registers import BaserType, PageSize
 
 from front_end_helpers import (GITS_BASER0, GITS_BASER1, GITS_CBASER, GITS_CTLR, GITS_CWRITER,
-                               baser_value, cbaser_value, pendbaser_value, propbaser_value)
+                               GITS_TRANSLATER, baser_value, cbaser_value, pendbaser_value, propbaser_value)
 
 NUM_CPUS = 2
 INTID_BITS = 14                # vINTIDs and LPIs 8192..16383
@@ -303,6 +305,16 @@ def operations(version: str):
         st.tuples(st.just("vpend_half"), cpu, st.integers(0, 1), st.integers(0, 2**32 - 1)),
         st.tuples(st.just("vprop"), cpu, vpropbaser_values(version)),
         st.tuples(st.just("ack"), cpu),
+        st.tuples(st.just("ack_virtual"), cpu),
+        st.tuples(st.just("ack_virtual"), cpu),
+        # doorbells: mostly the warm-up's events (virtual 5/1, 5/2, physical 6/0)
+        st.tuples(st.just("msi"), st.one_of(warm_dev, warm_dev, dev),
+                  st.one_of(warm_evt, warm_evt, evt)),
+        st.tuples(st.just("msi"), warm_dev, warm_evt),
+        st.tuples(st.just("translater"), st.one_of(warm_dev, dev), warm_evt),
+        st.tuples(st.just("batch"), st.lists(st.tuples(st.one_of(warm_dev, warm_dev, dev),
+                                                       st.one_of(warm_evt, evt)),
+                                             max_size=12)),
         # Linux's schedule / deschedule of vPE 3 or 4 (VPT A / B), so that
         # residency, write-back and PendingLast happen often
         st.tuples(st.just("schedule"), cpu, st.sampled_from([3, 4])),
@@ -363,6 +375,30 @@ def apply(its, ref, op) -> None:
         apply(its, ref, ("vpend", cpu_, value))
     elif kind == "ack":
         assert its.acknowledge(op[1]) == ref.acknowledge(op[1])
+    elif kind == "ack_virtual":
+        best = rd.highest_pending_virtual(op[1])
+        taken = rd.acknowledge_virtual(op[1])
+        assert taken == ref.acknowledge_virtual(op[1])
+        assert (best is None and taken is None) or best[0] == taken
+    elif kind == "msi":
+        assert its.msi(op[1], op[2]) == ref.msi(op[1], op[2])
+    elif kind == "translater":
+        assert its.mmio_write(GITS_TRANSLATER, op[2], 4, device_id=op[1]) == ref.msi(op[1], op[2])
+    elif kind == "batch":
+        pairs = op[1]
+        devices = np.array([d for d, _ in pairs], np.uint32)
+        events = np.array([e for _, e in pairs], np.uint32)
+        cpus_out = np.empty(len(pairs), np.int32)
+        got = its.msi_batch(devices, events, cpus_out=cpus_out)
+        expected = [ref.msi(d, e) for d, e in pairs]
+        assert got.tolist() == [int(status) for status in expected]
+        for (d, e), status, cpu_ in zip(pairs, expected, cpus_out.tolist()):
+            if status == VirtualStatus.VIRTUAL:
+                assert cpu_ == ref.vpes[ref.virtual_ite(d, e)[1]].cpu
+            elif status == 0:
+                assert cpu_ == ref.translate(d, e)[1]
+            else:
+                assert cpu_ == -1
     elif kind == "sgir":
         its.mmio_write(GITS_SGIR, op[1], 8)
         ref.write_sgir(op[1])

@@ -143,8 +143,13 @@ class Redistributors:
         # for a deferred block) and looks again before it lets go, so a change
         # another thread makes meanwhile is signalled by the holder.
         self._on_signal = None
+        # GICv3: what is compared is `highest_pending`; GICv4: the pair
+        # (highest_pending, highest_pending_virtual), and the version is
+        # (LPIState.version, VirtualLPIs.version).
+        self._highest_now = (self._lpi.highest_pending if self.virtual is None
+                             else self._highest_physical_and_virtual)
         self._highest = [None] * self.num_cpus
-        self._seen_version = self._lpi.version
+        self._seen_version = self._state_version()
         self._signal_lock = threading.Lock()
         self._signal_owner = None            # thread ident holding _signal_lock
         self._recheck = False                # a callback raised: look at every CPU again
@@ -154,6 +159,14 @@ class Redistributors:
     def on_signal(self):
         """``callback(cpu)``, called when CPU `cpu`'s highest-priority enabled
         pending LPI changes (from none to some, to another LPI, back to none).
+        GICv4: also when `highest_pending_virtual(cpu)` changes -- the vPE
+        resident on `cpu` gains or loses its best pending vLPI or vSGI, a vPE
+        becomes resident or stops being resident (GICR_VPENDBASER), a vSGI
+        changes (GITS_SGIR, VSGI) -- after the same operations, plus
+        `acknowledge_virtual`; a doorbell rung for a non-resident vPE is a
+        physical LPI and signals as one.  A guest rewriting a vLPI
+        configuration byte in memory is seen at the next signalled operation
+        (or `signal_changes`), as the reference model reads it at acknowledge.
 
         It runs after the operation that changed it has completed, once per
         CPU per operation: a CWRITER write (however many commands it ran), a
@@ -176,9 +189,8 @@ class Redistributors:
             raise TypeError(f"on_signal must be callable or None, got {type(callback).__name__}")
         if callback is not None and self._on_signal is None:
             with self._signal_role():
-                self._highest = [self._lpi.highest_pending(cpu)
-                                 for cpu in range(self.num_cpus)]
-                self._seen_version = self._lpi.version
+                self._highest = [self._highest_now(cpu) for cpu in range(self.num_cpus)]
+                self._seen_version = self._state_version()
                 self._on_signal = callback
         self._on_signal = callback
 
@@ -199,7 +211,7 @@ class Redistributors:
             finally:
                 self._signal_owner = None
                 self._signal_lock.release()
-            if not self._recheck and self._seen_version == self._lpi.version:
+            if not self._recheck and self._seen_version == self._state_version():
                 return
             cpus = None                      # a change slipped in before the release
 
@@ -208,11 +220,11 @@ class Redistributors:
         callback = self._on_signal
         try:
             while callback is not None and (self._recheck
-                                            or self._seen_version != self._lpi.version):
+                                            or self._seen_version != self._state_version()):
                 self._recheck = False
-                self._seen_version = self._lpi.version
+                self._seen_version = self._state_version()
                 for cpu in (range(self.num_cpus) if cpus is None else cpus):
-                    highest = self._lpi.highest_pending(cpu)
+                    highest = self._highest_now(cpu)
                     if highest != self._highest[cpu]:
                         self._highest[cpu] = highest
                         callback(cpu)
@@ -221,6 +233,15 @@ class Redistributors:
         except BaseException:
             self._recheck = True
             raise
+
+    def _state_version(self):
+        """What changes whenever a CPU's signalled state may have changed."""
+        virtual = self.virtual
+        return self._lpi.version if virtual is None else (self._lpi.version, virtual.version)
+
+    def _highest_physical_and_virtual(self, cpu: int) -> tuple:
+        """GICv4 signalling compares both the physical and the resident vPE's best."""
+        return self._lpi.highest_pending(cpu), self.virtual.highest_pending(cpu)
 
     @contextmanager
     def _signal_role(self):
@@ -312,6 +333,40 @@ class Redistributors:
         mask = _priority_mask(priority_mask)
         with self._lock:
             intid = self._lpi.acknowledge(cpu, mask)
+        if self._on_signal is not None:
+            self.signal_changes((cpu,))
+        return intid
+
+    def highest_pending_virtual(self, cpu: int,
+                                priority_mask: int = 0xFF) -> tuple[int, int] | None:
+        """GICv4: ``(intid, priority)`` of the best enabled pending interrupt of
+        the vPE resident on `cpu` (GICR_VPENDBASER.Valid = 1), as
+        `highest_pending` for physical LPIs: its cached vLPIs with the priority
+        of their configuration byte (byte & 0xFC; v4.0 at GICR_VPROPBASER.PA +
+        vINTID - 8192, v4.1 at the vPE's VMAPP VCONF_addr; a byte outside guest
+        memory reads 0, disabled) and, GICv4.1, its enabled pending vSGIs
+        (INTIDs 0..15, VSGI priority); priority strictly below
+        `priority_mask`, ties to the lowest INTID (the reference model's
+        `acknowledge_virtual`).  None when no vPE is resident, nothing
+        qualifies, or the redistributors are GICv3.  Changes nothing."""
+        cpu = self.check_cpu(cpu)
+        mask = _priority_mask(priority_mask)
+        if self.virtual is None:
+            return None
+        with self._lock:
+            return self.virtual.highest_pending(cpu, mask)
+
+    def acknowledge_virtual(self, cpu: int, priority_mask: int = 0xFF) -> int | None:
+        """GICv4: take (clear and return) the interrupt `highest_pending_virtual`
+        names -- a vLPI leaves the resident cache (its VPT bit is cleared when
+        the vPE is descheduled), a vSGI's pending bit clears; EOI is not
+        modelled (C25).  None when there is none."""
+        cpu = self.check_cpu(cpu)
+        mask = _priority_mask(priority_mask)
+        if self.virtual is None:
+            return None
+        with self._lock:
+            intid = self.virtual.acknowledge(cpu, mask)
         if self._on_signal is not None:
             self.signal_changes((cpu,))
         return intid

@@ -28,6 +28,8 @@ produce -- a CPU number out of range -- is the caller's bug).
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 
 from its_core.frontend import commands as C
@@ -73,8 +75,12 @@ _VPROP41_KEPT = _field_mask(_VPROP41, *(name for name in _VPROP41.names
                                         if name != "Entry_Size"))
 
 
-class VirtualStatus:
-    """What a delivery to a vPE did (the reference model's `VirtualStatus` values)."""
+class VirtualStatus(IntEnum):
+    """What a delivery to a vPE did: the reference model's `VirtualStatus` values.
+
+    `ITS.msi`, GITS_TRANSLATER writes and `ITS.msi_batch` report these for an
+    event mapped to a virtual ITE (they do not overlap `TranslationStatus`).
+    """
 
     #: Made pending: in the resident cache, or in the VPT (plus doorbell).
     VIRTUAL = 64
@@ -135,6 +141,10 @@ class VirtualLPIs:
         # taken while resident (acknowledged, cleared, moved away).
         self._cached_pending: dict[int, np.ndarray] = {}
         self._cached_taken: dict[int, np.ndarray] = {}
+        #: Bumped by every change that may alter `highest_pending` of some CPU
+        #: (resident caches, residency, vSGI state, vPE mappings, VPROPBASER):
+        #: `Redistributors` signalling compares it, as `LPIState.version`.
+        self.version = 0
 
     # -- guest memory -------------------------------------------------------------
 
@@ -190,6 +200,7 @@ class VirtualLPIs:
                 default_doorbell: int) -> None:
         """VMAPP V = 1 (checked): a new vPE gets cleared GICv4.1 state; a mapped one
         keeps its vSGIs and armed doorbell, no pending state moves (C2)."""
+        self.version += 1
         if not self.vpe_mapped[vpe_id]:
             self.doorbell_armed[vpe_id] = False
             if self.is_v41:
@@ -204,14 +215,17 @@ class VirtualLPIs:
 
     def unmap_vpe(self, vpe_id: int) -> None:
         """VMAPP V = 0: forget the vPE (ITEs naming it stay, C1)."""
+        self.version += 1
         self.vpe_mapped[vpe_id] = False
 
     def unmap_all(self) -> None:
         """BASER2.Valid = 0 or ITS reset: no vPE is mapped."""
+        self.version += 1
         self.vpe_mapped[:] = False
 
     def move_vpe(self, vpe_id: int, cpu: int, default_doorbell: int | None) -> None:
         """VMOVP (checked): only RDbase (and, v4.1 DB = 1, the default doorbell) changes."""
+        self.version += 1
         self.vpe_cpu[vpe_id] = cpu
         if default_doorbell is not None:
             self.default_doorbell[vpe_id] = default_doorbell
@@ -219,6 +233,7 @@ class VirtualLPIs:
     def vsgi(self, vpe_id: int, vintid: int, priority: int, group: int, enable: int,
              clear: bool) -> None:
         """VSGI (checked): Clear = 1 clears the pending bit only, else sets the config only."""
+        self.version += 1
         if clear:
             self.vsgi_pending[vpe_id] &= np.uint16(~(1 << vintid) & 0xFFFF)
         else:
@@ -254,6 +269,7 @@ class VirtualLPIs:
 
     def deliver(self, vpe_id: int, vintid: int, doorbell: int) -> int:
         """Make vLPI `vintid` pending for vPE `vpe_id`; returns a `VirtualStatus` value."""
+        self.version += 1
         if not self.vpe_mapped[vpe_id]:
             return VirtualStatus.VIRTUAL_NO_VPE
         if not LPI_FIRST_INTID <= vintid < self.vintid_limit(vpe_id):
@@ -273,6 +289,7 @@ class VirtualLPIs:
     def take(self, vpe_id: int, vintid: int) -> bool:
         """Clear vLPI `vintid` of vPE `vpe_id`; whether it was pending (no effect
         for an unmapped vPE or a vINTID out of range)."""
+        self.version += 1
         if not self.vpe_mapped[vpe_id] or not LPI_FIRST_INTID <= vintid < self.vintid_limit(
                 vpe_id):
             return False
@@ -295,6 +312,7 @@ class VirtualLPIs:
 
     def write_sgir(self, value: int) -> None:
         """GITS_SGIR (GICv4.1): make vSGI vINTID pending for vPEID (ignored if unmapped)."""
+        self.version += 1
         if not self.is_v41:
             return
         vpe_id = R.GITS_SGIR_LAYOUT["vPEID"].extract(value)
@@ -342,6 +360,7 @@ class VirtualLPIs:
     def write_vpropbaser(self, cpu: int, value: int) -> None:
         """GICR_VPROPBASER (64-bit value).  v4.0: stored as written (QEMU); v4.1:
         the layout's fields, Entry_Size reads 0 (read-only)."""
+        self.version += 1
         self.vpropbaser[cpu] = value & _VPROP41_KEPT if self.is_v41 else value
 
     def read_vpendbaser(self, cpu: int) -> int:
@@ -354,6 +373,7 @@ class VirtualLPIs:
         Valid 0 -> 1 makes a vPE resident and loads its cache from the VPT;
         1 -> 0 writes the cache back and computes PendingLast; any write while
         Valid stays 1 is ignored (C20)."""
+        self.version += 1
         layout = _VPEND41 if self.is_v41 else _VPEND40
         valid, pending_last = layout["Valid"], layout["PendingLast"]
         new = value & (_VPEND41_KEPT if self.is_v41 else _VPEND40_KEPT)
@@ -446,6 +466,74 @@ class VirtualLPIs:
         if not self.resident[cpu]:
             return None
         return np.flatnonzero(self._cached_pending[cpu]).tolist()
+
+    def _candidates(self, cpu: int) -> tuple[np.ndarray, np.ndarray]:
+        """(INTIDs, priorities) of the enabled pending interrupts of the vPE
+        resident on `cpu`: cached vLPIs whose configuration byte (v4.0: at
+        VPROPBASER.PA + vINTID - 8192, v4.1: at the vPE's VCONF_addr; 0 outside
+        guest memory) has Enable set, priority = byte & 0xFC; GICv4.1 enabled
+        pending vSGIs with their VSGI priority.  The caller checked residency."""
+        vintids = np.flatnonzero(self._cached_pending[cpu])
+        mem = self.memory
+        addresses = np.uint64(self._config_addr(cpu)) + (vintids - LPI_FIRST_INTID).astype(
+            np.uint64)
+        inside = (addresses >= np.uint64(mem.base)) & (addresses < np.uint64(mem.end))
+        config = np.zeros(vintids.shape[0], np.uint8)
+        config[inside] = mem.array[(addresses[inside] - np.uint64(mem.base)).astype(np.intp)]
+        enabled = (config & 1).astype(bool)
+        intids, priorities = vintids[enabled], (config[enabled] & 0xFC).astype(np.int64)
+        vpe_id = int(self.resident_vpe[cpu])
+        if self.is_v41 and self.vpe_mapped[vpe_id]:
+            pending = int(self.vsgi_pending[vpe_id])
+            sgis = [n for n in range(NUM_VSGIS)
+                    if pending >> n & 1 and self.vsgi_config[vpe_id, n, 2]]
+            if sgis:
+                intids = np.concatenate((np.array(sgis, np.int64), intids))
+                priorities = np.concatenate((self.vsgi_config[vpe_id, sgis, 0].astype(np.int64),
+                                             priorities))
+        return intids, priorities
+
+    def highest_pending(self, cpu: int, priority_mask: int = 0xFF) -> tuple[int, int] | None:
+        """``(intid, priority)`` of the best enabled pending interrupt of the vPE
+        resident on `cpu` (`_candidates`) whose priority is strictly below
+        `priority_mask`: lowest priority value, ties to the lowest INTID (the
+        reference model's `acknowledge_virtual` rule, as physical LPIs).  None
+        when no vPE is resident or nothing qualifies.  Changes nothing."""
+        if not self.resident[cpu]:
+            return None
+        intids, priorities = self._candidates(cpu)
+        allowed = priorities < priority_mask
+        if not allowed.any():
+            return None
+        intids, priorities = intids[allowed], priorities[allowed]
+        best = int(np.lexsort((intids, priorities))[0])
+        return int(intids[best]), int(priorities[best])
+
+    def acknowledge(self, cpu: int, priority_mask: int = 0xFF) -> int | None:
+        """Take the interrupt `highest_pending` names: a vSGI's pending bit is
+        cleared, a vLPI leaves the cache (its VPT bit is cleared at write-back).
+        Returns its INTID, or None."""
+        best = self.highest_pending(cpu, priority_mask)
+        if best is None:
+            return None
+        self.version += 1
+        intid = best[0]
+        if intid < NUM_VSGIS:
+            vpe_id = int(self.resident_vpe[cpu])
+            self.vsgi_pending[vpe_id] &= np.uint16(~(1 << intid) & 0xFFFF)
+        else:
+            self._cached_pending[cpu][intid] = False
+            self._cached_taken[cpu][intid] = True
+        return intid
+
+    def deliver_many(self, vpe_ids: np.ndarray, vintids: np.ndarray,
+                     doorbells: np.ndarray) -> np.ndarray:
+        """`deliver` each (vPEID, vINTID, doorbell) in order; a uint8 array of
+        their `VirtualStatus` values."""
+        deliver = self.deliver
+        return np.array([deliver(vpe_id, vintid, doorbell) for vpe_id, vintid, doorbell
+                         in zip(vpe_ids.tolist(), vintids.tolist(), doorbells.tolist())],
+                        np.uint8)
 
     def vpe_state(self) -> dict:
         """The mapped vPEs as the reference model's snapshot gives them: vPEID ->
