@@ -444,3 +444,126 @@ def test_the_stream_reaches_every_effect(version):
     apply(its, ref, ("vpend", 0, 0))
     assert not mem.array[VPT_A + 8200 // 8] >> (8200 % 8) & 1
     check_same(its, ref, mems)
+
+
+# -- doorbells on virtual ITEs, by hand --------------------------------------------------
+# make_pair's warm-up: (5, 1) -> vINTID 8200 of vPE 3 (CPU 0, VPT_A, VPT_size 13),
+# doorbell 8292; (5, 2) -> vINTID 9000 of vPE 4 (CPU 1, VPT_B), no doorbell (1023);
+# (6, 0) -> physical LPI 8292 on collection 0 (CPU 0).  8200 = 8 * 1025 and
+# 9000 = 8 * 1125: bit 0 of VPT byte 0x401 and of VPT byte 0x465.
+
+
+def _set_byte(mems, addr: int, value: int) -> None:
+    for mem in mems:
+        mem.array[addr] = value
+
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_msi_on_a_non_resident_vpe_sets_the_vpt_bit_and_rings_the_doorbell(version):
+    its, ref, mems = make_pair(version, 2)
+    _set_byte(mems, VPT_A + 0x401, 0b1010_0110)
+    _set_byte(mems, VPT_B + 0x465, 0b0100_0000)
+    assert its.pending(0).tolist() == [] and its.pending(1).tolist() == []
+    status = its.msi(5, 1)
+    assert status == VirtualStatus.VIRTUAL and status is its_core.frontend.virtual.VirtualStatus.VIRTUAL
+    assert status == ref.msi(5, 1)
+    assert mems[0].array[VPT_A + 0x401] == 0b1010_0111
+    assert its.pending(0).tolist() == [8292]                     # the ITE's doorbell
+    cpus_out = np.empty(4, np.int32)
+    statuses = its.msi_batch([5, 6, 5, 7], [2, 0, 1, 0], cpus_out=cpus_out)
+    assert statuses.tolist() == [64, 0, 64, int(its_core.TranslationStatus.NO_DEVICE)]
+    assert cpus_out.tolist() == [1, 0, 0, -1]
+    assert mems[0].array[VPT_B + 0x465] == 0b0100_0001
+    assert its.pending(1).tolist() == []                          # doorbell 1023: none
+    assert [ref.msi(d, e) for d, e in [(5, 2), (6, 0), (5, 1), (7, 0)]] == statuses.tolist()
+    check_same(its, ref, mems)
+
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_msi_drops_for_an_unmapped_vpe_and_an_out_of_range_vintid(version):
+    its, ref, mems = make_pair(version, 3)
+    _set_byte(mems, VPT_A + 0x401, 0)
+    _set_byte(mems, VPT_B + 0x465, 0)
+    if version == "4.1":
+        unmap = C.vmapp_v41(4, 1, VPT_B, 13, VCONF, C.NO_DOORBELL, alloc=False, valid=False)
+        shrink = C.vmapp_v41(3, 0, VPT_A, 12, VCONF, 8293, alloc=False)
+    else:
+        unmap, shrink = C.vmapp(4, 1, VPT_B, 13, valid=False), C.vmapp(3, 0, VPT_A, 12)
+    assert apply_command(its, ref, unmap) == 0
+    assert apply_command(its, ref, shrink) == 0                  # vINTIDs below 2**13 only
+    assert its.msi(5, 2) == ref.msi(5, 2) == VirtualStatus.VIRTUAL_NO_VPE
+    assert its.mmio_write(GITS_TRANSLATER, 1, 4, device_id=5) == ref.msi(5, 1) \
+        == VirtualStatus.VIRTUAL_INTID_OUT_OF_RANGE
+    statuses = its.msi_batch([5, 5], [2, 1])
+    assert statuses.tolist() == [65, 66]
+    assert mems[0].array[VPT_A + 0x401] == 0 and mems[0].array[VPT_B + 0x465] == 0
+    assert its.pending(0).tolist() == [] and its.pending(1).tolist() == []
+    check_same(its, ref, mems)
+
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_a_resident_vpe_caches_the_vlpi_serves_it_and_signals(version):
+    its, ref, mems = make_pair(version, 4)
+    rd = its.redistributors
+    for mem in mems:
+        mem.array[VPT_A:VPT_A + 0x800] = 0                        # nothing pending yet
+    _set_byte(mems, VCONF + 8200 - 8192, 0xA1)                    # enabled, priority 0xA0
+    apply(its, ref, ("schedule", 0, 3))
+    assert rd.highest_pending_virtual(0) is None
+    signalled = []
+    rd.on_signal = signalled.append
+    assert its.msi(5, 1) == ref.msi(5, 1) == VirtualStatus.VIRTUAL
+    assert mems[0].array[VPT_A + 0x401] == 0                      # cached, not in the VPT
+    assert its.pending(0).tolist() == []                          # no doorbell
+    assert signalled == [0]
+    assert rd.highest_pending_virtual(0) == (8200, 0xA0)
+    assert rd.highest_pending_virtual(0, priority_mask=0xA0) is None   # strictly below
+    assert rd.highest_pending_virtual(1) is None
+    assert rd.acknowledge_virtual(0) == ref.acknowledge_virtual(0) == 8200
+    assert signalled == [0, 0]
+    assert rd.acknowledge_virtual(0) is None and ref.acknowledge_virtual(0) is None
+    check_same(its, ref, mems)
+    apply(its, ref, ("deschedule", 0, False))
+    assert mems[0].array[VPT_A + 0x401] == 0                      # taken: stays clear
+    check_same(its, ref, mems)
+
+
+def test_a_disabled_vlpi_is_cached_but_not_served():
+    its, ref, mems = make_pair("4.0", 5)
+    for mem in mems:
+        mem.array[VPT_A:VPT_A + 0x800] = 0
+    _set_byte(mems, VCONF + 8200 - 8192, 0xA0)                    # Enable = 0
+    apply(its, ref, ("schedule", 0, 3))
+    assert its.msi(5, 1) == VirtualStatus.VIRTUAL
+    assert its.redistributors.virtual.pending_virtual(0) == [8200]
+    assert its.redistributors.highest_pending_virtual(0) is None
+    assert its.redistributors.acknowledge_virtual(0) is None
+    assert ref.msi(5, 1) == VirtualStatus.VIRTUAL and ref.acknowledge_virtual(0) is None
+
+
+def test_an_all_physical_batch_never_enters_virtual_delivery(monkeypatch):
+    its, ref, mems = make_pair("4.1", 6)
+
+    def refuse(*args):
+        raise AssertionError("virtual delivery ran")
+    monkeypatch.setattr(type(its), "_deliver_virtual_pairs", refuse)
+    assert its.msi_batch([6, 6, 7], [0, 0, 0]).tolist() == [0, 0, 1]
+    with pytest.raises(AssertionError, match="virtual delivery ran"):
+        its.msi_batch([6, 5], [0, 1])
+
+
+def test_a_gicv3_redistributor_has_no_virtual_interrupt():
+    rd = its_core.Redistributors(GuestMemory(MEM), 2)
+    assert rd.highest_pending_virtual(1) is None and rd.acknowledge_virtual(1) is None
+    with pytest.raises(ValueError):
+        rd.acknowledge_virtual(2)
+
+
+def test_a_disabled_its_delivers_no_vlpi():
+    its, ref, mems = make_pair("4.0", 7)
+    _set_byte(mems, VPT_A + 0x401, 0)
+    its.mmio_write(GITS_CTLR, 0, 4)
+    ref.enabled = False
+    assert its.msi(5, 1) == ref.msi(5, 1) == its_core.TranslationStatus.ITS_DISABLED
+    assert its.msi_batch([5], [1]).tolist() == [int(its_core.TranslationStatus.ITS_DISABLED)]
+    assert mems[0].array[VPT_A + 0x401] == 0 and its.pending(0).tolist() == []
