@@ -1,4 +1,4 @@
-"""GICv4 / GICv4.1 command and register encodings (declared for GICv4, not yet modelled).
+"""GICv4 / GICv4.1 command and register encodings (executed and modelled by a GICv4 ITS).
 
 Expectations are doubleword values written out by hand: the worked encodings of
 gicv4-digest 3.2, 5.3 and 6 (Linux's its_build_v*_cmd builders), and, where the

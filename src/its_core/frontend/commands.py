@@ -23,14 +23,16 @@ processor number.  This model follows KVM and reads the target as the 32 bits
 DW2[47:16] -- bits [51:48] are ignored -- and the encoders put a 32-bit CPU
 number in the same place (`RDBASE_ARCH` records the architectural extent).
 
-GICv4 commands (declared for GICv4, not yet modelled).  The virtual
+GICv4 commands (executed by an ITS built with ``gic_version`` "4.0" or
+"4.1").  The virtual
 commands VMAPP, VMAPTI, VMAPI, VMOVI, VMOVP, VSYNC, VINVALL and, for GICv4.1,
 INVDB and VSGI are declared in the same form in `GICV4_COMMAND_TABLE`, so
 `encode`, `encode_dwords`, `encode_many`, the per-command encoders (`vmapp`,
-`vmapti`, ...) and `decode` understand them.  No ITS of this model executes
-them yet: the command processor and `COMMAND_TABLE` / `OPCODES` /
-`FIELD_ROWS` list the physical commands only, and a GICv3 ITS skips every
-GICv4 command number as an unknown command (`E_ITS_UNKNOWN_COMMAND`).
+`vmapti`, ...) and `decode` understand them.  A GICv4 ITS's command
+processor executes them (`_cmdq`, as `reference_its` specifies);
+`COMMAND_TABLE` / `OPCODES` / `FIELD_ROWS` list the physical commands only,
+and a GICv3 ITS skips every GICv4 command number as an unknown command
+(`E_ITS_UNKNOWN_COMMAND`).
 
 Two layouts of one command number.  GICv4.1 widens VMAPP (VCONF_addr, PTZ,
 Alloc, Default_Doorbell, an 8-bit VPT_size) and VMOVP (DB,
@@ -290,8 +292,7 @@ _PHYSICAL_SPECS = (
     CommandSpec("DISCARD", 0x0F, (_DEVICE_ID, _EVENT_ID)),
 )
 
-# GICv4 / GICv4.1 virtual commands: declared for GICv4, not yet modelled (no
-# ITS of this model executes them).  Positions from gicv4-digest 3.2 (Linux's
+# GICv4 / GICv4.1 virtual commands (executed by a GICv4 ITS only).  Positions from gicv4-digest 3.2 (Linux's
 # its_encode_* helpers, QEMU's FIELD macros, Arm IHI 0069).
 
 #: "No doorbell" value of a Dbell_pINTID field (VMAPTI, VMAPI, VMOVI).
@@ -366,7 +367,7 @@ _SPECS = _PHYSICAL_SPECS + _GICV4_SPECS
 COMMAND_TABLE: dict[str, CommandSpec] = {spec.name: spec for spec in _PHYSICAL_SPECS}
 
 #: name -> `CommandSpec` of every GICv4 / GICv4.1 command layout: declared
-#: for GICv4, not yet modelled (encoded and decoded, executed by no ITS).
+#: for GICv4 (encoded and decoded; executed by an ITS of those versions).
 GICV4_COMMAND_TABLE: dict[str, CommandSpec] = {spec.name: spec for spec in _GICV4_SPECS}
 
 #: Every layout `encode` knows, by name.
@@ -706,7 +707,7 @@ def movall(from_cpu: int, to_cpu: int) -> bytes:
     return encode("MOVALL", from_cpu=from_cpu, to_cpu=to_cpu)
 
 
-# -- GICv4 encoders (declared for GICv4, not yet modelled) ---------------------------
+# -- GICv4 encoders (commands a GICv4 ITS executes) ---------------------------------
 #
 # These build the virtual commands Linux's its_build_v*_cmd builders build.
 # No ITS of this model executes them yet: a GICv3 ITS skips each as an

@@ -39,12 +39,15 @@ Offsets of the ITS map are from ITS_base: the control frame at 0x0_0000 and
 GITS_TRANSLATER in the translation frame at 0x1_0040.  Offsets of the GICR
 map are from the redistributor's RD_base frame.
 
-GICv4 (declared for GICv4, not yet modelled)
---------------------------------------------
-The GICv4.0 and GICv4.1 registers are declared here as data for the steps
-that will model them, and are wired into nothing: `ITS_REGISTERS`,
+GICv4
+-----
+The GICv4.0 and GICv4.1 registers are declared here and modelled by an ITS
+or redistributors built with ``gic_version`` "4.0" / "4.1"
+(`its_register_map`, `gicr_register_map`); `ITS_REGISTERS`,
 `GICR_REGISTERS`, `lookup` and `lookup_gicr` are the GICv3 maps, and a GICv3
-ITS or redistributor reads and writes exactly as before.
+ITS or redistributor reads and writes exactly as before.  GICv4.1
+GICR_INVLPIR / GICR_INVALLR (V, vPEID) are declared only: decoded in their
+GICv3 layout.
 
 * Fields of registers the GICv3 maps already hold (GITS_TYPER.Virtual,
   VMOVP, VSGI, VMAPP, SVPET, nID; GICR_TYPER.VLPIS, Dirty, RVPEID, VSGI) are
@@ -137,8 +140,7 @@ class Shareability(IntEnum):
 class BaserType(IntEnum):
     """GITS_BASER<n>.Type: which table the register describes (3, 5-7 reserved).
 
-    VPES (2) is the GICv4 vPE table (GITS_BASER2 in GICv4.1): declared for
-    GICv4, not yet modelled.
+    VPES (2) is the GICv4 vPE table: GITS_BASER2 of a GICv4 ITS.
     """
 
     UNIMPLEMENTED = 0
@@ -658,7 +660,7 @@ GICR_INVALLR_LAYOUT = Layout("GICR_INVALLR", width=64)
 
 GICR_SYNCR_LAYOUT = Layout("GICR_SYNCR", _BIT("Busy", 0), width=32)
 
-# GICv4 layouts: declared for GICv4, not yet modelled (gicv4-digest 5.1, 5.2, 6).
+# GICv4 layouts (gicv4-digest 5.1, 5.2, 6).
 
 #: GITS_SGIR (GICv4.1): make vSGI vINTID pending for vPE vPEID.
 GITS_SGIR_LAYOUT = Layout(
@@ -913,14 +915,16 @@ GICR_REGISTERS = RegisterMap("GICR", [GICR_CTLR, GICR_TYPER, GICR_SETLPIR, GICR_
                                       GICR_INVALLR, GICR_SYNCR])
 
 
-# -- GICv4 registers: declared for GICv4, not yet modelled ---------------------------
+# -- GICv4 registers (a GICv4 ITS / redistributor has them) --------------------------
 #
 # None of these is in ITS_REGISTERS or GICR_REGISTERS: a GICv3 ITS and its
 # redistributors do not have them.  Reset values follow QEMU's GICv4.0 model
 # (0 for the VLPI frame) and the project's KVM-style table attributes for
 # the vPE table's BASER.
 
-_DECLARED = "declared for GICv4, not yet modelled"
+_GICV4 = "GICv4 only"
+#: GICv4.1 GICR_INVLPIR / INVALLR: the V / vPEID forms are not decoded.
+_DECLARED = "declared for GICv4.1, not yet modelled: decoded in the GICv3 layout"
 
 #: Fields of registers in the GICv3 maps that only GICv4 gives a meaning:
 #: register name -> field names.  This model reports them as 0.
@@ -929,32 +933,32 @@ GICV4_FIELDS: dict[str, tuple[str, ...]] = {
     "GICR_TYPER": ("VLPIS", "Dirty", "RVPEID", "VSGI"),
 }
 
-GITS_BASER2_VPES = _baser(2, BaserType.VPES, f"vPE table ({_DECLARED})")
+GITS_BASER2_VPES = _baser(2, BaserType.VPES, f"vPE table ({_GICV4})")
 GITS_SGIR = Register(
     "GITS_SGIR", SGIR_FRAME + 0x0020, 64, "WO", GITS_SGIR_LAYOUT, 0, 0, frozenset({8}),
-    f"GICv4.1: make vSGI vINTID pending for vPE vPEID; 64-bit writes only ({_DECLARED})")
+    f"GICv4.1: make vSGI vINTID pending for vPE vPEID; 64-bit writes only ({_GICV4})")
 
 GICR_VPROPBASER_V40 = _rw64(
     "GICR_VPROPBASER", VLPI_FRAME + 0x0070, GICR_VPROPBASER_V40_LAYOUT, 0,
-    description=f"GICv4.0: vLPI configuration table of the resident vPE ({_DECLARED})")
+    description=f"GICv4.0: vLPI configuration table of the resident vPE ({_GICV4})")
 GICR_VPENDBASER_V40 = _rw64(
     "GICR_VPENDBASER", VLPI_FRAME + 0x0078, GICR_VPENDBASER_V40_LAYOUT, 0,
     read_only=_ro(GICR_VPENDBASER_V40_LAYOUT, "Dirty"),
-    description=f"GICv4.0: virtual pending table of the resident vPE ({_DECLARED})")
+    description=f"GICv4.0: virtual pending table of the resident vPE ({_GICV4})")
 GICR_VPROPBASER_V41 = _rw64(
     "GICR_VPROPBASER", VLPI_FRAME + 0x0070, GICR_VPROPBASER_V41_LAYOUT, 0,
     read_only=_ro(GICR_VPROPBASER_V41_LAYOUT, "Entry_Size"),
-    description=f"GICv4.1: the shared vPE Configuration table ({_DECLARED})")
+    description=f"GICv4.1: the shared vPE Configuration table ({_GICV4})")
 GICR_VPENDBASER_V41 = _rw64(
     "GICR_VPENDBASER", VLPI_FRAME + 0x0078, GICR_VPENDBASER_V41_LAYOUT, 0,
     read_only=_ro(GICR_VPENDBASER_V41_LAYOUT, "Dirty"),
-    description=f"GICv4.1: the resident vPE by vPEID ({_DECLARED})")
+    description=f"GICv4.1: the resident vPE by vPEID ({_GICV4})")
 GICR_VSGIR = _rw32(
     "GICR_VSGIR", VLPI_FRAME + 0x0080, GICR_VSGIR_LAYOUT, 0,
-    description=f"GICv4.1: start a vSGI pending-state query for vPEID ({_DECLARED})")
+    description=f"GICv4.1: start a vSGI pending-state query for vPEID ({_GICV4})")
 GICR_VSGIPENDR = _ro32(
     "GICR_VSGIPENDR", VLPI_FRAME + 0x0088, GICR_VSGIPENDR_LAYOUT, 0,
-    f"GICv4.1: the queried vSGI pending bits once Busy is 0 ({_DECLARED})")
+    f"GICv4.1: the queried vSGI pending bits once Busy is 0 ({_GICV4})")
 GICR_INVLPIR_V41 = _wo64("GICR_INVLPIR", 0x00A0, GICR_INVLPIR_V41_LAYOUT,
                          f"GICv4.1: V = 1 reloads vINTID INTID of vPE vPEID ({_DECLARED})")
 GICR_INVALLR_V41 = _wo64("GICR_INVALLR", 0x00B0, GICR_INVALLR_V41_LAYOUT,
@@ -963,8 +967,8 @@ GICR_INVALLR_V41 = _wo64("GICR_INVALLR", 0x00B0, GICR_INVALLR_V41_LAYOUT,
 #: GIC version -> the ITS registers a GICv4 ITS has in place of, or in
 #: addition to, `ITS_REGISTERS` (offsets from ITS_base).
 GICV4_ITS_REGISTERS: dict[str, RegisterMap] = {
-    "4.0": RegisterMap("GITS (GICv4.0, declared, not yet modelled)", [GITS_BASER2_VPES]),
-    "4.1": RegisterMap("GITS (GICv4.1, declared, not yet modelled)",
+    "4.0": RegisterMap("GITS (GICv4.0)", [GITS_BASER2_VPES]),
+    "4.1": RegisterMap("GITS (GICv4.1)",
                        [GITS_BASER2_VPES, GITS_SGIR]),
 }
 
@@ -972,9 +976,9 @@ GICV4_ITS_REGISTERS: dict[str, RegisterMap] = {
 #: place of, or in addition to, `GICR_REGISTERS` (offsets from RD_base; the
 #: VLPI frame starts at `VLPI_FRAME`).
 GICV4_GICR_REGISTERS: dict[str, RegisterMap] = {
-    "4.0": RegisterMap("GICR (GICv4.0, declared, not yet modelled)",
+    "4.0": RegisterMap("GICR (GICv4.0)",
                        [GICR_VPROPBASER_V40, GICR_VPENDBASER_V40]),
-    "4.1": RegisterMap("GICR (GICv4.1, declared, not yet modelled)",
+    "4.1": RegisterMap("GICR (GICv4.1)",
                        [GICR_INVLPIR_V41, GICR_INVALLR_V41, GICR_VPROPBASER_V41,
                         GICR_VPENDBASER_V41, GICR_VSGIR, GICR_VSGIPENDR]),
 }

@@ -17,7 +17,7 @@ from its_core.frontend import registers
 
 #: Marker after a field that only GICv4 gives a meaning (`registers.GICV4_FIELDS`).
 _GICV4_MARK = "(GICv4)"
-_NOT_MODELLED = "declared for GICv4, not yet modelled"
+_GICV4_ONLY = "modelled by a GICv4 ITS only (`gic_version` \"4.0\" / \"4.1\")"
 
 
 def _fields(layout, gicv4_fields=()) -> str:
@@ -38,16 +38,19 @@ def _register_table(register_map, title: str) -> list[str]:
                      f"{register.access} | {sizes} | {register.reset:#x} | "
                      f"{_fields(register.layout, gicv4_fields)} |")
     if any(register.name in registers.GICV4_FIELDS for register in register_map):
-        lines += ["", f"Fields marked {_GICV4_MARK} are {_NOT_MODELLED}: this model reports "
-                      "them as 0."]
+        lines += ["", f"Fields marked {_GICV4_MARK} are GICv4 fields: these GICv3 registers "
+                      "report them as 0 (a GICv4 ITS or redistributor sets them: "
+                      "`registers.its_register_map(version)`, `gicr_register_map(version)`)."]
     return lines + [""]
 
 
 def _gicv4_register_sections() -> list[str]:
-    lines = [f"## GICv4 registers ({_NOT_MODELLED})", "",
-             "Declared as data only (`registers.GICV4_ITS_REGISTERS`, "
-             "`registers.GICV4_GICR_REGISTERS`): no ITS or redistributor of this model has "
-             "them yet. Each table lists the registers a GICv4.0 or GICv4.1 ITS or "
+    lines = [f"## GICv4 registers ({_GICV4_ONLY})", "",
+             "`registers.GICV4_ITS_REGISTERS`, `registers.GICV4_GICR_REGISTERS`: what an "
+             "ITS or redistributor built with `gic_version` \"4.0\" or \"4.1\" adds (a GICv3 "
+             "one has none of them; GICv4.1 GICR_INVLPIR / GICR_INVALLR are declared but "
+             "decoded in their GICv3 layout, the V / vPEID forms not yet modelled). "
+             "Each table lists the registers a GICv4.0 or GICv4.1 ITS or "
              "redistributor has in place of, or in addition to, the tables above.", ""]
     for version in ("4.0", "4.1"):
         for maps, where in ((registers.GICV4_ITS_REGISTERS, "ITS registers, offsets from "
@@ -83,10 +86,10 @@ def render() -> str:
               "| command | number | parameters (doubleword and bits) |", "|---|---|---|"]
     for spec in commands.COMMAND_TABLE.values():
         lines.append(f"| {spec.name} | {spec.code:#04x} | {_parameters(spec)} |")
-    lines += ["", f"## GICv4 commands ({_NOT_MODELLED})", "",
+    lines += ["", f"## GICv4 commands ({_GICV4_ONLY})", "",
               "Encoded by `commands.<name>(...)` and `commands.encode`, decoded by "
-              "`commands.decode(..., gic_version=...)` for the GIC versions listed; no ITS of "
-              "this model executes them yet (a GICv3 ITS skips each as "
+              "`commands.decode(..., gic_version=...)` for the GIC versions listed; executed "
+              "by an ITS of those versions (a GICv3 ITS skips each as "
               "E_ITS_UNKNOWN_COMMAND). `_V41` names the GICv4.1 layout of a command number:", "",
               "| command | number | GIC versions | parameters (doubleword and bits) |",
               "|---|---|---|---|"]
