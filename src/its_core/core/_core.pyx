@@ -7,8 +7,8 @@ rejected operation leaves the tables exactly as they were.  Lookups run in
 nogil loops specialised per layout (a fused type over the directory classes),
 so the layout's find is inlined into the loop.
 
-GICv4 (the core data path only: the ITS front end does not execute GICv4
-commands yet).  A virtual ITE lives in the same event stores as a physical
+GICv4 (the core data path; the ITS front end of a GICv4 ITS drives it, see
+docs/gicv4-progress.md).  A virtual ITE lives in the same event stores as a physical
 one, in every layout: an ITE word with bit 63 set, vINTID in [47:16] and
 vPEID in [15:0] (`_types.pxd`).  A physical and a virtual ITE for one event
 are exclusive (EVENT_ALREADY_MAPPED either way).  Each virtual ITE's doorbell
@@ -590,9 +590,9 @@ TABLE_ARRAYS = (
 #: ``vpes`` (mapped vPEs, by vPEID).  `to_arrays` adds them only to tables
 #: holding virtual state (a virtual ITE or a mapped vPE), so tables without
 #: any give exactly the `TABLE_ARRAYS` keys; `from_arrays` takes all of them
-#: or none.  The physical arrays never hold a virtual ITE.  (The ITS front
-#: end does not execute GICv4 commands yet, so its host snapshots, whose
-#: schema lists `TABLE_ARRAYS`, never carry these.)
+#: or none.  The physical arrays never hold a virtual ITE.  (An ITS host
+#: snapshot, whose schema lists `TABLE_ARRAYS`, never carries these: a GICv4
+#: ITS's `snapshot()` refuses virtual state until the schema has keys for it.)
 VIRTUAL_TABLE_ARRAYS = (
     ("virtual_device_id", "u4", "virtual_events",
      "DeviceID of each virtual ITE: a mapped device (tables.device_id)"),
