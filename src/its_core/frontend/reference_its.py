@@ -160,12 +160,12 @@ table read/write fault becomes the slot check failing (the ``*_VPEID_OOR`` /
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 from its_core.frontend import commands as C
 from its_core.frontend import registers as R
 from its_core.core._core import TranslationStatus
 from its_core.frontend.guest_memory import GuestMemory
+from its_core.frontend.virtual import VirtualStatus
 from its_core.core.reference import ICID_SPACE, LPI_FIRST_INTID, ReferenceTables
 
 __all__ = ["ReferenceITS", "ITE_BYTES", "DTE_BYTES", "PTZ_BIT", "VPE_ENTRY_BYTES",
@@ -202,36 +202,9 @@ _VPE_ID_BITS = C.GICV4_COMMAND_TABLE["VSYNC"].fields[0].field.width
 _PAGE_BYTES = (4 << 10, 16 << 10, 64 << 10, 64 << 10)
 
 
-def _field_mask(layout, *names: str) -> int:
-    """OR of the masks of the named fields of `layout`."""
-    mask = 0
-    for name in names:
-        mask |= layout[name].mask
-    return mask
-
-
-#: The GICR_VPENDBASER bits a write keeps (Dirty and RES0 read 0): §5.4 step 1.
-_VPEND40_KEPT = _field_mask(_VPEND40, "InnerCache", "Shareability", "Physical_Address",
-                            "OuterCache", "PendingLast", "IDAI", "Valid")
-_VPEND41_KEPT = _field_mask(_VPEND41, "vPEID", "vGrp1En", "vGrp0En", "PendingLast",
-                            "Doorbell", "Valid")
-_VPROP41_KEPT = _field_mask(_VPROP41, *(name for name in _VPROP41.names
-                                        if name != "Entry_Size"))
-
-
-class VirtualStatus(IntEnum):
-    """What `ReferenceITS.msi` reports for an event mapped to a virtual ITE.
-
-    The values do not overlap `TranslationStatus`, which `msi` still returns
-    for every physical or unmapped event.
-    """
-
-    #: Delivered to the vPE: its resident cache or its VPT (plus doorbell).
-    VIRTUAL = 64
-    #: The ITE's vPE has no valid vPE table entry (VMAPP V = 0 or never mapped): dropped.
-    VIRTUAL_NO_VPE = 65
-    #: vINTID >= 2**(VPT_size + 1), or (v4.0, resident) beyond VPROPBASER.IDbits: dropped.
-    VIRTUAL_INTID_OUT_OF_RANGE = 66
+_VPEND40_KEPT = R.GICR_VPENDBASER_V40_KEPT     # the bits a write keeps
+_VPEND41_KEPT = R.GICR_VPENDBASER_V41_KEPT
+_VPROP41_KEPT = R.GICR_VPROPBASER_V41_KEPT
 
 
 @dataclass

@@ -718,6 +718,27 @@ GICR_VPENDBASER_V41_LAYOUT = Layout(
     width=64,
 )
 
+def fields_mask(layout: Layout, *names: str) -> int:
+    """OR of the masks of the named fields of `layout`."""
+    mask = 0
+    for name in names:
+        mask |= layout[name].mask
+    return mask
+
+
+#: The GICR_VPENDBASER bits a write keeps, per layout (Dirty and RES0 read 0):
+#: gicv4-digest 5.4 step 1.
+GICR_VPENDBASER_V40_KEPT = fields_mask(
+    GICR_VPENDBASER_V40_LAYOUT, "InnerCache", "Shareability", "Physical_Address", "OuterCache",
+    "PendingLast", "IDAI", "Valid")
+GICR_VPENDBASER_V41_KEPT = fields_mask(
+    GICR_VPENDBASER_V41_LAYOUT, "vPEID", "vGrp1En", "vGrp0En", "PendingLast", "Doorbell",
+    "Valid")
+#: The GICR_VPROPBASER (GICv4.1) bits a write keeps: all but the read-only Entry_Size.
+GICR_VPROPBASER_V41_KEPT = fields_mask(
+    GICR_VPROPBASER_V41_LAYOUT,
+    *(name for name in GICR_VPROPBASER_V41_LAYOUT.names if name != "Entry_Size"))
+
 #: GICR_VSGIR (GICv4.1): writing a vPEID starts a vSGI pending-state query.
 GICR_VSGIR_LAYOUT = Layout("GICR_VSGIR", _BIT("vPEID", 15, 0), width=32)
 

@@ -57,29 +57,17 @@ _VPEND40 = R.GICR_VPENDBASER_V40_LAYOUT
 _VPEND41 = R.GICR_VPENDBASER_V41_LAYOUT
 
 
-def _field_mask(layout, *names: str) -> int:
-    """OR of the masks of the named fields of `layout`."""
-    mask = 0
-    for name in names:
-        mask |= layout[name].mask
-    return mask
-
-
-#: The GICR_VPENDBASER bits a write keeps (Dirty and RES0 read 0).
-_VPEND40_KEPT = _field_mask(_VPEND40, "InnerCache", "Shareability", "Physical_Address",
-                            "OuterCache", "PendingLast", "IDAI", "Valid")
-_VPEND41_KEPT = _field_mask(_VPEND41, "vPEID", "vGrp1En", "vGrp0En", "PendingLast",
-                            "Doorbell", "Valid")
-#: GICR_VPROPBASER (v4.1) bits a write keeps: all but the read-only Entry_Size.
-_VPROP41_KEPT = _field_mask(_VPROP41, *(name for name in _VPROP41.names
-                                        if name != "Entry_Size"))
+_VPEND40_KEPT = R.GICR_VPENDBASER_V40_KEPT     # the bits a write keeps
+_VPEND41_KEPT = R.GICR_VPENDBASER_V41_KEPT
+_VPROP41_KEPT = R.GICR_VPROPBASER_V41_KEPT
 
 
 class VirtualStatus(IntEnum):
-    """What a delivery to a vPE did: the reference model's `VirtualStatus` values.
+    """What a delivery to a vPE did.
 
-    `ITS.msi`, GITS_TRANSLATER writes and `ITS.msi_batch` report these for an
-    event mapped to a virtual ITE (they do not overlap `TranslationStatus`).
+    `ITS.msi`, GITS_TRANSLATER writes and `ITS.msi_batch` (and the reference
+    model's `ReferenceITS.msi`) report these for an event mapped to a virtual
+    ITE; they do not overlap `TranslationStatus`.
     """
 
     #: Made pending: in the resident cache, or in the VPT (plus doorbell).
