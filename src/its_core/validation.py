@@ -14,6 +14,9 @@ Range errors are ``ValueError`` with the argument's name and the rule it
 broke ("must be ≥ 0", "does not fit 32 bits").  Guest-controlled values never
 come through here: they are architecture-sized fields and are validated by
 the model itself.
+
+The ``gic_version`` keyword (of `ITS`, `Redistributors`, the command
+decoder and the reference model) is checked here too: `check_gic_version`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,19 @@ import operator
 
 import numpy as np
 
-__all__ = ["as_int", "as_uint"]
+__all__ = ["as_int", "as_uint", "GIC_VERSIONS", "check_gic_version"]
+
+#: The values of every ``gic_version`` keyword: the GIC architecture version
+#: whose ITS and redistributors are modelled ("3": GICv3, the default).
+GIC_VERSIONS = ("3", "4.0", "4.1")
+
+
+def check_gic_version(gic_version: object) -> str:
+    """`gic_version` if it is one of `GIC_VERSIONS`; ValueError naming it otherwise."""
+    if not isinstance(gic_version, str) or gic_version not in GIC_VERSIONS:
+        raise ValueError(f"gic_version must be one of {', '.join(map(repr, GIC_VERSIONS))}, "
+                         f"got {gic_version!r}")
+    return gic_version
 
 
 def as_int(value: object, name: str, *, flag: bool = False) -> int:

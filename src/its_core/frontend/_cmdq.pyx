@@ -39,6 +39,7 @@ import numpy as np
 
 from its_core.abi import entries as abi
 from its_core.frontend import commands
+from its_core.validation import check_gic_version
 from its_core.frontend._devtable cimport (NO_SLOT, describe_device_table, dte_slot, entry_fields,
                                        entry_fields_t)
 from its_core.frontend._guest cimport guest_contains, guest_read_u64, guest_write_u64
@@ -792,9 +793,7 @@ cdef class CommandProcessor:
 
     def __init__(self, TranslationTables tables, LPIState lpi, GuestWindow mem,
                  Py_ssize_t max_errors=MAX_ERRORS, *, gic_version="3", virtual=None):
-        if gic_version not in _VERSION_INDEX:
-            raise ValueError(f"gic_version must be one of {', '.join(map(repr, _VERSION_INDEX))}, "
-                             f"got {gic_version!r}")
+        check_gic_version(gic_version)
         if (virtual is None) != (gic_version == "3"):
             raise ValueError("a GICv4 command processor needs the redistributors' VirtualLPIs "
                              "(`virtual`), a GICv3 one none")

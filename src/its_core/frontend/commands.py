@@ -76,7 +76,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from its_core.frontend.fields import Field
-from its_core.validation import as_int, as_uint
+from its_core.validation import GIC_VERSIONS, as_int, as_uint, check_gic_version
 
 __all__ = [
     "COMMAND_BYTES", "COMMAND_TABLE", "OPCODES", "OPCODE_NAMES", "GICV4_OPCODES",
@@ -101,9 +101,8 @@ OPCODE = Field.bits("CommandNumber", 7, 0)
 #: Name reported by `decode` for a command number the chosen GIC version does not define.
 UNKNOWN = "UNKNOWN"
 
-#: The values of the ``gic_version`` keyword of `decode`: the GIC architecture
-#: version whose ITS reads the command.  "3" is this model's ITS today.
-GIC_VERSIONS = ("3", "4.0", "4.1")
+# GIC_VERSIONS (imported from `its_core.validation`, re-exported): the values of
+# the ``gic_version`` keyword of `decode`, the GIC version whose ITS reads the command.
 
 _EVERY_VERSION = frozenset(GIC_VERSIONS)
 _GICV4 = frozenset({"4.0", "4.1"})
@@ -433,11 +432,7 @@ def _spec_named(name: str) -> CommandSpec:
 
 def _decode_table(gic_version: str) -> dict[int, CommandSpec]:
     """`DECODE_TABLES` entry for `gic_version`; ValueError for another value."""
-    table = DECODE_TABLES.get(gic_version) if isinstance(gic_version, str) else None
-    if table is None:
-        raise ValueError(f"gic_version must be one of {', '.join(map(repr, GIC_VERSIONS))}, "
-                         f"got {gic_version!r}")
-    return table
+    return DECODE_TABLES[check_gic_version(gic_version)]
 
 
 def encode_dwords(name: str, **params: int) -> tuple[int, int, int, int]:

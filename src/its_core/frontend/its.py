@@ -40,7 +40,7 @@ from its_core.frontend._lpi import LPIState
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.redistributors import Redistributors
 from its_core.frontend.virtual import VirtualStatus
-from its_core.validation import as_uint
+from its_core.validation import as_uint, check_gic_version
 
 __all__ = ["ITS", "CommandError", "AccessError"]
 
@@ -219,7 +219,7 @@ class ITS:
                  device_bits: int = 16, event_bits: int = 16, intid_bits: int = 16,
                  stall_on_error: bool = False, strict: bool = False,
                  redistributors: Redistributors | None = None, gic_version: str = "3"):
-        gic_version = registers._check_version(gic_version)
+        gic_version = check_gic_version(gic_version)
         if not isinstance(memory, GuestMemory):
             raise TypeError(f"memory must be a GuestMemory, got {type(memory).__name__}")
         self.memory = memory

@@ -29,7 +29,7 @@ from its_core.errors import SaveError
 from its_core.frontend.access import AccessLog, new_log
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.virtual import VirtualLPIs
-from its_core.validation import as_uint
+from its_core.validation import as_uint, check_gic_version
 
 _CTLR, _PROPBASER, _PENDBASER = (registers.GICR_CTLR, registers.GICR_PROPBASER,
                                  registers.GICR_PENDBASER)
@@ -110,7 +110,7 @@ class Redistributors:
         if intid_bits not in INTID_BITS_RANGE:
             raise ValueError(f"intid_bits must be in {INTID_BITS_RANGE.start}.."
                              f"{INTID_BITS_RANGE.stop - 1}, got {intid_bits}")
-        self.gic_version = registers._check_version(gic_version)
+        self.gic_version = check_gic_version(gic_version)
         self.memory = memory
         self.num_cpus = num_cpus
         self.intid_bits = intid_bits

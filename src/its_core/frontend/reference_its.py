@@ -165,6 +165,7 @@ from its_core.frontend import commands as C
 from its_core.frontend import registers as R
 from its_core.core._core import TranslationStatus
 from its_core.frontend.guest_memory import GuestMemory
+from its_core.validation import check_gic_version
 from its_core.frontend.virtual import VirtualStatus
 from its_core.core.reference import ICID_SPACE, LPI_FIRST_INTID, ReferenceTables
 
@@ -272,9 +273,7 @@ class ReferenceITS:
     def __init__(self, mem: GuestMemory, num_cpus: int, device_bits: int = 16,
                  event_bits: int = 16, intid_bits: int = 16,
                  num_collections: int = ICID_SPACE, *, gic_version: str = "3") -> None:
-        if gic_version not in C.GIC_VERSIONS:
-            raise ValueError(f"gic_version must be one of {', '.join(map(repr, C.GIC_VERSIONS))}, "
-                             f"got {gic_version!r}")
+        check_gic_version(gic_version)
         self.mem = mem
         self.num_cpus = num_cpus
         self.device_bits = device_bits

@@ -73,7 +73,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from its_core.frontend.fields import Field, Layout
-from its_core.validation import as_int, as_uint
+from its_core.validation import as_int, as_uint, check_gic_version
 
 __all__ = [
     "Register", "RegisterAccess", "RegisterMap", "UnknownRegister",
@@ -1010,17 +1010,6 @@ GITS_PIDR2_V4 = _idreg("GITS_PIDR2", 0xFFE8, 0x4B, GITS_PIDR2_LAYOUT)
 #: GICR_PIDR2 of a GICv4 redistributor (a GICv3 RD_base frame of this model has none).
 GICR_PIDR2_V4 = _idreg("GICR_PIDR2", 0xFFE8, 0x4B, GITS_PIDR2_LAYOUT)
 
-_GIC_VERSIONS = ("3", "4.0", "4.1")
-
-
-def _check_version(gic_version: object) -> str:
-    """`gic_version` if it is one of "3", "4.0", "4.1"; ValueError naming it otherwise."""
-    if not isinstance(gic_version, str) or gic_version not in _GIC_VERSIONS:
-        raise ValueError(f"gic_version must be one of {', '.join(map(repr, _GIC_VERSIONS))}, "
-                         f"got {gic_version!r}")
-    return gic_version
-
-
 @functools.lru_cache(maxsize=None)
 def its_register_map(gic_version: str = "3") -> RegisterMap:
     """The ITS register map of an ITS of `gic_version`.
@@ -1030,7 +1019,7 @@ def its_register_map(gic_version: str = "3") -> RegisterMap:
     reporting ArchRev 4 (`GITS_PIDR2_V4`); "4.1" adds GITS_SGIR in the third
     64 KiB frame.  (GITS_TYPER's value is the ITS's: its layout is shared.)
     """
-    _check_version(gic_version)
+    check_gic_version(gic_version)
     if gic_version == "3":
         return ITS_REGISTERS
     replaced = {"GITS_BASER2": GITS_BASER2_VPES, "GITS_PIDR2": GITS_PIDR2_V4}
@@ -1050,7 +1039,7 @@ def gicr_register_map(gic_version: str = "3") -> RegisterMap:
     GICR_VSGIR and GICR_VSGIPENDR).  GICR_INVLPIR / GICR_INVALLR keep the
     GICv3 layout (the GICv4.1 V / vPEID forms are not modelled yet).
     """
-    _check_version(gic_version)
+    check_gic_version(gic_version)
     if gic_version == "3":
         return GICR_REGISTERS
     vlpi = [reg for reg in GICV4_GICR_REGISTERS[gic_version]
