@@ -2,7 +2,8 @@
 
 Groups: ``cmdq-mapti`` (bulk: 30 000 MAPTI commands processed by one CWRITER
 write), ``msi-batch`` (doorbells in one call, with the bare translation of
-the same pairs beside it), ``doorbell-scalar`` (one `msi` call or one
+the same pairs beside it), ``msi-batch-gicv4`` (the same on a GICv4.0 ITS,
+physical LPIs beside vLPIs), ``doorbell-scalar`` (one `msi` call or one
 GITS_TRANSLATER `mmio_write` per doorbell), ``guest-driven`` (commands issued
 one at a time as a driver does, and single GITS / GICR register reads,
 beside an empty Python call).
@@ -14,6 +15,7 @@ import pytest
 from its_core import ITS, GuestMemory, TranslationStatus
 from its_core.frontend import commands, registers
 from its_core.testing import GuestMap, bring_up
+from its_core.frontend.virtual import VirtualStatus
 from its_core.tools import bench
 from its_core.tools.workloads import WORKLOADS, access, mappings
 
@@ -97,6 +99,27 @@ def test_translate_batch_same_pairs(benchmark, mapped):
     _, _, statuses = benchmark(mapped["flat"].translate_batch, device_ids, event_ids,
                                threads=1)
     assert (statuses == TranslationStatus.OK).all()
+
+
+@pytest.fixture(scope="module")
+def gicv4():
+    """GICv4.0 ITSs holding WORKLOAD physically and as vLPIs (`bench.run_virtual`'s setup)."""
+    physical, mapti = bench._its_with_devices(WORKLOAD, "flat", 0, "4.0")
+    physical.submit_many(mapti)
+    return {"physical": physical, "virtual": bench._virtual_its(WORKLOAD, "flat", 0)}
+
+
+@pytest.mark.parametrize("mapping", ["physical", "virtual"])
+def test_msi_batch_gicv4(benchmark, gicv4, mapping):
+    """msi_batch of test_msi_batch's pairs on a GICv4.0 ITS: the events mapped
+    as physical LPIs, or as vLPIs of non-resident vPEs (VPT bit + doorbell)."""
+    its = gicv4[mapping]
+    device_ids, event_ids = access(WORKLOAD, "random", DOORBELLS)
+    benchmark.group = "msi-batch-gicv4"
+    benchmark.extra_info["doorbells"] = DOORBELLS
+    statuses = benchmark(its.msi_batch, device_ids, event_ids, threads=1)
+    expected = TranslationStatus.OK if mapping == "physical" else VirtualStatus.VIRTUAL
+    assert (statuses == int(expected)).all()
 
 
 def _doorbells(ring, pairs):

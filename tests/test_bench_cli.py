@@ -71,8 +71,21 @@ def test_json_to_stdout_and_tables_to_stderr(capsys):
     assert cli.main([*TINY_RUN, "--json", "-"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert set(report) == {"machine", "results", "front_end", "guest_driven", "virt", "arguments"}
+    assert set(report) == {"machine", "results", "front_end", "guest_driven", "virtual", "virt",
+                           "arguments"}
     assert report["virt"] is None                                  # --no-virt
+    virtual = report["virtual"]
+    assert [(row["workload"], row["layout"]) for row in virtual] == [("dense-1k", "flat"),
+                                                                      ("dense-1k", "hash")]
+    for row in virtual:
+        assert row["virtual_x_physical"] == pytest.approx(
+            row["virtual_per_s"] / row["physical_per_s"])
+        assert row["physical_x_gicv3"] == pytest.approx(
+            row["physical_per_s"] / row["gicv3_per_s"])
+        line = next(line for line in captured.err.splitlines()
+                    if line.split()[:2] == ["dense-1k", row["layout"]] and len(line.split()) == 7)
+        assert line.split()[2] == f"{row['virtual_x_physical']:.2f}"
+    assert "virtual LPIs (GICv4.0 ITS, msi_batch, random pairs)" in captured.err
     driven = report["guest_driven"]
     assert [row["layout"] for row in driven] == ["flat", "hash"]
     for row in driven:

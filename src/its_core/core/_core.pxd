@@ -58,6 +58,9 @@ cdef class TranslationTables:
     cdef readonly Py_ssize_t num_vpes   # mapped vPEs
     cdef SparseEventMap doorbells       # doorbell of every virtual ITE; None until virtual state
     cdef object vpes_array              # ndarray[int32] of 65536 CPU numbers, or None (as doorbells)
+    cdef object doorbell_values_array   # ndarray[uint32] of DOORBELL_CODES: doorbell by code ...
+    cdef uint32_t[::1] doorbell_values  # ... (_types.pxd), or None (as doorbells)
+    cdef dict doorbell_codes            # doorbell pINTID -> its code
     cdef cpu_t[::1] vpes                # CPU_NONE = unmapped
     cdef lookup_t view                  # raw pointers for lookups (see _sync_view)
     cdef tuple view_owner               # the arrays `view` points into
@@ -85,6 +88,7 @@ cdef class TranslationTables:
     cdef bint _has_virtual_state(self)
     cdef object _virtual_mapping(self, int64_t device_id, int64_t event_id)
     cdef uint64_t _doorbell_of(self, devid_t device_id, eventid_t event_id)
+    cdef uint16_t _doorbell_code(self, uint64_t doorbell) except? 0
 
     cdef device_t* _device(self, devid_t device_id) noexcept
     cdef int _drop_events(self, device_t* device) except -1

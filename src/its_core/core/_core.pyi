@@ -48,7 +48,7 @@ class MappingFailure(IntEnum):
 _Batch = tuple[npt.NDArray[np.uint32], npt.NDArray[np.int32], npt.NDArray[np.uint8]]
 #: A batch with the vPEID of each virtual pair (-1 elsewhere).
 _VirtualBatch = tuple[npt.NDArray[np.uint32], npt.NDArray[np.int32], npt.NDArray[np.uint8],
-                      npt.NDArray[np.int32]]
+                      npt.NDArray[np.int32] | npt.NDArray[np.uint64]]
 
 AUTO_THREADS_MIN_PAIRS: int
 PREFETCH_MIN_BYTES: int

@@ -44,7 +44,9 @@ from libc.string cimport memset
 from its_core.core._types cimport (CPU_NONE, DEVICE_HAS_SLAB, DEVICE_SPARSE, DOORBELL_NONE,
                                    INTID_NONE, ITE_ICID_MASK, ITE_INTID_SHIFT, ITE_VIRTUAL_SHIFT,
                                    LPI_FIRST_INTID, VPE_SPACE, VPEID_NONE, ite_icid, ite_intid,
-                                   ite_is_virtual, ite_pack, ite_pack_virtual, ite_vpe_id)
+                                   ite_is_virtual, ite_pack, ite_pack_virtual, ite_vpe_id,
+                                   ite_doorbell_code, DOORBELL_CODE_UNCACHED, DOORBELL_CODES,
+                                   ITE_DOORBELL_CODE_SHIFT, DOORBELL_CODE_MASK)
 from its_core.core._layouts cimport (FlatDirectory, HashDirectory, TwoLevelDirectory,
                                      flat_find, hash_find, twolevel_find)
 from its_core.core._events cimport find_ite, sparse_get, sparse_key
@@ -139,6 +141,8 @@ _UINT32_MAX = 0xFFFFFFFF
 cdef uint64_t ID_MAX = 0xFFFFFFFF          # DeviceIDs and EventIDs are 32-bit
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
+#: Bits [62:48] of an ITE word: a virtual ITE's doorbell code (_types.pxd).
+_DOORBELL_CODE_FIELD = np.uint64(int(DOORBELL_CODE_MASK) << int(ITE_DOORBELL_CODE_SHIFT))
 
 
 ctypedef fused directory_t:
@@ -186,7 +190,7 @@ cdef inline uint8_t locate_ite(directory_t layout, const lookup_t* view, devid_t
 
 
 cdef uint8_t finish_virtual(const lookup_t* view, ite_t ite, intid_t* intid, cpu_t* cpu,
-                            int32_t* vpe_ids, Py_ssize_t index) noexcept nogil:
+                            int32_t* vpe_ids, ite_t* words, Py_ssize_t index) noexcept nogil:
     """`finish_translation` of a virtual ITE: (vINTID, its vPE's CPU) through
     the vPE table, the vPEID in `vpe_ids[index]` (unless NULL); VIRTUAL, or
     VIRTUAL_NO_VPE with the CPU left -1.  The physical path pays nothing for
@@ -196,6 +200,8 @@ cdef uint8_t finish_virtual(const lookup_t* view, ite_t ite, intid_t* intid, cpu
     intid[0] = ite_intid(ite)
     if vpe_ids != NULL:
         vpe_ids[index] = ite_vpe_id(ite)
+    if words != NULL:
+        words[index] = ite
     if target == CPU_NONE:
         return VIRTUAL_NO_VPE
     cpu[0] = target
@@ -203,7 +209,7 @@ cdef uint8_t finish_virtual(const lookup_t* view, ite_t ite, intid_t* intid, cpu
 
 
 cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t* intid,
-                                       cpu_t* cpu, int32_t* vpe_ids,
+                                       cpu_t* cpu, int32_t* vpe_ids, ite_t* words,
                                        Py_ssize_t index) noexcept nogil:
     """Second half: ITE -> (INTID, target CPU) through the collection table
     (a virtual ITE: `finish_virtual`, which writes `vpe_ids[index]`; the
@@ -213,7 +219,7 @@ cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t*
     if its_core_unlikely(ite - 1 >= ((<ite_t>1) << ITE_VIRTUAL_SHIFT) - 1):
         if ite == 0:
             return NO_MAPPING
-        return finish_virtual(view, ite, intid, cpu, vpe_ids, index)
+        return finish_virtual(view, ite, intid, cpu, vpe_ids, words, index)
     cdef cpu_t target = view.collections[ite_icid(ite)]     # 65536 entries: any ICID
     if target == CPU_NONE:
         return NO_COLLECTION
@@ -224,7 +230,7 @@ cdef inline uint8_t finish_translation(const lookup_t* view, ite_t ite, intid_t*
 
 cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
                                   devid_t device_id, eventid_t event_id,
-                                  intid_t* intid, cpu_t* cpu, int32_t* vpe_ids,
+                                  intid_t* intid, cpu_t* cpu, int32_t* vpe_ids, ite_t* words,
                                   Py_ssize_t index) noexcept nogil:
     """Walk DeviceID -> device -> ITE -> collection (or vPE: `vpe_ids[index]`
     written); INTID_NONE / CPU_NONE left where the result does not set them."""
@@ -235,18 +241,18 @@ cdef inline uint8_t translate_one(directory_t layout, const lookup_t* view,
         return NO_DEVICE
     if (device.flags & DEVICE_HAS_SLAB) and not ((<uint64_t>event_id) >> device.slab_log2):
         return finish_translation(view, view.pool[checked_index(
-            <uint64_t>device.ite_base + event_id, view.pool_length)], intid, cpu, vpe_ids,
+            <uint64_t>device.ite_base + event_id, view.pool_length)], intid, cpu, vpe_ids, words,
             index)
     if (<uint64_t>event_id) >> device.event_bits:   # (a slab never outgrows the ITT)
         return EVENT_OUT_OF_RANGE
-    return finish_translation(view, find_ite(view, device, event_id), intid, cpu, vpe_ids,
+    return finish_translation(view, find_ite(view, device, event_id), intid, cpu, vpe_ids, words,
                               index)
 
 
 cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t start,
                          Py_ssize_t end, const uint32_t[:] device_ids,
                          const uint32_t[:] event_ids, uint32_t* intids, int32_t* cpus,
-                         uint8_t* statuses, int32_t* vpe_ids) noexcept nogil:
+                         uint8_t* statuses, int32_t* vpe_ids, ite_t* words) noexcept nogil:
     """Translate pairs [start, end) one after the other (`vpe_ids`: NULL, or
     filled with VPEID_NONE by the caller; virtual pairs write theirs)."""
     cdef Py_ssize_t index
@@ -256,7 +262,7 @@ cdef void translate_loop(directory_t layout, const lookup_t* view, Py_ssize_t st
         intid = INTID_NONE
         cpu = CPU_NONE
         statuses[index] = translate_one(layout, view, device_ids[index], event_ids[index],
-                                        &intid, &cpu, vpe_ids, index)
+                                        &intid, &cpu, vpe_ids, words, index)
         intids[index] = intid
         cpus[index] = cpu
 
@@ -298,7 +304,7 @@ cdef inline void prefetch_device(directory_t layout, const lookup_t* view,
 cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t start,
                           Py_ssize_t end, const uint32_t[:] device_ids,
                           const uint32_t[:] event_ids, uint32_t* intids, int32_t* cpus,
-                          uint8_t* statuses, int32_t* vpe_ids) noexcept nogil:
+                          uint8_t* statuses, int32_t* vpe_ids, ite_t* words) noexcept nogil:
     """Translate pairs [start, end), at most PREFETCH_GROUP, in three prefetching passes."""
     cdef const ite_t* slots[PREFETCH_GROUP]
     cdef Py_ssize_t index
@@ -324,7 +330,7 @@ cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t s
         if status == OK or status == SPARSE_LOOKUP:
             ite = (slots[index - start][0] if status == OK
                    else sparse_get(view, sparse_key(device_ids[index], event_ids[index])))
-            status = finish_translation(view, ite, &intid, &cpu, vpe_ids, index)
+            status = finish_translation(view, ite, &intid, &cpu, vpe_ids, words, index)
         statuses[index] = status
         intids[index] = intid
         cpus[index] = cpu
@@ -333,7 +339,7 @@ cdef void translate_group(directory_t layout, const lookup_t* view, Py_ssize_t s
 cdef void translate_loop_prefetch(directory_t layout, const lookup_t* view, Py_ssize_t length,
                                   const uint32_t[:] device_ids, const uint32_t[:] event_ids,
                                   uint32_t* intids, int32_t* cpus,
-                                  uint8_t* statuses, int32_t* vpe_ids) noexcept nogil:
+                                  uint8_t* statuses, int32_t* vpe_ids, ite_t* words) noexcept nogil:
     """`translate_loop` in prefetched groups where the DeviceIDs jump about;
     identical results."""
     cdef Py_ssize_t chunk = 0, chunk_end, start, index, repeats
@@ -344,13 +350,13 @@ cdef void translate_loop_prefetch(directory_t layout, const lookup_t* view, Py_s
             repeats += device_ids[index] == device_ids[index - 1]
         if 2 * repeats >= min(<Py_ssize_t>PREFETCH_SAMPLE, chunk_end - chunk):
             translate_loop(layout, view, chunk, chunk_end, device_ids, event_ids, intids, cpus,
-                           statuses, vpe_ids)
+                           statuses, vpe_ids, words)
         else:
             start = chunk
             while start < chunk_end:
                 translate_group(layout, view, start, min(start + <Py_ssize_t>PREFETCH_GROUP,
                                                          chunk_end),
-                                device_ids, event_ids, intids, cpus, statuses, vpe_ids)
+                                device_ids, event_ids, intids, cpus, statuses, vpe_ids, words)
                 start += PREFETCH_GROUP
         chunk = chunk_end
 
@@ -364,14 +370,14 @@ cdef inline bint wants_prefetch(const lookup_t* view) noexcept nogil:
 cdef void translate_pairs(directory_t layout, const lookup_t* view, Py_ssize_t length,
                           const uint32_t[:] device_ids, const uint32_t[:] event_ids,
                           uint32_t* intids, int32_t* cpus, uint8_t* statuses,
-                          int32_t* vpe_ids) noexcept nogil:
+                          int32_t* vpe_ids, ite_t* words) noexcept nogil:
     """The batch loop for these tables: prefetching only when they outgrow the caches."""
     if wants_prefetch(view):
         translate_loop_prefetch(layout, view, length, device_ids, event_ids, intids, cpus,
-                                statuses, vpe_ids)
+                                statuses, vpe_ids, words)
     else:
         translate_loop(layout, view, 0, length, device_ids, event_ids, intids, cpus, statuses,
-                       vpe_ids)
+                       vpe_ids, words)
 
 
 cdef int message_ids(object device_id, object event_id, uint64_t* device,
@@ -469,9 +475,12 @@ def _check_out(out, Py_ssize_t length):
         arrays = ()
     if len(arrays) not in (3, 4):
         raise ValueError("out must be a triple (intids, cpus, statuses) or a quadruple "
-                         "(intids, cpus, statuses, vpe_ids)")
-    for array, dtype, name in zip(arrays, (np.uint32, np.int32, np.uint8, np.int32),
-                                  ("intids", "cpus", "statuses", "vpe_ids")):
+                         "(intids, cpus, statuses, vpe_ids or virtual_ites)")
+    words = len(arrays) == 4 and isinstance(arrays[3], np.ndarray) and arrays[3].dtype == np.uint64
+    for array, dtype, name in zip(arrays, (np.uint32, np.int32, np.uint8,
+                                           np.uint64 if words else np.int32),
+                                  ("intids", "cpus", "statuses",
+                                   "virtual_ites" if words else "vpe_ids")):
         if not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != 1:
             raise ValueError(f"out {name} must be a 1-D ndarray of {np.dtype(dtype)}")
         if array.shape[0] != length:
@@ -802,6 +811,9 @@ cdef class TranslationTables:
         self.num_virtual_events = 0
         self.num_vpes = 0
         self.doorbells = None           # GICv4 state costs nothing until first used
+        self.doorbell_values_array = None
+        self.doorbell_values = None
+        self.doorbell_codes = None
         self.vpes_array = None
         self.vpes = None
         self._refresh_view()
@@ -1039,10 +1051,29 @@ cdef class TranslationTables:
         """Allocate the doorbell map and the vPE table on first use."""
         if self.vpes_array is None:
             self.doorbells = SparseEventMap()
+            self.doorbell_values_array = np.zeros(DOORBELL_CODES, np.uint32)
+            self.doorbell_values = self.doorbell_values_array
+            self.doorbell_codes = {}
             self.vpes_array = np.full(VPE_SPACE, CPU_NONE, np.int32)
             self.vpes = self.vpes_array
             self._refresh_view()
         return 0
+
+    cdef uint16_t _doorbell_code(self, uint64_t doorbell) except? 0:
+        """The code of doorbell `doorbell` for a virtual ITE word (_types.pxd):
+        its index in `doorbell_values`, given to each new doorbell value in
+        turn; DOORBELL_CODE_UNCACHED once DOORBELL_CODES values have one.
+        Codes are never taken back (a guest cycling through more doorbell
+        values than that only loses the cache, not a doorbell)."""
+        code = self.doorbell_codes.get(doorbell)
+        if code is not None:
+            return code
+        cdef Py_ssize_t count = len(self.doorbell_codes)
+        if count >= DOORBELL_CODES:
+            return DOORBELL_CODE_UNCACHED
+        self.doorbell_values[count] = <uint32_t>doorbell
+        self.doorbell_codes[doorbell] = count
+        return <uint16_t>count
 
     cdef int _map_virtual_event(self, int64_t device_id, int64_t event_id, int64_t vintid,
                                 int64_t vpe_id, int64_t doorbell) except -1:
@@ -1067,7 +1098,8 @@ cdef class TranslationTables:
             return VPE_ID_OUT_OF_RANGE
         self._ensure_virtual()
         self._add_ite(device, <eventid_t>event_id,
-                      ite_pack_virtual(<intid_t>vintid, <vpeid_t>vpe_id))
+                      ite_pack_virtual(<intid_t>vintid, <vpeid_t>vpe_id,
+                                       self._doorbell_code(<uint64_t>doorbell)))
         self.doorbells.put(sparse_key(<devid_t>device_id, <eventid_t>event_id),
                            <uint64_t>doorbell)
         return 0
@@ -1089,11 +1121,13 @@ cdef class TranslationTables:
             return EVENT_NOT_VIRTUAL
         if vpe_id < 0 or vpe_id >= VPE_SPACE:
             return VPE_ID_OUT_OF_RANGE
+        cdef uint16_t code = ite_doorbell_code(ite)
         if set_doorbell:
+            code = self._doorbell_code(<uint64_t>doorbell)
             self.doorbells.put(sparse_key(<devid_t>device_id, <eventid_t>event_id),
                                <uint64_t>doorbell)
         self._store_ite(device, <eventid_t>event_id,
-                        ite_pack_virtual(ite_intid(ite), <vpeid_t>vpe_id))
+                        ite_pack_virtual(ite_intid(ite), <vpeid_t>vpe_id, code))
         self._sync_view()
         return 0
 
@@ -1474,12 +1508,12 @@ cdef class TranslationTables:
         cpu[0] = CPU_NONE
         if self.layout_code == LAYOUT_FLAT:
             return translate_one(<FlatDirectory>self.directory, view, device_id, event_id,
-                                 intid, cpu, NULL, 0)
+                                 intid, cpu, NULL, NULL, 0)
         elif self.layout_code == LAYOUT_TWOLEVEL:
             return translate_one(<TwoLevelDirectory>self.directory, view, device_id,
-                                 event_id, intid, cpu, NULL, 0)
+                                 event_id, intid, cpu, NULL, NULL, 0)
         return translate_one(<HashDirectory>self.directory, view, device_id, event_id,
-                             intid, cpu, NULL, 0)
+                             intid, cpu, NULL, NULL, 0)
 
     def translate(self, device_id, event_id):
         """Translate one MSI: return ``(intid, cpu)``.
@@ -1510,8 +1544,8 @@ cdef class TranslationTables:
             fits 32 bits (ValueError otherwise).
         out : tuple of ndarray, optional
             ``(intids uint32, cpus int32, statuses uint8)``, or those and
-            ``vpe_ids int32``, of the same length, written in place and
-            returned.
+            ``vpe_ids int32`` -- or ``virtual_ites uint64`` -- of the same
+            length, written in place and returned.
         threads : int, optional
             Split the batch into this many contiguous parts translated at once,
             the calling thread taking the first (ValueError unless a positive
@@ -1543,6 +1577,12 @@ cdef class TranslationTables:
         vpe_ids : ndarray of int32
             Only with `with_vpe_ids` or a four-array `out`: the vPEID of
             each virtual pair (VIRTUAL, VIRTUAL_NO_VPE), else -1.
+        virtual_ites : ndarray of uint64
+            Instead of `vpe_ids`, when `out`'s fourth array is uint64: the
+            virtual ITE word of each virtual pair as the core holds it
+            (bit 63, vINTID [47:16], vPEID [15:0], a doorbell code in
+            [62:48]: the front end's vLPI delivery reads it, `_vlpi.pyx`);
+            the other entries are not written.
         """
         devices, events = message_arrays(device_ids, event_ids)
         cdef Py_ssize_t length = devices.shape[0]
@@ -1554,7 +1594,7 @@ cdef class TranslationTables:
                 out += (np.empty(length, np.int32),)
         else:
             out = _check_out(out, length)
-        if len(out) == 4:
+        if len(out) == 4 and out[3].dtype == np.int32:
             out[3].fill(VPEID_NONE)         # the loops write only the virtual pairs' vPEIDs
         if length == 0:
             return out
@@ -1597,7 +1637,12 @@ cdef class TranslationTables:
         cdef int32_t* cpu_out = &cpu_view[0]
         cdef uint8_t* status_out = &status_view[0]
         cdef int32_t* vpe_out = NULL
-        if len(out) == 4:
+        cdef uint64_t[::1] words_view
+        cdef ite_t* words_out = NULL
+        if len(out) == 4 and out[3].dtype == np.uint64:
+            words_view = out[3][start:end]
+            words_out = &words_view[0]
+        elif len(out) == 4:
             vpe_view = out[3][start:end]
             vpe_out = &vpe_view[0]
         cdef lookup_t view = self.view
@@ -1608,17 +1653,17 @@ cdef class TranslationTables:
             flat = <FlatDirectory>self.directory
             with nogil:
                 translate_pairs(flat, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out, vpe_out)
+                               cpu_out, status_out, vpe_out, words_out)
         elif self.layout_code == LAYOUT_TWOLEVEL:
             twolevel = <TwoLevelDirectory>self.directory
             with nogil:
                 translate_pairs(twolevel, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out, vpe_out)
+                               cpu_out, status_out, vpe_out, words_out)
         else:
             hashed = <HashDirectory>self.directory
             with nogil:
                 translate_pairs(hashed, &view, length, device_view, event_view, intid_out,
-                               cpu_out, status_out, vpe_out)
+                               cpu_out, status_out, vpe_out, words_out)
 
     def load_devices(self, device_ids, event_bits, itt_addrs, event_counts, event_ids, ites):
         """Map many devices with their events at once (for restoring).
@@ -1682,7 +1727,8 @@ cdef class TranslationTables:
         ites : ndarray of uint64
             pINTID in bits [47:16], ICID in bits [15:0] (a KVM ITE without
             its `next` field); a GICv4 virtual ITE has bit 63 set, vINTID in
-            [47:16] and vPEID in [15:0] (its doorbell is not in the word).
+            [47:16], vPEID in [15:0] and bits [62:48] clear (its doorbell
+            is not in the word: `virtual_event`).
         """
         with _Pin(self.guard):
             return self._export_events()
@@ -1719,6 +1765,9 @@ cdef class TranslationTables:
                 out_ites[row:row + count] = sparse_ites
                 row += count
         assert row == total, "event count out of step with the stores"
+        if self.num_virtual_events:             # virtual words: clear the doorbell codes
+            virtual = (out_ites >> np.uint64(ITE_VIRTUAL_SHIFT)) != 0
+            out_ites[virtual] &= ~_DOORBELL_CODE_FIELD
         return out_devices, out_events, out_ites
 
     # ------------------------------------------------------------------

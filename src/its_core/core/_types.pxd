@@ -20,14 +20,24 @@ ctypedef uint16_t vpeid_t      # GICv4 vPE ID (16 bits, as QEMU's vPE table)
 #
 # A GICv4 virtual ITE lives in the same stores (pool slab or sparse map, so
 # every layout holds it alike) with bit 63 (ITE_VIRTUAL) set: vINTID in
-# [47:16], vPEID in [15:0], bits [62:48] zero.  vINTID >= 8192, so a virtual
-# word is never 0, and a physical word never has bit 63 set (pINTIDs fit 32
-# bits): the flag alone tells them apart, and `ite_intid` reads the vINTID of
-# a virtual word (the flag is shifted out by the 32-bit cast).  The per-ITE
-# doorbell pINTID (DOORBELL_NONE = 1023 = none) is not in the word: only a
-# delivery to a non-resident vPE needs it, so it lives in a side map keyed
-# like the sparse map (TranslationTables.doorbells, a SparseEventMap whose
-# values are doorbells; 1023 is not 0, so every virtual ITE has an entry).
+# [47:16], vPEID in [15:0], and in [62:48] a doorbell code.  vINTID >= 8192,
+# so a virtual word is never 0, and a physical word never has bit 63 set
+# (pINTIDs fit 32 bits): the flag alone tells them apart, and `ite_intid`
+# reads the vINTID of a virtual word (the 32-bit cast drops the bits above).
+# The per-ITE doorbell pINTID (DOORBELL_NONE = 1023 = none) lives in a side
+# map keyed like the sparse map (TranslationTables.doorbells, a
+# SparseEventMap whose values are doorbells; 1023 is not 0, so every virtual
+# ITE has an entry).  The doorbell code caches it in the word, for the
+# delivery of vLPIs to non-resident vPEs: an index into the tables' list of
+# the distinct doorbells seen (TranslationTables.doorbell_values), or
+# DOORBELL_CODE_UNCACHED once that list is full (then only the map has it).
+# Words handed to Python (`export_events`) have the code cleared.
+cdef enum:
+    ITE_DOORBELL_CODE_SHIFT = 48
+    DOORBELL_CODE_MASK = 0x7FFF         # 15 bits: [62:48]
+    DOORBELL_CODE_UNCACHED = 0x7FFF     # the doorbell is only in the map
+    DOORBELL_CODES = 0x7FFF             # codes 0 .. DOORBELL_CODES - 1 index doorbell_values
+
 cdef enum:
     ITE_INTID_SHIFT = 16
     ITE_ICID_MASK = 0xFFFF
@@ -152,9 +162,17 @@ cdef inline vpeid_t ite_vpe_id(ite_t ite) noexcept nogil:
     return <vpeid_t>(ite & ITE_VPEID_MASK)
 
 
-cdef inline ite_t ite_pack_virtual(intid_t vintid, vpeid_t vpe_id) noexcept nogil:
-    """Pack (vINTID, vPEID) into one virtual ITE word (bit 63 set)."""
-    return ((<ite_t>1) << ITE_VIRTUAL_SHIFT) | (<ite_t>vintid << ITE_INTID_SHIFT) | vpe_id
+cdef inline ite_t ite_pack_virtual(intid_t vintid, vpeid_t vpe_id,
+                                   uint16_t doorbell_code) noexcept nogil:
+    """Pack (vINTID, vPEID, doorbell code) into one virtual ITE word (bit 63 set)."""
+    return (((<ite_t>1) << ITE_VIRTUAL_SHIFT)
+            | (<ite_t>(doorbell_code & DOORBELL_CODE_MASK) << ITE_DOORBELL_CODE_SHIFT)
+            | (<ite_t>vintid << ITE_INTID_SHIFT) | vpe_id)
+
+
+cdef inline uint16_t ite_doorbell_code(ite_t ite) noexcept nogil:
+    """The doorbell code of a virtual ITE (see above)."""
+    return <uint16_t>((ite >> ITE_DOORBELL_CODE_SHIFT) & DOORBELL_CODE_MASK)
 
 
 cdef inline uint64_t mix64(uint64_t key) noexcept nogil:

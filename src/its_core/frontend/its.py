@@ -37,6 +37,7 @@ from its_core.frontend import commands, registers
 from its_core.frontend._cmdq import CommandProcessor
 from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
+from its_core.frontend._vlpi import deliver_virtual_batch
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.redistributors import Redistributors
 from its_core.frontend.virtual import VirtualStatus
@@ -52,6 +53,10 @@ _TRANSLATER = registers.GITS_TRANSLATER.offset
 #: The translation statuses of a virtual ITE (VIRTUAL, VIRTUAL_NO_VPE) are the
 #: only ones at or above this: one compare routes a pair to virtual delivery.
 _VIRTUAL_STATUS = TranslationStatus.VIRTUAL
+# Plain ints for comparisons with status arrays: numpy compares a uint8 array
+# with an enum member about 15 times slower (it casts the array).
+_OK = int(TranslationStatus.OK)
+_VIRTUAL_DELIVERED = int(VirtualStatus.VIRTUAL)
 _ENABLED = registers.GITS_CTLR.field("Enabled")
 _ENABLED_BIT = _ENABLED.mask
 _QUIESCENT_BIT = registers.GITS_CTLR.field("Quiescent").mask
@@ -229,6 +234,7 @@ class ITS:
         # Register writes, submit, save, restore and reset run one at a time
         # (docs/threads.md); doorbells and translations do not take it.
         self._lock = threading.RLock()
+        self._scratch = threading.local()        # per-thread msi_batch buffers (GICv4)
         # The most recent invalid accesses: a guest cannot grow this without bound.
         self.access_errors = new_log()
         self._log = AccessLog(self.access_errors, strict)
@@ -619,10 +625,12 @@ class ITS:
         in batch order among the virtual pairs, exactly as `msi` delivers it,
         and its status is the `VirtualStatus` value `msi` returns (64
         VIRTUAL, 65 VIRTUAL_NO_VPE, 66 VIRTUAL_INTID_OUT_OF_RANGE).  The
-        physical pairs are delivered first by the unchanged native loop (the
-        order does not matter: a doorbell only sets a pending bit); a batch
-        without virtual pairs costs one vectorised compare more than on a
-        GICv3 ITS.
+        physical pairs are delivered first by the native loop of a GICv3 ITS,
+        then the virtual ones by a second native loop (`_vlpi`; the order
+        does not matter: a delivery only sets pending bits); a batch without
+        virtual pairs costs that loop's scan of the statuses.  A GICv4 ITS
+        keeps, per calling thread, one 8-byte word per pair of its largest
+        batch (where the core hands the virtual ITEs to that loop).
 
         Parameters
         ----------
@@ -653,38 +661,36 @@ class ITS:
                 cpus_out[:] = -1
             return np.full(length, TranslationStatus.ITS_DISABLED, np.uint8)
         cpus = np.empty(length, np.int32) if cpus_out is None else cpus_out
-        intids, cpus, statuses = self.tables.translate_batch(
-            devices, events, out=(np.empty(length, np.uint32), cpus, np.empty(length, np.uint8)),
-            threads=threads)
+        out = (np.empty(length, np.uint32), cpus, np.empty(length, np.uint8))
+        if self.gic_version != "3":
+            out += (self._virtual_ites_buffer(length),)
+        out = self.tables.translate_batch(devices, events, out=out, threads=threads)
+        intids, statuses = out[0], out[2]
         self._lpi.deliver(intids, cpus, statuses)
-        # GICv4: one vectorised look at the statuses; only a batch holding
-        # virtual pairs pays for their (Python) delivery.
-        virtual_pairs = (np.flatnonzero(statuses >= _VIRTUAL_STATUS)
-                         if self.gic_version != "3" else None)
-        if virtual_pairs is not None and virtual_pairs.size:
-            self._deliver_virtual_pairs(devices, events, virtual_pairs, cpus, statuses)
-            delivered = (statuses == TranslationStatus.OK) | (statuses == VirtualStatus.VIRTUAL)
-        else:
-            delivered = statuses == TranslationStatus.OK
+        delivered = statuses == _OK
+        if self.gic_version != "3":
+            # GICv4: the virtual pairs, after the physical ones, in a second
+            # native loop (a delivery only sets pending bits: the order does
+            # not matter).
+            rd = self.redistributors
+            with rd._lock:
+                if deliver_virtual_batch(self.tables, self._lpi, self._window, rd.virtual,
+                                         devices, events, out[3], cpus, statuses):
+                    delivered |= statuses == _VIRTUAL_DELIVERED
         if cpus_out is not None:
             cpus_out[~delivered] = -1
         if self.redistributors._on_signal is not None:
             self.redistributors.signal_changes(np.unique(cpus[delivered]).tolist())
         return statuses
 
-    def _deliver_virtual_pairs(self, devices, events, pairs, cpus, statuses) -> None:
-        """Deliver the vLPIs of `msi_batch`'s virtual pairs (indices `pairs`, in
-        batch order); their statuses become `VirtualStatus` values and their
-        CPUs the vPE's CPU."""
-        rd = self.redistributors
-        virtual = rd.virtual
-        with rd._lock:
-            mappings = [self.tables.virtual_event(device, event) for device, event in
-                        zip(devices[pairs].tolist(), events[pairs].tolist())]
-            vintids, vpe_ids, doorbells = (np.array(column, np.int64)
-                                           for column in zip(*mappings))
-            statuses[pairs] = virtual.deliver_many(vpe_ids, vintids, doorbells)
-            cpus[pairs] = virtual.vpe_cpu[vpe_ids]
+    def _virtual_ites_buffer(self, length: int) -> np.ndarray:
+        """A uint64 array of `length` for `msi_batch`'s virtual ITE words: this
+        thread's buffer, kept between calls (a fresh 8-byte-per-pair array
+        costs page faults on every large batch) and grown when too short."""
+        buffer = getattr(self._scratch, "virtual_ites", None)
+        if buffer is None or buffer.shape[0] < length:
+            buffer = self._scratch.virtual_ites = np.empty(length, np.uint64)
+        return buffer[:length]
 
     # ------------------------------------------------------------------ LPI side
 

@@ -514,15 +514,6 @@ class VirtualLPIs:
             self._cached_taken[cpu][intid] = True
         return intid
 
-    def deliver_many(self, vpe_ids: np.ndarray, vintids: np.ndarray,
-                     doorbells: np.ndarray) -> np.ndarray:
-        """`deliver` each (vPEID, vINTID, doorbell) in order; a uint8 array of
-        their `VirtualStatus` values."""
-        deliver = self.deliver
-        return np.array([deliver(vpe_id, vintid, doorbell) for vpe_id, vintid, doorbell
-                         in zip(vpe_ids.tolist(), vintids.tolist(), doorbells.tolist())],
-                        np.uint8)
-
     def vpe_state(self) -> dict:
         """The mapped vPEs as the reference model's snapshot gives them: vPEID ->
         (cpu, vpt_addr, vpt_size, vconf_addr, default_doorbell)."""

@@ -366,17 +366,29 @@ def guest_for(workload: Workload):
     return (memory_bytes + 0xFFFF) & ~0xFFFF, guest
 
 
-def _its_with_devices(workload: Workload, layout: str, seed: int):
+def _its_with_devices(workload: Workload, layout: str, seed: int, gic_version: str = "3",
+                      extra_bytes: int = 0):
     """A brought-up ITS with the workload's collections and devices mapped,
-    and the MAPTI commands that map its events."""
+    and the MAPTI commands that map its events.  A GICv4 ITS also gets a
+    one-page vPE table (GITS_BASER2) above the workload's guest memory, and
+    `extra_bytes` more guest memory above that (`VIRTUAL_AREA`)."""
     from its_core import ITS, GuestMemory
+    from its_core.frontend import registers
     from its_core.testing import bring_up
 
     memory_bytes, guest = guest_for(workload)
-    its = ITS(GuestMemory(memory_bytes), workload.num_cpus, layout,
-              device_bits=workload.device_bits, event_bits=max(16, workload.event_bits),
-              intid_bits=workload.intid_bits)
-    bring_up(its, guest)
+    its = ITS(GuestMemory(memory_bytes + (VPE_TABLE_BYTES if gic_version != "3" else 0)
+                          + extra_bytes),
+              workload.num_cpus, layout, device_bits=workload.device_bits,
+              event_bits=max(16, workload.event_bits), intid_bits=workload.intid_bits,
+              gic_version=gic_version)
+    bring_up(its, guest, enable=gic_version == "3")
+    if gic_version != "3":
+        baser2 = registers.GITS_BASER2_VPES
+        its.mmio_write(baser2.offset, baser2.encode(
+            address=memory_bytes, Valid=1, Type=registers.BaserType.VPES,
+            Page_Size=registers.PageSize.SIZE_64K, Size=0), 8)
+        its.mmio_write(registers.GITS_CTLR.offset, 1, 4)
     ids = device_ids(workload, seed)
     its.submit_many(commands.encode_many(
         "MAPC", icid=np.arange(workload.num_collections),
@@ -440,6 +452,91 @@ def run_front_end(workload: Workload, layout: str, repeat: int, seed: int) -> Fr
                           entries / elapsed["copy"], entries, its.tables.nbytes,
                           save_bytes, restore_bytes, elapsed["save_fill"],
                           elapsed["restore_fill"])
+
+
+# ---------------------------------------------------------------------------
+# Virtual LPIs (GICv4): msi_batch delivering vLPIs, against physical LPIs
+
+#: vPEs of the virtual-LPI workload, their VPTs (64 KiB-aligned, 2**16 vINTIDs
+#: each) above the vPE table, and the guest memory that takes.
+VIRTUAL_VPES = 16
+VPE_TABLE_BYTES = 64 << 10
+VIRTUAL_AREA = VIRTUAL_VPES * (64 << 10)
+
+
+@dataclass
+class VirtualResult:
+    """`ITS.msi_batch` on one workload's random pairs, three ways (same run).
+
+    Every event is mapped alike on three ITSs: physically on a GICv3 ITS
+    (today's path), physically on a GICv4.0 ITS, and as a vLPI of one of
+    VIRTUAL_VPES non-resident vPEs on a GICv4.0 ITS (each delivery sets the
+    VPT bit in guest memory and rings the vPE's doorbell LPI).
+    """
+
+    workload: str
+    layout: str
+    gicv3_per_s: float           # physical LPIs, GICv3 ITS
+    physical_per_s: float        # physical LPIs, GICv4.0 ITS
+    virtual_per_s: float         # vLPIs to non-resident vPEs, GICv4.0 ITS
+
+    @property
+    def physical_x_gicv3(self) -> float:
+        """An all-physical batch on a GICv4 ITS over the same batch on a GICv3 ITS."""
+        return self.physical_per_s / self.gicv3_per_s
+
+    @property
+    def virtual_x_physical(self) -> float:
+        """vLPI delivery over physical delivery, both on a GICv4.0 ITS."""
+        return self.virtual_per_s / self.physical_per_s
+
+
+def virtual_as_json(results: list[VirtualResult]) -> list[dict]:
+    """The virtual-LPI rows as dicts, with their two ratios."""
+    return [{**asdict(r), "physical_x_gicv3": r.physical_x_gicv3,
+             "virtual_x_physical": r.virtual_x_physical} for r in results]
+
+
+def _virtual_its(workload: Workload, layout: str, seed: int):
+    """A GICv4.0 ITS with the workload's events mapped as vLPIs: event i of the
+    workload's mappings becomes vINTID = its pINTID of vPE (ICID mod
+    VIRTUAL_VPES), doorbell LPI 2**intid_bits - 1 - vPEID."""
+    memory_bytes, _ = guest_for(workload)
+    its, _ = _its_with_devices(workload, layout, seed, "4.0", VIRTUAL_AREA)
+    vpt_base = memory_bytes + VPE_TABLE_BYTES
+    intid_limit = 1 << workload.intid_bits
+    its.submit(*[commands.vmapp(vpe_id, vpe_id % workload.num_cpus,
+                                vpt_base + vpe_id * (64 << 10), workload.intid_bits - 1)
+                 for vpe_id in range(VIRTUAL_VPES)])
+    device_column, events, intids, icids = mappings(workload, seed)
+    vpe_ids = icids % VIRTUAL_VPES
+    its.submit_many(commands.encode_many(
+        "VMAPTI", device_id=device_column, event_id=events, vpe_id=vpe_ids, vintid=intids,
+        dbell_pintid=intid_limit - 1 - vpe_ids))
+    if len(its.errors) or its.tables.num_virtual_events != len(events):
+        raise AssertionError(f"{layout}: the virtual workload did not map cleanly")
+    return its
+
+
+def run_virtual(workload: Workload, layout: str, pairs: int, repeat: int,
+                seed: int) -> VirtualResult:
+    """msi_batch rates of `workload`'s random pairs on the three ITSs of
+    `VirtualResult`, taking turns (`best_times`)."""
+    device_ids, event_ids = access(workload, "random", pairs, seed)
+    itss = {}
+    for version in ("3", "4.0"):
+        its, mapti = _its_with_devices(workload, layout, seed, version)
+        its.submit_many(mapti)
+        itss[version] = its
+    itss["virtual"] = _virtual_its(workload, layout, seed)
+    elapsed = best_times({name: partial(its.msi_batch, device_ids, event_ids, threads=1)
+                          for name, its in itss.items()}, repeat)
+    statuses = {name: its.msi_batch(device_ids[:1000], event_ids[:1000])
+                for name, its in itss.items()}
+    if statuses["3"].any() or statuses["4.0"].any() or (statuses["virtual"] != 64).any():
+        raise AssertionError(f"{layout}: the virtual-LPI workload did not deliver cleanly")
+    return VirtualResult(workload.name, layout, pairs / elapsed["3"], pairs / elapsed["4.0"],
+                         pairs / elapsed["virtual"])
 
 
 # ---------------------------------------------------------------------------
