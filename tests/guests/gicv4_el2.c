@@ -1,7 +1,8 @@
 /* GICv4.0 cross-check guest (gicv4-digest §9), run at EL2 on QEMU's virt
    board with gic-version=4.  It interprets the table of operations that
    tests/gicv4_el2_script.py generates (gicv4_el2_script.h): stores, MMIO
-   loads, ITS commands, RAM dumps and a few GIC system registers, printing
+   loads, ITS commands, RAM dumps and a few GIC system registers (some read
+   at EL1, where they are the virtual CPU interface's), printing
    one line per observable result on the PL011 UART (formats in the script's
    docstring).  MMU off: every access is a volatile load or store. */
 
@@ -32,8 +33,14 @@ struct op {
 #define ICC_IGRPEN1_EL1 S3_0_C12_C12_7
 #define ICC_IAR1_EL1 S3_0_C12_C12_0
 #define ICC_EOIR1_EL1 S3_0_C12_C12_1
+#define ICH_HCR_EL2 S3_4_C12_C11_0
+#define ICH_VMCR_EL2 S3_4_C12_C11_7
+#define ICH_AP1R0_EL2 S3_4_C12_C9_0
+#define HCR_RW (1UL << 31)
+#define HCR_IMO (1UL << 4)
 
 void report_exception(u64 esr, u64 elr);
+u64 el1_call(u64 which, u64 value);
 int main(void);
 
 static inline void barrier(void) { __asm__ volatile("dsb sy; isb" ::: "memory"); }
@@ -96,7 +103,11 @@ static u64 sysreg(u64 which, u64 value)
     case SYSREG_CURRENTEL: return SYSREG_READ(CurrentEL);
     case SYSREG_ICH_VTR_EL2: return SYSREG_READ(ICH_VTR_EL2);
     case SYSREG_ICC_IAR1_EL1: return SYSREG_READ(ICC_IAR1_EL1) & 0xffffff;
-    default: SYSREG_WRITE(ICC_EOIR1_EL1, value); return value;
+    case SYSREG_ICC_EOIR1_EL1: SYSREG_WRITE(ICC_EOIR1_EL1, value); return value;
+    case SYSREG_ICV_IAR1_EL1: return el1_call(0, 0) & 0xffffff;
+    case SYSREG_ICV_EOIR1_EL1: return el1_call(1, value);
+    case SYSREG_ICH_AP1R0_EL2: return SYSREG_READ(ICH_AP1R0_EL2);
+    default: return SYSREG_READ(ICH_HCR_EL2);
     }
 }
 
@@ -160,6 +171,11 @@ int main(void)
         ;
     SYSREG_WRITE(ICC_PMR_EL1, 0xff);
     SYSREG_WRITE(ICC_IGRPEN1_EL1, 1);
+    /* The virtual CPU interface for EL1: on, Group 1 on, every priority
+       allowed; EL1 is AArch64 and its ICC_* accesses are the virtual ones. */
+    SYSREG_WRITE(ICH_VMCR_EL2, (0xffUL << 24) | (1 << 1));          /* VPMR, VENG1 */
+    SYSREG_WRITE(ICH_HCR_EL2, 1);                                     /* En */
+    SYSREG_WRITE(HCR_EL2, HCR_RW | HCR_IMO);
     barrier();
     for (const struct op *op = script; op->kind != OP_END; op++)
         run(op);
