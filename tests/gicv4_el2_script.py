@@ -23,8 +23,10 @@ Operations (``Op.kind``) and the guest's output line for each:
 ``sysreg`` ``Y <which> <value>``          a system register (`SYSREGS`): CurrentEL,
                                           ICH_VTR_EL2, ICH_HCR_EL2, ICH_AP1R0_EL2,
                                           ICC_IAR1_EL1 (read at EL2), ICC_EOIR1_EL1
-                                          (writes ``value``, prints it), and the same
-                                          two at EL1 (ICV_*: the virtual interface)
+                                          (writes ``value``, prints it); EL1_VIRQ: at EL1
+                                          with IRQs unmasked, the INTID the vIRQ
+                                          handler reads from ICC_IAR1_EL1 (0: no vIRQ);
+                                          ICV_EOIR1_EL1: ICC_EOIR1_EL1 written at EL1
 
 Expectations travel with the operations (see `Op`): the error code our model
 must report for a command, the registers QEMU-only or with declared field
@@ -120,7 +122,7 @@ VPROP = R.GICR_VPROPBASER_V40_LAYOUT
 
 #: System registers the `sysreg` operation reads or writes (C: `which`).
 SYSREGS = {"CurrentEL": 0, "ICH_VTR_EL2": 1, "ICC_IAR1_EL1": 2, "ICC_EOIR1_EL1": 3,
-           "ICV_IAR1_EL1": 4, "ICV_EOIR1_EL1": 5, "ICH_AP1R0_EL2": 6, "ICH_HCR_EL2": 7}
+           "EL1_VIRQ": 4, "ICV_EOIR1_EL1": 5, "ICH_AP1R0_EL2": 6, "ICH_HCR_EL2": 7}
 #: ICH_HCR_EL2.EOIcount.
 ICH_HCR_EOICOUNT = Layout("ICH_HCR_EL2", Field.bits("EOIcount", 31, 27))
 #: Operation kinds as the C header numbers them.
@@ -338,7 +340,7 @@ def build() -> list[Op]:
     s.state()
     s.step("4: schedule again; EL1 acknowledges vINTID 8200 and EOIs it (C25)")
     s.write(rd(0, GICR_VPENDBASER), vpendbaser(VPT_A, True))
-    s.sysreg("ICV_IAR1_EL1")                                          # 8200, VPT bit cleared
+    s.sysreg("EL1_VIRQ")                      # the vIRQ is taken: 8200, VPT bit cleared
     s.sysreg("ICH_AP1R0_EL2", qemu_only=(0xFFFFFFFF, 1 << (LPI_PRIORITY >> 3)))  # 5 bits
     s.sysreg("ICV_EOIR1_EL1", VINTID)
     s.sysreg("ICH_AP1R0_EL2", qemu_only=(0xFFFFFFFF, 0))
@@ -370,13 +372,32 @@ def build() -> list[Op]:
     s.state(vpes=(VPE, VPE_B))
     s.sysreg("ICC_IAR1_EL1")                                          # 8293
     s.sysreg("ICC_EOIR1_EL1", DOORBELL_B)
-    s.step("6b: VMOVP vPE 4 -> RD 1; INT rings 8293 on CPU 1")
+    s.step("6b: VMOVP vPE 4 -> RD 1; INT rings 8293 on CPU 1; proxy MOVI + CLEAR")
     s.cmd(C.vmovp(VPE_B, 1))
     s.cmd(C.vsync(VPE_B))
     s.state(vpes=(VPE, VPE_B))
+    # as Linux on a GICv4.0 ITS without DirectLPI: the doorbell LPI follows the
+    # vPE (proxy MOVI), and a stale doorbell is cleared with CLEAR
+    s.cmd(C.mapc(1, 1))
+    s.cmd(C.movi(PROXY, 1, 1))
     s.cmd(C.int_(DEVICE, EVENT))
     s.state(vpes=(VPE_B,))
-    s.step("6c (C15): VMOVP beyond the CPUs")
+    s.cmd(C.clear(PROXY, 1))
+    s.state(vpes=(VPE_B,))
+    s.step("6c (C14): vPE 4 (RDbase 1) resident on CPU 0: an INT is a non-resident one")
+    s.write(rd(0, GICR_VPENDBASER), vpendbaser(VPT_B, True))
+    s.cmd(C.int_(DEVICE, EVENT))                                      # 8293 on CPU 1 again
+    s.state(vpes=(VPE_B,))
+    s.write(rd(0, GICR_VPENDBASER), vpendbaser(VPT_B, False))        # 8200 disabled: 0
+    s.state(vpes=(VPE_B,))
+    s.step("6d (C10): VMOVI to a vPE sharing the VPT: no pending move, no doorbell")
+    s.cmd(C.vmapp(8, 1, VPT_B, INTID_BITS - 1))
+    s.cmd(C.vmovi(DEVICE, EVENT, 8, C.NO_DOORBELL))
+    s.state(vpes=(VPE_B, 8))
+    s.cmd(C.vmovi(DEVICE, EVENT, VPE_B, DOORBELL_B))
+    s.cmd(C.vmapp(8, 1, VPT_B, INTID_BITS - 1, valid=False))
+    s.state(vpes=(VPE_B, 8))
+    s.step("6e (C15): VMOVP beyond the CPUs")
     s.cmd(C.vmovp(VPE_B, NUM_CPUS), ours_error=C.E_ITS_VMOVP_RDBASE_OOR)
     s.state(vpes=(VPE_B,))
 

@@ -275,9 +275,9 @@ def replay(side) -> list:
         elif op.addr == S.SYSREGS["ICC_IAR1_EL1"]:
             intid = side.acknowledge()
             results.append(C.NO_DOORBELL if intid is None else intid)    # 1023: spurious
-        elif op.addr == S.SYSREGS["ICV_IAR1_EL1"]:
+        elif op.addr == S.SYSREGS["EL1_VIRQ"]:
             intid = side.acknowledge_virtual()
-            results.append(C.NO_DOORBELL if intid is None else intid)
+            results.append(0 if intid is None else intid)            # 0: no vIRQ
         elif op.addr in (S.SYSREGS["ICC_EOIR1_EL1"], S.SYSREGS["ICV_EOIR1_EL1"]):
             results.append(op.value)                 # EOI is not modelled (C25)
         else:

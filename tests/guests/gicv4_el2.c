@@ -104,7 +104,7 @@ static u64 sysreg(u64 which, u64 value)
     case SYSREG_ICH_VTR_EL2: return SYSREG_READ(ICH_VTR_EL2);
     case SYSREG_ICC_IAR1_EL1: return SYSREG_READ(ICC_IAR1_EL1) & 0xffffff;
     case SYSREG_ICC_EOIR1_EL1: SYSREG_WRITE(ICC_EOIR1_EL1, value); return value;
-    case SYSREG_ICV_IAR1_EL1: return el1_call(0, 0) & 0xffffff;
+    case SYSREG_EL1_VIRQ: return el1_call(0, 0);
     case SYSREG_ICV_EOIR1_EL1: return el1_call(1, value);
     case SYSREG_ICH_AP1R0_EL2: return SYSREG_READ(ICH_AP1R0_EL2);
     default: return SYSREG_READ(ICH_HCR_EL2);

@@ -1,9 +1,9 @@
 // Entry of the EL2 guest gicv4_el2.c: QEMU's virt board with
 // virtualization=on starts the image at EL2 (MMU off).  One stack, EL2
 // vectors that report any exception and power off; PSCI through SMC (the
-// conduit QEMU picks when the guest owns EL2).  el1_call runs one GIC
-// system-register access at EL1 (where, with HCR_EL2.IMO = 1, ICC_* means
-// the virtual ICV_* registers) and comes back through HVC.
+// conduit QEMU picks when the guest owns EL2).  el1_call runs at EL1 (where,
+// with HCR_EL2.IMO = 1, interrupts are virtual and ICC_* means the virtual
+// ICV_* registers) and comes back through HVC.
 
     .equ STACK_BYTES, 0x4000
 
@@ -22,9 +22,10 @@ system_off:
     smc #0
     b .
 
-// u64 el1_call(u64 which, u64 value): at EL1 with IRQs masked, which = 0:
-// read ICC_IAR1_EL1, 1: write `value` to ICC_EOIR1_EL1 (returns it).  An
-// exception at EL1 returns its ESR_EL1 | 1 << 63 instead.
+// u64 el1_call(u64 which, u64 value): at EL1 (IRQs masked), which = 0:
+// unmask IRQs and wait for one; the IRQ vector reads ICC_IAR1_EL1 and
+// returns it (0 if none came); 1: write `value` to ICC_EOIR1_EL1 (returns
+// it).  An exception at EL1 returns its ESR_EL1 | 1 << 63 instead.
     .global el1_call
 el1_call:
     stp x29, x30, [sp, #-96]!
@@ -46,12 +47,21 @@ el1_call:
     eret
 
 el1_entry:
-    cbnz x0, 1f
-    mrs x0, S3_0_C12_C12_0      // ICC_IAR1_EL1 (ICV_IAR1_EL1)
+    cbnz x0, 2f
+    mov x2, #0x100000
+    msr DAIFClr, #2             // IRQs on: a pending vIRQ is taken here
+1:  subs x2, x2, #1
+    b.ne 1b
+    msr DAIFSet, #2
+    mov x0, #0                  // none came
     hvc #0
-1:  msr S3_0_C12_C12_1, x1      // ICC_EOIR1_EL1 (ICV_EOIR1_EL1)
+2:  msr S3_0_C12_C12_1, x1      // ICC_EOIR1_EL1 (ICV_EOIR1_EL1)
     isb
     mov x0, x1
+    hvc #0
+
+el1_irq:
+    mrs x0, S3_0_C12_C12_0      // ICC_IAR1_EL1 (ICV_IAR1_EL1)
     hvc #0
 
 el2_from_el1:
@@ -86,7 +96,13 @@ vectors:
 
     .balign 2048
 el1_vectors:
-    .rept 16
+    .rept 5                     // current EL, SP_EL0: 4; SP_EL1: synchronous
+    .balign 0x80
+    b el1_fault
+    .endr
+    .balign 0x80                // current EL, SP_EL1: IRQ
+    b el1_irq
+    .rept 10
     .balign 0x80
     b el1_fault
     .endr
