@@ -8,12 +8,13 @@ same list on the fast ITS and on the reference model and compares what each
 operation shows.  The guest knows nothing of the script: it stores, loads,
 queues commands and prints, so the two sides cannot drift.
 
-Every command packet is built by `its_core.frontend.commands`, every register
-value from the layouts of `its_core.frontend.registers`.
+Every command packet is built by `its_core.frontend.commands`; the base
+registers (GITS_CBASER, GITS_BASER<n>, GICR_PROPBASER, PENDBASER, VPROPBASER,
+VPENDBASER) from the layouts of `its_core.frontend.registers`.
 
 Operations (``Op.kind``) and the guest's output line for each:
 
-``step``   ``S <n>``                      start of step n (`Op.label` names it)
+``step``   ``S <n> 0``                    start of step n (`Op.label` names it)
 ``fill``   (none)                         zero ``size`` bytes of RAM at ``addr``
 ``write``  (none)                         a ``size``-byte store of ``value`` at ``addr``
 ``read``   ``R <addr> <value>``           a ``size``-byte load (MMIO register)
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from its_core.frontend import commands as C
 from its_core.frontend import registers as R
 from its_core.frontend.fields import Field, Layout
-from its_core.frontend.registers import BaserType, PageSize
+from its_core.frontend.registers import BaserType
 
 from front_end_helpers import baser_value, cbaser_value, pendbaser_value, propbaser_value
 
@@ -162,8 +163,8 @@ class Op:
     ids: tuple = ()
     #: read: the register's `Layout` for field-wise comparison (None: whole value).
     layout: object = None
-    #: read: QEMU-only register (the model has no distributor / CPU interface);
-    #: the check is ``value & mask == expected``.
+    #: read / sysreg: a QEMU-only register (the model has no distributor or CPU
+    #: interface) given as (mask, expected): the check is ``value & mask == expected``.
     qemu_only: tuple | None = None
     #: Declared differences (read: per field; dump: the views).
     differs: tuple = ()
