@@ -295,8 +295,13 @@ def build() -> list[Op]:
     s.write(ITS + GITS_BASER[1], baser_value(BaserType.COLLECTIONS, COLLECTION_TABLE))
     s.write(ITS + GITS_BASER[2], baser_value(BaserType.VPES, VPE_TABLE))
     s.write(ITS + GITS_CTLR, 1, size=4)
+    # the table addresses, as the registers hold them
+    s.read(ITS + GITS_CBASER, "GITS_CBASER", layout=R.GITS_CBASER_LAYOUT)
     for n in range(3):
         s.read(ITS + GITS_BASER[n], f"GITS_BASER{n}", layout=BASER)
+    for cpu in range(NUM_CPUS):
+        s.read(rd(cpu, GICR_PROPBASER), f"GICR_PROPBASER {cpu}", layout=R.GICR_PROPBASER_LAYOUT)
+        s.read(rd(cpu, GICR_PENDBASER), f"GICR_PENDBASER {cpu}", layout=R.GICR_PENDBASER_LAYOUT)
     s.read(ITS + GITS_CTLR, "GITS_CTLR", size=4, layout=R.GITS_CTLR_LAYOUT)
     # Doorbells as Linux's GICv4.0 proxy device: MAPTI'd LPIs, their config loaded.
     s.cmd(C.mapc(0, 0))
