@@ -29,18 +29,22 @@ def have_qemu() -> bool:
     return shutil.which(QEMU) is not None
 
 
-def build(name: str, out_dir: Path) -> Path:
+def build(name: str, out_dir: Path, sources: tuple[str, ...] | None = None) -> Path:
     """Build guest `name` (name.S or name.c in tests/guests) into `out_dir`;
-    returns the raw binary's path."""
+    returns the raw binary's path.  `sources` (file names in tests/guests)
+    replaces the default start-up and runtime; `out_dir` is on the include
+    path, for headers a test generates there."""
     elf, binary = out_dir / f"{name}.elf", out_dir / f"{name}.bin"
     if binary.exists():
         return binary
-    if (GUESTS / f"{name}.c").exists():
+    if sources is not None:
+        sources = [GUESTS / source for source in sources]
+    elif (GUESTS / f"{name}.c").exists():
         sources = [GUESTS / "start.S", GUESTS / "runtime.c", GUESTS / "fdt.c",
                    GUESTS / f"{name}.c"]
     else:
         sources = [GUESTS / f"{name}.S", GUESTS / "lib.S"]
-    compiled = subprocess.run([CROSS_GCC, *C_FLAGS, "-I", str(GUESTS), "-T",
+    compiled = subprocess.run([CROSS_GCC, *C_FLAGS, "-I", str(GUESTS), "-I", str(out_dir), "-T",
                                str(GUESTS / "link.ld"), "-o", str(elf), *map(str, sources)],
                               capture_output=True, text=True)
     if compiled.returncode:
@@ -61,12 +65,12 @@ def run_on_machine(binary: Path, smp: int = 1, layout: str = "flat", timeout: fl
 
 
 def run_on_qemu(binary: Path, smp: int = 1, timeout: float = 120, uart_input: bytes = b"",
-                extra=()) -> str:
-    """The UART output of `binary` on QEMU's virt board (gic-version=3,
-    cortex-a57), with `uart_input` waiting on its UART and `extra` arguments
-    (``-append``, ``-initrd``)."""
+                extra=(), machine: str = "virt,gic-version=3", cpu: str = "cortex-a57") -> str:
+    """The UART output of `binary` on QEMU's virt board (by default
+    gic-version=3, cortex-a57), with `uart_input` waiting on its UART and
+    `extra` arguments (``-append``, ``-initrd``)."""
     completed = subprocess.run(
-        [QEMU, "-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-smp", str(smp), "-m", "256M",
+        [QEMU, "-M", machine, "-cpu", cpu, "-smp", str(smp), "-m", "256M",
          "-nographic", "-monitor", "none", "-serial", "stdio", "-kernel", str(binary), *extra],
         capture_output=True, timeout=timeout, input=uart_input)
     return completed.stdout.decode(errors="replace")

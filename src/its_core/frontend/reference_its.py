@@ -143,7 +143,8 @@ table read/write fault becomes the slot check failing (the ``*_VPEID_OOR`` /
   priority mask are the embedding machine's concern, as for physical LPIs:
   they are stored, not applied.  Taking it clears its
   pending state; EOI is not modelled (C25: the architecture, no EOIcount
-  increment, is what the CPU interface must do; QEMU 7.2 counts one).
+  increment, is what the CPU interface must do; the digest has QEMU 7.2
+  count one, the 7.2.22 stable release does not: tests/test_gicv4_qemu.py).
 * vSGIs (v4.1, §6): per vPE, 16 pending bits and {priority, group, enable},
   independent of residency; reset on a first VMAPP, kept on remap.
   `write_sgir` (GITS_SGIR) sets one pending (vPE not mapped: ignored, a
