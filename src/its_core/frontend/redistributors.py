@@ -242,8 +242,11 @@ class Redistributors:
         return self._lpi.version if virtual is None else (self._lpi.version, virtual.version)
 
     def _highest_physical_and_virtual(self, cpu: int) -> tuple:
-        """GICv4 signalling compares both the physical and the resident vPE's best."""
-        return self._lpi.highest_pending(cpu), self.virtual.highest_pending(cpu)
+        """GICv4 signalling compares both the physical and the resident vPE's best
+        (the latter read under the lock: a residency change on another thread
+        swaps the resident cache)."""
+        with self._lock:
+            return self._lpi.highest_pending(cpu), self.virtual.highest_pending(cpu)
 
     @contextmanager
     def _signal_role(self):
