@@ -548,3 +548,15 @@ def test_cli_run_gic_version(guest):
     assert refused.returncode == 2 and "cannot be migrated" in refused.stderr
     too_many = _cli(str(guest("its_smp")), "--gic-version", "4.0", "--smp", "62")
     assert too_many.returncode == 2 and "smp must be in 1..61" in too_many.stderr
+
+
+@needs_compiler
+@pytest.mark.parametrize("gic_version", ["4.0", "4.1"])
+def test_a_hostile_guest_survives_a_gicv4_machine(guest, gic_version):
+    """The hostile guest writes all ones to CPU 0's 256 KiB of frames here: RD_base,
+    SGI_base, the VLPI frame (VPENDBASER with Valid and every other bit) and the
+    reserved frame."""
+    output, result = virt_guests.run_on_machine(guest("hostile"), smp=2, memory="64M",
+                                                gic_version=gic_version)
+    assert result.reason == "off", result
+    assert output.endswith("survived\n")
