@@ -6,7 +6,9 @@ Random streams mix virtual and physical commands with hostile field values
 (vPEIDs beyond the vPE table, VPT_size beyond the ID bits, doorbells that are
 not LPIs, RDbase beyond the CPUs, random 32-byte packets with GICv4 command
 numbers), residency changes (GICR_VPENDBASER 64-bit and 32-bit-half writes,
-GICR_VPROPBASER), and for GICv4.1 GITS_SGIR and GICR_VSGIR, doorbells (`msi`, GITS_TRANSLATER writes,
+GICR_VPROPBASER), and for GICv4.1 GITS_SGIR and GICR_VSGIR, GICR_INVLPIR / GICR_INVALLR (physical forms, the GICv4.1 V forms, and
+the same bits on GICv4.0 where V is RES0) after rewriting physical
+configuration bytes in memory, doorbells (`msi`, GITS_TRANSLATER writes,
 `msi_batch` mixing virtual and physical pairs: statuses compared pair by
 pair) and the CPU side (`acknowledge`, `acknowledge_virtual`).  The ITS gets
 commands one at a time through `submit`; after every operation the error
@@ -59,6 +61,8 @@ GICR_VPROPBASER = R.GICR_VPROPBASER_V40.offset
 GICR_VPENDBASER = R.GICR_VPENDBASER_V40.offset
 GICR_VSGIR = R.GICR_VSGIR.offset
 GICR_VSGIPENDR = R.GICR_VSGIPENDR.offset
+GICR_INVLPIR = R.GICR_INVLPIR.offset
+GICR_INVALLR = R.GICR_INVALLR.offset
 GITS_SGIR = R.GITS_SGIR.offset
 
 VPEND40, VPEND41 = R.GICR_VPENDBASER_V40_LAYOUT, R.GICR_VPENDBASER_V41_LAYOUT
@@ -296,8 +300,49 @@ def vpropbaser_values(version: str):
     return st.one_of(meaningful, meaningful, st.integers(0, 2**64 - 1))
 
 
+def invalidation_values():
+    """How a GICR_INVLPIR / INVALLR value is made (see `invalidation_value`):
+    a V form naming a vPE, a physical form (bits [47:32] possibly set: RES0
+    there), or any 64 bits at all."""
+    return st.one_of(st.tuples(st.just("v"), st.sampled_from([3, 4, 5, 65535])),
+                     st.tuples(st.just("v"), st.sampled_from([3, 4])),
+                     st.tuples(st.just("physical"), st.sampled_from([0, 0, 3])),
+                     st.tuples(st.just("raw"), st.integers(0, 2**64 - 1)))
+
+
+def invalidation_value(how, target: int) -> int:
+    """The register value `how` describes, naming INTID `target`."""
+    form, extra = how
+    if form == "v":
+        return R.GICR_INVLPIR_V41.encode(V=1, vPEID=extra, INTID=target)
+    if form == "physical":
+        return target | extra << 32
+    return extra
+
+
+def invalidation_target(ref, cpu_: int, index: int) -> int:
+    """An LPI pending on `cpu_` in the reference (so that a reload shows), else 8292."""
+    pending = ref.pending(cpu_)
+    return pending[index % len(pending)] if pending else 8292
+
+
+#: (which pending LPI, its new configuration byte) for an invalidation.
+prop_rewrite = st.tuples(st.integers(0, 7), st.integers(0, 255))
+
+
 def operations(version: str):
     ops = [
+        # physical configuration bytes rewritten in memory, then (or not) invalidated
+        st.tuples(st.just("prop"), st.sampled_from([8192, 8292, 8293, 8300]),
+                  st.integers(0, 255)),
+        # ... and, for an LPI pending on the CPU (made pending first: an MSI to
+        # physical event 6/0 and to virtual event 5/1, whose doorbell is 8292),
+        # rewritten just before an invalidation naming it, so that a V form
+        # misread as the physical one (or the reverse) shows in the configuration
+        # cache
+        st.tuples(st.just("invlpir"), cpu, invalidation_values(), prop_rewrite, st.booleans()),
+        st.tuples(st.just("invlpir"), cpu, invalidation_values(), prop_rewrite, st.booleans()),
+        st.tuples(st.just("invallr"), cpu, invalidation_values(), prop_rewrite, st.booleans()),
         st.tuples(st.just("cmd"), virtual_packets(version)),
         st.tuples(st.just("cmd"), virtual_packets(version)),
         st.tuples(st.just("cmd"), physical_packets()),
@@ -331,6 +376,17 @@ def operations(version: str):
             st.tuples(st.just("vsgir"), cpu, st.sampled_from([3, 4, 5, 0xFFFF_FFFF])),
         ]
     return st.one_of(*ops)
+
+
+def ref_highest(ref, cpu_: int):
+    """(INTID, priority) of the reference's highest-priority enabled pending
+    LPI of `cpu_` from its configuration cache (`acknowledge`'s rule), or None."""
+    enabled = [(ref.config.get(intid, 0) & 0xFC, intid) for intid in ref.pending(cpu_)
+               if ref.config.get(intid, 0) & 1]
+    if not enabled:
+        return None
+    priority, intid = min(enabled)
+    return intid, priority
 
 
 def version_of(ref) -> str:
@@ -373,6 +429,23 @@ def apply(its, ref, op) -> None:
         if version_of(ref) == "4.1":
             value = VPEND41["PendingLast"].deposit(VPEND41["Doorbell"].deposit(value, doorbell_), 0)
         apply(its, ref, ("vpend", cpu_, value))
+    elif kind == "prop":
+        _, intid, byte = op
+        for mem in (its.memory, ref.mem):
+            mem.array[PROP + intid - 8192] = byte
+    elif kind in ("invlpir", "invallr"):
+        _, cpu_, how, (index, byte), ring = op
+        if ring:                                     # LPI 8292 / the doorbell: CPU 0 mostly
+            apply(its, ref, ("msi", 6, 0))
+            apply(its, ref, ("msi", 5, 1))
+        target = invalidation_target(ref, cpu_, index)
+        apply(its, ref, ("prop", target, byte))
+        value = invalidation_value(how, target)
+        rd.mmio_write(cpu_, GICR_INVLPIR if kind == "invlpir" else GICR_INVALLR, value, 8)
+        getattr(ref, f"write_{kind}")(cpu_, value)
+        for cpu_ in range(NUM_CPUS):
+            assert rd.highest_pending(cpu_) == ref_highest(ref, cpu_)
+        assert rd.highest_pending(op[1]) == ref_highest(ref, op[1])
     elif kind == "ack":
         assert its.acknowledge(op[1]) == ref.acknowledge(op[1])
     elif kind == "ack_virtual":
@@ -568,3 +641,95 @@ def test_a_disabled_its_delivers_no_vlpi():
     assert its.msi(5, 1) == ref.msi(5, 1) == its_core.TranslationStatus.ITS_DISABLED
     assert its.msi_batch([5], [1]).tolist() == [int(its_core.TranslationStatus.ITS_DISABLED)]
     assert mems[0].array[VPT_A + 0x401] == 0 and its.pending(0).tolist() == []
+
+
+# -- GICR_INVLPIR / GICR_INVALLR: the GICv4.1 V forms, by hand ------------------------------
+# (6, 0) -> physical LPI 8292 on CPU 0; its configuration byte is at PROP + 100.
+
+def _pending_8292_at(its, ref, mems, byte: int):
+    """LPI 8292 pending on CPU 0 with configuration `byte` cached; returns nothing."""
+    _set_byte(mems, PROP + 100, byte)
+    assert apply_command(its, ref, C.inv(6, 0)) == 0
+    assert apply_command(its, ref, C.int_(6, 0)) == 0
+    assert its.redistributors.highest_pending(0) == (8292, byte & 0xFC)
+
+
+@pytest.mark.parametrize("register", ["invlpir", "invallr"])
+def test_a_gicv41_v_form_is_not_the_physical_form(register):
+    """V = 1 with INTID 8292 (INVLPIR) or any vPEID (INVALLR) must not reload the
+    physical configuration byte of 8292: the rewritten byte is not seen until
+    the physical form is written."""
+    its, ref, mems = make_pair("4.1", 11)
+    rd = its.redistributors
+    _pending_8292_at(its, ref, mems, 0xA1)                  # enabled, priority 0xA0
+    _set_byte(mems, PROP + 100, 0x31)                       # priority 0x30 in memory only
+    offset = GICR_INVLPIR if register == "invlpir" else GICR_INVALLR
+    v_form = 1 << 63 | 3 << 32 | (8292 if register == "invlpir" else 0)
+    rd.mmio_write(0, offset, v_form, 8)
+    getattr(ref, f"write_{register}")(0, v_form)
+    assert rd.highest_pending(0) == (8292, 0xA0) == ref_highest(ref, 0)
+    assert len(rd.access_errors) == 0
+    physical = 8292 if register == "invlpir" else 0
+    rd.mmio_write(0, offset, physical, 8)
+    getattr(ref, f"write_{register}")(0, physical)
+    assert rd.highest_pending(0) == (8292, 0x30) == ref_highest(ref, 0)
+    check_same(its, ref, mems)
+
+
+@pytest.mark.parametrize("register", ["invlpir", "invallr"])
+def test_on_gicv40_v_and_vpeid_are_res0(register):
+    """GICv4.0 has no V form: bit 63 and bits [47:32] are ignored and the write
+    is the physical invalidation."""
+    its, ref, mems = make_pair("4.0", 12)
+    rd = its.redistributors
+    _pending_8292_at(its, ref, mems, 0xA1)
+    _set_byte(mems, PROP + 100, 0x31)
+    offset = GICR_INVLPIR if register == "invlpir" else GICR_INVALLR
+    value = 1 << 63 | 3 << 32 | (8292 if register == "invlpir" else 0)
+    rd.mmio_write(0, offset, value, 8)
+    getattr(ref, f"write_{register}")(0, value)
+    assert rd.highest_pending(0) == (8292, 0x30) == ref_highest(ref, 0)
+    check_same(its, ref, mems)
+
+
+def test_a_v_form_needs_no_enable_lpis_and_is_not_an_access_error():
+    """The physical form is ignored and recorded while EnableLPIs is 0; the
+    V form (a vPE's vLPIs, not this CPU's physical tables) is accepted
+    silently, also as the high 32-bit half."""
+    its, ref, mems = make_pair("4.1", 13)
+    rd = its.redistributors
+    rd.mmio_write(1, GICR_CTLR, 0, 4)
+    ref.disable_lpis(1)
+    rd.mmio_write(1, GICR_INVLPIR, 1 << 63 | 4 << 32 | 9000, 8)
+    rd.mmio_write(1, GICR_INVALLR, 1 << 63 | 4 << 32, 8)
+    rd.mmio_write(1, GICR_INVALLR + 4, 1 << 31 | 4, 4)      # V and vPEID in the high half
+    assert len(rd.access_errors) == 0
+    rd.mmio_write(1, GICR_INVLPIR, 9000, 8)
+    rd.mmio_write(1, GICR_INVALLR, 0, 8)
+    assert [error.offset for error in rd.access_errors] == [GICR_INVLPIR, GICR_INVALLR]
+    check_same(its, ref, mems)
+
+
+def test_a_v_form_on_a_resident_vpe_signals_a_rewritten_vlpi_configuration():
+    """vLPI configuration is read when used: after the guest enables a pending
+    vLPI in memory, the INVLPIR V = 1 it writes (as Linux does on GICv4.1) is
+    followed by the signalling, which finds the vLPI now deliverable."""
+    its, ref, mems = make_pair("4.1", 14)
+    rd = its.redistributors
+    for mem in mems:
+        mem.array[VPT_A:VPT_A + 0x800] = 0
+    _set_byte(mems, VCONF + 8200 - 8192, 0xA0)              # vLPI 8200 disabled
+    apply(its, ref, ("schedule", 0, 3))
+    assert its.msi(5, 1) == ref.msi(5, 1) == VirtualStatus.VIRTUAL
+    assert rd.highest_pending_virtual(0) is None
+    signalled = []
+    rd.on_signal = signalled.append
+    _set_byte(mems, VCONF + 8200 - 8192, 0xA1)              # the guest enables it
+    value = R.GICR_INVLPIR_V41.encode(V=1, vPEID=3, INTID=8200)
+    assert value == 0x8000_0003_0000_2008
+    rd.mmio_write(0, GICR_INVLPIR, value, 8)
+    ref.write_invlpir(0, value)
+    assert signalled == [0]
+    assert rd.highest_pending_virtual(0) == (8200, 0xA0)
+    assert rd.acknowledge_virtual(0) == ref.acknowledge_virtual(0) == 8200
+    check_same(its, ref, mems)

@@ -400,3 +400,163 @@ def test_an_elf_segment_larger_than_ram_is_refused_before_it_is_read(guest):
             break
     with pytest.raises(boot.BootError, match="does not fit RAM"):
         boot.load(_ram(), bytes(elf), num_cpus=1)
+
+
+# -- the GICv4 machine (gic_version "4.0" / "4.1") -----------------------------------------
+
+#: QEMU 7.2 `-M virt,gic-version=4,virtualization=on -smp 4 -m 256M,dumpdtb=`: the GIC
+#: node's reg (GICD, then the whole redistributor region) and the ITS's reg, as bytes.
+QEMU_V4_GIC_REG = bytes.fromhex(
+    "00000000 08000000 00000000 00010000 00000000 080a0000 00000000 00f60000")
+QEMU_V4_ITS_REG = bytes.fromhex("00000000 08080000 00000000 00020000")
+
+
+def _node_properties(fdt, path):
+    offset = fdt.path_offset(path)
+    found, prop = {}, fdt.first_property_offset(offset, quiet=[libfdt.FDT_ERR_NOTFOUND])
+    while prop >= 0:
+        item = fdt.get_property_by_offset(prop)
+        found[item.name] = bytes(item)
+        prop = fdt.next_property_offset(prop, quiet=[libfdt.FDT_ERR_NOTFOUND])
+    return found
+
+
+def _v4_machine(smp=2, gic_version="4.0"):
+    from its_core.virt import Machine
+    return Machine(smp=smp, memory="64M", output=lambda data: None, gic_version=gic_version)
+
+
+def _mmio(machine, name):
+    """The (read, write) callbacks of region `name` as CPU 0 sees them, taking
+    guest-physical addresses."""
+    for region, read, write in machine.mmio_regions(0):
+        if region.name == name:
+            return (lambda address, size: read(None, address - region.base, size, None),
+                    lambda address, size, value: write(None, address - region.base, size,
+                                                       value, None))
+    raise AssertionError(name)
+
+
+def test_gicv4_device_tree_is_qemus_gic_version_4_tree():
+    """The GIC node QEMU emits for gic-version=4: the same reg as GICv3 (the whole
+    region, no redistributor-stride property: Linux learns the stride from
+    GICR_TYPER.VLPIS) and a 128 KiB ITS."""
+    fdt = libfdt.Fdt(devicetree.build(4, 256 << 20))
+    gic = _node_properties(fdt, "/intc@8000000")
+    assert gic["reg"] == QEMU_V4_GIC_REG
+    assert "redistributor-stride" not in gic
+    assert gic["compatible"] == b"arm,gic-v3\0"
+    assert _prop(fdt, "/intc@8000000", "#redistributor-regions").as_uint32() == 1
+    assert _prop(fdt, "/intc@8000000/its@8080000", "reg") == QEMU_V4_ITS_REG
+
+
+@needs_qemu
+def test_gicv4_device_tree_matches_qemus_dump(tmp_path):
+    """Against QEMU itself: every property of the GIC and ITS nodes, except the
+    maintenance interrupt (QEMU needs virtualization=on for gic-version=4; this
+    machine has no EL2) and the phandle numbers."""
+    import subprocess
+    dumped = tmp_path / "qemu.dtb"
+    subprocess.run([virt_guests.QEMU, "-M", f"virt,gic-version=4,virtualization=on,"
+                    f"dumpdtb={dumped}", "-cpu", "max", "-smp", "4", "-m", "256M",
+                    "-nographic"], capture_output=True, timeout=60, check=True)
+    qemu = libfdt.Fdt(dumped.read_bytes())
+    ours = libfdt.Fdt(devicetree.build(4, 256 << 20))
+    for path in ("/intc@8000000", "/intc@8000000/its@8080000"):
+        expected = _node_properties(qemu, path)
+        assert expected.pop("interrupts", None) == bytes.fromhex("00000001 00000009 00000004") \
+            or path.endswith("its@8080000")
+        got = _node_properties(ours, path)
+        expected.pop("phandle"), got.pop("phandle")
+        assert got == expected, path
+
+
+@pytest.mark.parametrize("gic_version", ["4.0", "4.1"])
+def test_gicv4_redistributors_are_256_kib_apart_with_the_vlpi_frame(gic_version):
+    machine = _v4_machine(smp=2, gic_version=gic_version)
+    read, write = _mmio(machine, "gicr")
+    # RD_base(1) = 0x080A0000 + 0x40000; its VLPI frame at + 0x20000 (QEMU's stride).
+    typer_1 = read(0x080E_0008, 8)
+    assert typer_1 >> 32 == 1 and (typer_1 >> 8) & 0xFFFF == 1      # Affinity, Processor_Number
+    assert typer_1 & 0b10010 == 0b10010                              # VLPIS, Last
+    assert read(0x080A_0008, 8) & 0b10010 == 0b00010                 # CPU 0: VLPIS, not Last
+    # PA 0x41234000 and IDbits (4.0) / Size (4.1) 15: both layouts keep these bits.
+    vpropbaser = 0x4123_4000 | 15
+    write(0x0810_0070, 8, vpropbaser)                                # RD_base(1) + 0x20070
+    assert read(0x0810_0070, 8) == vpropbaser
+    assert machine.redistributors.virtual.read_vpropbaser(1) == vpropbaser
+    assert read(0x080C_0070, 8) == 0                                 # CPU 0's VLPI frame
+    assert machine.redistributors.virtual.read_vpropbaser(0) == 0
+    # PIDR2 ArchRev 4 in the distributor and both RD_base frames; GICD_TYPER.DVIS.
+    gicd_read, _ = _mmio(machine, "gicd")
+    assert gicd_read(0x0800_FFE8, 4) == 0x4B
+    assert read(0x080A_FFE8, 4) == 0x4B and read(0x080E_FFE8, 4) == 0x4B
+    assert gicd_read(0x0800_0004, 4) >> 18 & 1 == 1
+    # CPU 1's SGI frame is at RD_base(1) + 0x10000.
+    write(0x080F_0100, 4, 1 << 3)                                    # GICR_ISENABLER0: SGI 3
+    assert machine.gic.private[1].enabled == 1 << 3 and machine.gic.private[0].enabled == 0
+
+
+def test_gicv3_machine_keeps_the_128_kib_stride_and_archrev_3():
+    from its_core.virt import Machine
+    machine = Machine(smp=2, memory="64M", output=lambda data: None)
+    read, _ = _mmio(machine, "gicr")
+    assert read(0x080C_0008, 8) >> 32 == 1 and read(0x080C_0008, 8) & 0b10 == 0   # CPU 1
+    assert read(0x080A_FFE8, 4) == 0x3B
+    gicd_read, _ = _mmio(machine, "gicd")
+    assert gicd_read(0x0800_0004, 4) >> 18 & 1 == 0
+
+
+def test_gicv4_machine_size_and_version_are_checked():
+    from its_core.errors import SaveError
+    from its_core.virt import Machine
+    assert mm.max_cpus("4.0") == mm.max_cpus("4.1") == 61 and mm.max_cpus("3") == 123
+    with pytest.raises(ValueError, match="smp must be in 1..61"):
+        Machine(smp=62, memory="64M", gic_version="4.1")
+    with pytest.raises(ValueError, match="gic_version"):
+        Machine(smp=1, memory="64M", gic_version="4")
+    machine = _v4_machine(smp=61)
+    assert machine.its.gic_version == machine.redistributors.gic_version == "4.0"
+    with pytest.raises(SaveError):
+        machine.save()
+
+
+@needs_compiler
+@pytest.mark.parametrize("gic_version", ["4.0", "4.1"])
+@pytest.mark.parametrize("smp", [1, 2, 4])
+def test_its_lpis_and_sgis_on_a_gicv4_machine(guest, smp, gic_version):
+    """The unmodified GICv3 guest (it finds the stride from GICR_TYPER.VLPIS, as
+    Linux does) takes its LPIs and SGIs on every CPU of a GICv4 machine."""
+    output, result = virt_guests.run_on_machine(guest("its_smp"), smp=smp,
+                                                gic_version=gic_version)
+    assert result.reason == "off", (result, output)
+    lines = output.splitlines()
+    assert lines[0] == f"cpus 0x{smp:016x}"
+    assert lines[-1] == "done" and "failures 0x0000000000000000" in lines
+    assert not [line for line in lines if line.startswith("FAIL")]
+    checks = [line for line in lines if line.startswith("ok ")]
+    assert len(checks) == 3 + (smp - 1) + 2 * smp + int(smp > 1) + 4 + 1 + int(smp > 1) + 1 + smp
+
+
+@needs_compiler
+def test_cli_run_gic_version(guest):
+    completed = _cli(str(guest("its_smp")), "--smp", "2", "--memory", "64M",
+                     "--gic-version", "4.1", "--timeout", "100")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-2:] == ["failures 0x0000000000000000", "done"]
+    refused = _cli(str(guest("its_smp")), "--gic-version", "4.0", "--migrate-every", "1000")
+    assert refused.returncode == 2 and "cannot be migrated" in refused.stderr
+    too_many = _cli(str(guest("its_smp")), "--gic-version", "4.0", "--smp", "62")
+    assert too_many.returncode == 2 and "smp must be in 1..61" in too_many.stderr
+
+
+@needs_compiler
+@pytest.mark.parametrize("gic_version", ["4.0", "4.1"])
+def test_a_hostile_guest_survives_a_gicv4_machine(guest, gic_version):
+    """The hostile guest writes all ones to CPU 0's 256 KiB of frames here: RD_base,
+    SGI_base, the VLPI frame (VPENDBASER with Valid and every other bit) and the
+    reserved frame."""
+    output, result = virt_guests.run_on_machine(guest("hostile"), smp=2, memory="64M",
+                                                gic_version=gic_version)
+    assert result.reason == "off", result
+    assert output.endswith("survived\n")

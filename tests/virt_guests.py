@@ -54,11 +54,12 @@ def build(name: str, out_dir: Path, sources: tuple[str, ...] | None = None) -> P
 
 
 def run_on_machine(binary: Path, smp: int = 1, layout: str = "flat", timeout: float = 60,
-                   memory: str = "256M", **load):
+                   memory: str = "256M", gic_version: str = "3", **load):
     """(UART output as text, RunResult) of `binary` on a fresh Machine."""
     from its_core.virt import Machine
     output = bytearray()
-    machine = Machine(smp=smp, layout=layout, output=output.extend, memory=memory)
+    machine = Machine(smp=smp, layout=layout, output=output.extend, memory=memory,
+                      gic_version=gic_version)
     machine.load(binary, **load)
     result = machine.run(timeout=timeout)
     return output.decode(errors="replace"), result

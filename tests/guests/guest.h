@@ -10,10 +10,13 @@ typedef unsigned long u64;
 /* Where the GIC frames are: QEMU's addresses until `platform_init` reads
    them from the device tree, as a driver finds them. */
 extern u64 gicd_base, its_base, gicr_base;
+/* Bytes between two redistributors: 128 KiB, or 256 KiB when GICR_TYPER.VLPIS
+   says the redistributors have VLPI frames (GICv4), as Linux finds it. */
+extern u64 gicr_stride;
 #define GICD_BASE gicd_base
 #define ITS_BASE its_base
 #define GICR_BASE gicr_base
-#define GICR_STRIDE 0x20000UL
+#define GICR_STRIDE gicr_stride
 #define SGI_BASE(cpu) (GICR_BASE + (cpu) * GICR_STRIDE + 0x10000UL)
 
 static inline void write32(u64 address, u32 value) { *(volatile u32 *)address = value; }

@@ -10,6 +10,7 @@
 #define ICC_BPR1_EL1 S3_0_C12_C12_3
 
 u64 gicd_base = 0x08000000UL, its_base = 0x08080000UL, gicr_base = 0x080A0000UL;
+u64 gicr_stride = 0x20000UL;
 
 int platform_init(u64 dtb)
 {
@@ -21,6 +22,8 @@ int platform_init(u64 dtb)
         gicr_base = gicr;
     if (its)
         its_base = its;
+    if (read64(gicr_base + 0x8) & (1 << 1))             /* GICR_TYPER.VLPIS */
+        gicr_stride = 0x40000UL;
     return (gicd != 0) + (gicr != 0) + (its != 0);
 }
 

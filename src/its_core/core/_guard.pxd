@@ -9,6 +9,7 @@ cdef extern from "Python.h":
 cdef class TableGuard:
     cdef long readers                   # native readers in flight (atomic)
     cdef readonly int writing           # depth of the open write section (GIL held)
+    cdef readonly unsigned long long writes  # write sections opened so far (outermost ones)
     cdef unsigned long writer_thread    # thread that holds the write section
     cdef PyThread_type_lock lock        # held for the whole write section
 

@@ -2,6 +2,7 @@
 
 class TableGuard:
     writing: int
+    writes: int
     def cycle_pins(self, count: int) -> None: ...
     @property
     def pinned(self) -> int: ...

@@ -91,6 +91,7 @@ cdef class TableGuard:
         self._acquire()
         self.writer_thread = me
         self.writing = 1
+        self.writes += 1
         # New readers now wait; let the ones in flight finish (they do not
         # need the GIL to leave).
         while its_guard_load(&self.readers):

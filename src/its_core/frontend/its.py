@@ -253,6 +253,9 @@ class ITS:
         self._processor = CommandProcessor(self.tables, self._lpi, self._window,
                                            gic_version=gic_version,
                                            virtual=redistributors.virtual)
+        # GICv4: the redistributors' lock, which a command run holds (`_process`);
+        # None for GICv3, whose commands change only the native LPI state.
+        self._virtual_lock = None if gic_version == "3" else redistributors._lock
         # The version's register map (GICv3: ITS_REGISTERS, as before).
         self._register_map = registers.its_register_map(gic_version)
         self._accesses = (_ITS_ACCESSES if gic_version == "3"
@@ -456,7 +459,8 @@ class ITS:
 
     def _write_sgir(self, register: registers.Register, half: None, value: int) -> None:
         """GITS_SGIR (GICv4.1, 64-bit writes only): make a vSGI pending."""
-        self.redistributors.virtual.write_sgir(value)
+        with self.redistributors._lock:                  # lock order: ITS, redistributors
+            self.redistributors.virtual.write_sgir(value)
 
     def _write_baser_register(self, register: registers.Register, half: int | None,
                               value: int) -> None:
@@ -481,9 +485,10 @@ class ITS:
 
     def _unmap_all_vpes(self) -> None:
         """BASER2.Valid = 0 or a reset: no vPE is mapped (virtual ITEs stay)."""
-        for vpe_id in self.tables.vpe_table()[0].tolist():
-            self.tables.unmap_vpe(vpe_id)
-        self.redistributors.virtual.unmap_all()
+        with self.redistributors._lock:                  # lock order: ITS, redistributors
+            for vpe_id in self.tables.vpe_table()[0].tolist():
+                self.tables.unmap_vpe(vpe_id)
+            self.redistributors.virtual.unmap_all()
 
     def _drop_all_devices(self) -> None:
         for device_id in self.tables.device_ids().tolist():
@@ -504,13 +509,26 @@ class ITS:
                 registers.baser_page_size(baser2), bool(_INDIRECT.extract(baser2)))
 
     def _process(self) -> None:
-        """Run the queue from CREADR to CWRITER if enabled and not stalled."""
+        """Run the queue from CREADR to CWRITER if enabled and not stalled.
+
+        GICv4: the whole run holds the redistributors' lock (taken once per
+        CWRITER write, not per command), so the virtual commands' effects on
+        the shared `VirtualLPIs` never interleave with a virtual doorbell, a
+        GICR_VPENDBASER write or `acknowledge_virtual` on another thread.
+        Order (docs/threads.md): the ITS lock (held by the caller), the
+        redistributors' lock, then the tables' write section (`process`)."""
         if not self.enabled or self._stalled:
             return
         base, queue_bytes = self._queue_span
-        creadr, stalled = self._processor.process(
-            base, queue_bytes, self._regs["GITS_CREADR"], self._regs["GITS_CWRITER"],
-            self.stall_on_error)
+        if self._virtual_lock is None:
+            creadr, stalled = self._processor.process(
+                base, queue_bytes, self._regs["GITS_CREADR"], self._regs["GITS_CWRITER"],
+                self.stall_on_error)
+        else:
+            with self._virtual_lock:
+                creadr, stalled = self._processor.process(
+                    base, queue_bytes, self._regs["GITS_CREADR"], self._regs["GITS_CWRITER"],
+                    self.stall_on_error)
         self._regs["GITS_CREADR"] = creadr
         self._stalled = bool(stalled)
 
@@ -602,14 +620,31 @@ class ITS:
         """Deliver the vLPI of a (translated, so in range) virtual event; signal
         the vPE's CPU (its resident cache or its doorbell changed)."""
         rd = self.redistributors
-        virtual = rd.virtual
         with rd._lock:
-            vintid, vpe_id, doorbell = self.tables.virtual_event(device_id, event_id)
-            status = virtual.deliver(vpe_id, vintid, doorbell)
-            cpu = int(virtual.vpe_cpu[vpe_id])
-        if status == VirtualStatus.VIRTUAL and rd._on_signal is not None:
+            status, cpu = self._deliver_locked(device_id, event_id)
+        if rd._on_signal is not None and cpu >= 0:
             rd.signal_changes((cpu,))
         return status
+
+    def _deliver_locked(self, device_id: int, event_id: int) -> tuple:
+        """(status, cpu) of one doorbell whose translation said "virtual", the
+        redistributors' lock held (no command runs meanwhile).  A command that
+        ran between that translation and the lock may have made the event
+        physical or unmapped it: the doorbell is then translated again, as if
+        it came after the command.  `cpu` is -1 when nothing was made
+        pending."""
+        virtual = self.redistributors.virtual
+        while True:
+            mapping = self.tables.virtual_event(device_id, event_id)
+            if mapping is not None:
+                vintid, vpe_id, doorbell = mapping
+                status = virtual.deliver(vpe_id, vintid, doorbell)
+                return status, (int(virtual.vpe_cpu[vpe_id])
+                                if status == VirtualStatus.VIRTUAL else -1)
+            status = self._processor.msi(device_id, event_id)
+            if status < _VIRTUAL_STATUS:
+                return status, (self.tables.translate(device_id, event_id)[1]
+                                if status == TranslationStatus.OK else -1)
 
     def _signal_doorbell(self, device_id: int, event_id: int) -> None:
         """Signal the target CPU of a delivered doorbell, if its best LPI changed."""
@@ -664,6 +699,7 @@ class ITS:
         out = (np.empty(length, np.uint32), cpus, np.empty(length, np.uint8))
         if self.gic_version != "3":
             out += (self._virtual_ites_buffer(length),)
+            writes = self.tables.guard.writes
         out = self.tables.translate_batch(devices, events, out=out, threads=threads)
         intids, statuses = out[0], out[2]
         self._lpi.deliver(intids, cpus, statuses)
@@ -674,14 +710,31 @@ class ITS:
             # not matter).
             rd = self.redistributors
             with rd._lock:
-                if deliver_virtual_batch(self.tables, self._lpi, self._window, rd.virtual,
-                                         devices, events, out[3], cpus, statuses):
-                    delivered |= statuses == _VIRTUAL_DELIVERED
+                if self.tables.guard.writes == writes:
+                    virtual = deliver_virtual_batch(self.tables, self._lpi, self._window,
+                                                    rd.virtual, devices, events, out[3], cpus,
+                                                    statuses)
+                else:
+                    virtual = self._deliver_changed(devices, events, cpus, statuses)
+                if virtual:
+                    delivered = (statuses == _OK) | (statuses == _VIRTUAL_DELIVERED)
         if cpus_out is not None:
             cpus_out[~delivered] = -1
         if self.redistributors._on_signal is not None:
             self.redistributors.signal_changes(np.unique(cpus[delivered]).tolist())
         return statuses
+
+    def _deliver_changed(self, devices, events, cpus, statuses) -> int:
+        """`msi_batch`'s virtual pairs when the tables changed between the
+        translation and the redistributors' lock (a command on another
+        thread): each is delivered as `msi` would deliver it now
+        (`_deliver_locked`: translated again if its event changed).  Returns
+        how many pairs were virtual."""
+        pairs = np.flatnonzero(statuses >= _VIRTUAL_STATUS)
+        for index in pairs.tolist():
+            statuses[index], cpus[index] = self._deliver_locked(int(devices[index]),
+                                                                int(events[index]))
+        return pairs.size
 
     def _virtual_ites_buffer(self, length: int) -> np.ndarray:
         """A uint64 array of `length` for `msi_batch`'s virtual ITE words: this
@@ -932,7 +985,8 @@ class ITS:
     def _reset(self) -> None:
         self.tables.reset()
         if self.gic_version != "3":
-            self.redistributors.virtual.unmap_all()
+            with self.redistributors._lock:              # lock order: ITS, redistributors
+                self.redistributors.virtual.unmap_all()
         self._processor.its_enabled = False
         for register in self._basers:
             self._regs[register.name] = _VALID.deposit(self._regs[register.name], 0)

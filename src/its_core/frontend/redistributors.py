@@ -39,6 +39,8 @@ _PROP_IDBITS = registers.GICR_PROPBASER.field("IDbits")
 _PEND_ADDRESS = registers.GICR_PENDBASER.field("Physical_Address")
 _PTZ = registers.GICR_PENDBASER.field("PTZ")
 _LPIR_INTID = registers.GICR_SETLPIR.field("pINTID").mask
+#: GICv4.1 GICR_INVLPIR / GICR_INVALLR V [63] (the same bit in both layouts).
+_INV_V = registers.GICR_INVLPIR_V41_LAYOUT["V"]
 RD_FRAME_BYTES = 0x1_0000
 #: A GICv4 redistributor's frames: RD_base, SGI_base, VLPI_base, reserved (QEMU's stride).
 GICV4_RD_FRAMES_BYTES = 0x4_0000
@@ -240,8 +242,11 @@ class Redistributors:
         return self._lpi.version if virtual is None else (self._lpi.version, virtual.version)
 
     def _highest_physical_and_virtual(self, cpu: int) -> tuple:
-        """GICv4 signalling compares both the physical and the resident vPE's best."""
-        return self._lpi.highest_pending(cpu), self.virtual.highest_pending(cpu)
+        """GICv4 signalling compares both the physical and the resident vPE's best
+        (the latter read under the lock: a residency change on another thread
+        swaps the resident cache)."""
+        with self._lock:
+            return self._lpi.highest_pending(cpu), self.virtual.highest_pending(cpu)
 
     @contextmanager
     def _signal_role(self):
@@ -566,12 +571,24 @@ class Redistributors:
     def _write_direct(self, cpu: int, register: registers.Register, offset: int, size: int,
                       written: int, value: int) -> None:
         """The direct LPI registers.  Ignored (and recorded) while EnableLPIs is
-        0 and for INTIDs that are not LPIs below the limit."""
+        0 and for INTIDs that are not LPIs below the limit.  GICv4.1
+        GICR_INVLPIR / GICR_INVALLR with V = 1 name a vLPI (all vLPIs) of a
+        vPE: vLPI configuration is read from guest memory when used, never
+        cached, so no state changes (`VirtualLPIs.invalidate_configuration`:
+        the signalling after the write re-reads the configuration), whatever
+        EnableLPIs, the vPE or the INTID; never the physical form.  Below
+        GICv4.1, V is RES0 (`register` is the GICv3 layout, whose INTID
+        field excludes it)."""
+        if register is registers.GICR_INVLPIR_V41 or register is registers.GICR_INVALLR_V41:
+            if _INV_V.extract(value):
+                self.virtual.invalidate_configuration(
+                    registers.GICR_INVLPIR_V41_LAYOUT["vPEID"].extract(value))
+                return
         if not self.lpis_enabled(cpu):
             self._log.report(f"GICR{cpu}", offset, size, True, written,
                              f"{register.name} while EnableLPIs is 0")
             return
-        if register is registers.GICR_INVALLR:
+        if register.name == "GICR_INVALLR":
             self._lpi.load_all_config()
             return
         intid = value & _LPIR_INTID

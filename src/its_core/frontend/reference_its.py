@@ -15,6 +15,12 @@ plain attributes and a few methods:
 * ``lpis_enabled[cpu]`` -- GICR_CTLR.EnableLPIs, changed by `enable_lpis` /
   `disable_lpis`.
 
+`write_invlpir` / `write_invallr` are the direct invalidation registers
+(GICR_INVLPIR, GICR_INVALLR; 64-bit writes): ignored while the CPU's
+EnableLPIs is 0, INVLPIR also for an INTID [31:0] that is not an LPI below
+the limit; otherwise the byte (INVALLR: every byte below the limit, as an
+enable loads them) is reloaded into the configuration cache.
+
 `execute` applies one 32-byte command and returns 0 or its error code;
 `execute_slot` does the same for a queue slot in guest memory (reporting
 ``E_ITS_CMD_READ_FAULT`` when it is outside).  Mappings are kept in a
@@ -156,6 +162,14 @@ table read/write fault becomes the slot check failing (the ``*_VPEID_OOR`` /
   `translate` / `translation_status` see a virtual event as NO_MAPPING.
 * Reset: drops vPEs and virtual ITEs, clears BASER2.Valid; redistributor
   state (VPROPBASER, VPENDBASER, resident caches) is kept, as for physical LPIs.
+* GICR_INVLPIR / GICR_INVALLR V forms (GICv4.1, §5.1: V [63], vPEID
+  [47:32]; Linux writes them to the RD the vPE is known on instead of INV /
+  VINVALL): V = 1 names vINTID INTID [31:0] (INVALLR: every vLPI) of vPE
+  vPEID.  Nothing is cached about vLPI configuration (see VINVALL), so the
+  write changes no state, whatever the vPE (resident, not resident,
+  unmapped), the INTID or EnableLPIs -- and it is never read as the
+  physical form: no physical configuration byte is reloaded.  On GICv4.0
+  and GICv3, V and vPEID are RES0: ignored, the write is the physical form.
 """
 
 from __future__ import annotations
@@ -876,13 +890,41 @@ class ReferenceITS:
         # PTZ reads as 0 and acts on the enable that follows its write: it is consumed here
         # (docs/front-end.md leaves open whether it also applies to later enables; it does not).
         self.pendbaser[cpu] &= ~PTZ_BIT
-        # The whole cache is reloaded: LPIs below the limit from the table, the rest
-        # (beyond a lowered IDbits) read as 0 (docs/front-end.md does not say; see tests).
+        self._load_all_config()
+
+    def _load_all_config(self) -> None:
+        """The whole config cache is reloaded: LPIs below the limit from the
+        table, the rest (beyond a lowered IDbits) read as 0 (docs/front-end.md
+        does not say; see tests)."""
+        limit = self.lpi_limit
         self.config.clear()
         if limit > LPI_FIRST_INTID:
             prop = self.propbaser & _PROP_ADDRESS
             for offset, byte in enumerate(self._read_bytes(prop, limit - LPI_FIRST_INTID)):
                 self.config[LPI_FIRST_INTID + offset] = byte
+
+    def _virtual_invalidation(self, value: int) -> bool:
+        """Whether a GICR_INVLPIR / INVALLR write `value` is a GICv4.1 V = 1
+        (virtual) form: then it has no effect (vLPI configuration is read when
+        used).  V is RES0 below GICv4.1."""
+        return self.is_v41 and bool(R.GICR_INVLPIR_V41_LAYOUT["V"].extract(value))
+
+    def write_invlpir(self, cpu: int, value: int) -> None:
+        """GICR_INVLPIR write of `cpu` (64-bit): reload the config byte of
+        INTID [31:0] (ignored while EnableLPIs is 0 or for an INTID that is not
+        an LPI below the limit); a GICv4.1 V = 1 write changes nothing."""
+        if self._virtual_invalidation(value) or not self.lpis_enabled[cpu]:
+            return
+        intid = R.GICR_INVLPIR_LAYOUT["INTID"].extract(value)
+        if LPI_FIRST_INTID <= intid < self.lpi_limit:
+            self._load_config(intid)
+
+    def write_invallr(self, cpu: int, value: int) -> None:
+        """GICR_INVALLR write of `cpu` (64-bit): reload every config byte
+        (ignored while EnableLPIs is 0); a GICv4.1 V = 1 write changes nothing."""
+        if self._virtual_invalidation(value) or not self.lpis_enabled[cpu]:
+            return
+        self._load_all_config()
 
     def disable_lpis(self, cpu: int) -> None:
         """GICR_CTLR.EnableLPIs 1 -> 0: the CPU's pending bits are dropped."""

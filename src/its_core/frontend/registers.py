@@ -45,9 +45,9 @@ The GICv4.0 and GICv4.1 registers are declared here and modelled by an ITS
 or redistributors built with ``gic_version`` "4.0" / "4.1"
 (`its_register_map`, `gicr_register_map`); `ITS_REGISTERS`,
 `GICR_REGISTERS`, `lookup` and `lookup_gicr` are the GICv3 maps, and a GICv3
-ITS or redistributor reads and writes exactly as before.  GICv4.1
-GICR_INVLPIR / GICR_INVALLR (V, vPEID) are declared only: decoded in their
-GICv3 layout.
+ITS or redistributor reads and writes exactly as before.  A GICv4.1
+redistributor decodes GICR_INVLPIR / GICR_INVALLR in their GICv4.1 layout
+(V, vPEID); a GICv4.0 one keeps the GICv3 layout (V and vPEID RES0).
 
 * Fields of registers the GICv3 maps already hold (GITS_TYPER.Virtual,
   VMOVP, VSGI, VMAPP, SVPET, nID; GICR_TYPER.VLPIS, Dirty, RVPEID, VSGI) are
@@ -649,13 +649,13 @@ GICR_PENDBASER_LAYOUT = Layout(
 GICR_LPIR_LAYOUT = Layout("GICR_LPIR", _BIT("pINTID", 31, 0), width=64)
 
 #: GICR_INVLPIR: the physical INTID whose configuration byte to reload.  The
-#: GICv4.1 fields (V [63], vPEID [47:32]) are not implemented: RES0 here
-#: (declared in `GICR_INVLPIR_V41_LAYOUT`).
+#: GICv4.1 fields (V [63], vPEID [47:32]) are RES0 in this (GICv3 / GICv4.0)
+#: layout; a GICv4.1 redistributor uses `GICR_INVLPIR_V41_LAYOUT`.
 GICR_INVLPIR_LAYOUT = Layout("GICR_INVLPIR", _BIT("INTID", 31, 0), width=64)
 
 #: GICR_INVALLR: reload every configuration byte.  Its GICv4.1 fields (V,
-#: vPEID) are not implemented, so every bit is RES0 here (declared in
-#: `GICR_INVALLR_V41_LAYOUT`).
+#: vPEID) are RES0 in this layout, so every bit is; a GICv4.1 redistributor
+#: uses `GICR_INVALLR_V41_LAYOUT`.
 GICR_INVALLR_LAYOUT = Layout("GICR_INVALLR", width=64)
 
 GICR_SYNCR_LAYOUT = Layout("GICR_SYNCR", _BIT("Busy", 0), width=32)
@@ -944,8 +944,6 @@ GICR_REGISTERS = RegisterMap("GICR", [GICR_CTLR, GICR_TYPER, GICR_SETLPIR, GICR_
 # the vPE table's BASER.
 
 _GICV4 = "GICv4 only"
-#: GICv4.1 GICR_INVLPIR / INVALLR: the V / vPEID forms are not decoded.
-_DECLARED = "declared for GICv4.1, not yet modelled: decoded in the GICv3 layout"
 
 #: Fields of registers in the GICv3 maps that only GICv4 gives a meaning:
 #: register name -> field names.  This model reports them as 0.
@@ -981,9 +979,11 @@ GICR_VSGIPENDR = _ro32(
     "GICR_VSGIPENDR", VLPI_FRAME + 0x0088, GICR_VSGIPENDR_LAYOUT, 0,
     f"GICv4.1: the queried vSGI pending bits once Busy is 0 ({_GICV4})")
 GICR_INVLPIR_V41 = _wo64("GICR_INVLPIR", 0x00A0, GICR_INVLPIR_V41_LAYOUT,
-                         f"GICv4.1: V = 1 reloads vINTID INTID of vPE vPEID ({_DECLARED})")
+                         "GICv4.1: V = 0 reloads the configuration byte of INTID; V = 1 "
+                         "names vINTID INTID of vPE vPEID (nothing cached: no effect)")
 GICR_INVALLR_V41 = _wo64("GICR_INVALLR", 0x00B0, GICR_INVALLR_V41_LAYOUT,
-                         f"GICv4.1: V = 1 reloads every vLPI of vPE vPEID ({_DECLARED})")
+                         "GICv4.1: V = 0 reloads every configuration byte; V = 1 names "
+                         "every vLPI of vPE vPEID (nothing cached: no effect)")
 
 #: GIC version -> the ITS registers a GICv4 ITS has in place of, or in
 #: addition to, `ITS_REGISTERS` (offsets from ITS_base).
@@ -1036,15 +1036,20 @@ def gicr_register_map(gic_version: str = "3") -> RegisterMap:
     "3": `GICR_REGISTERS` (the RD_base frame only).  "4.0" / "4.1": those
     registers, GICR_PIDR2 with ArchRev 4, and the VLPI frame at `VLPI_FRAME`
     in the version's layout (GICR_VPROPBASER, GICR_VPENDBASER; "4.1" adds
-    GICR_VSGIR and GICR_VSGIPENDR).  GICR_INVLPIR / GICR_INVALLR keep the
-    GICv3 layout (the GICv4.1 V / vPEID forms are not modelled yet).
+    GICR_VSGIR and GICR_VSGIPENDR).  "4.1" also has GICR_INVLPIR /
+    GICR_INVALLR in their GICv4.1 layout (V, vPEID: `GICR_INVLPIR_V41`,
+    `GICR_INVALLR_V41`); "4.0" keeps the GICv3 layout.
     """
     check_gic_version(gic_version)
     if gic_version == "3":
         return GICR_REGISTERS
+    replaced = {reg.name: reg for reg in GICV4_GICR_REGISTERS[gic_version]
+                if reg.offset < VLPI_FRAME}
     vlpi = [reg for reg in GICV4_GICR_REGISTERS[gic_version]
             if reg.offset >= VLPI_FRAME]
-    return RegisterMap(f"GICR (GICv{gic_version})", [*GICR_REGISTERS, GICR_PIDR2_V4, *vlpi])
+    return RegisterMap(f"GICR (GICv{gic_version})",
+                       [*(replaced.get(reg.name, reg) for reg in GICR_REGISTERS),
+                        GICR_PIDR2_V4, *vlpi])
 
 
 def _check_gicv4_declarations() -> None:

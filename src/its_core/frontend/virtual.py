@@ -245,6 +245,17 @@ class VirtualLPIs:
             self.doorbell_armed[vpe_id] = False
             self._ring(int(self.vpe_cpu[vpe_id]), int(self.default_doorbell[vpe_id]))
 
+    def invalidate_configuration(self, vpe_id: int) -> None:
+        """GICv4.1 GICR_INVLPIR / GICR_INVALLR with V = 1 for vPE `vpe_id`.
+
+        vLPI configuration bytes are read from guest memory when used, never
+        cached, so no state changes; `version` is bumped so that the
+        signalling after the write looks at the CPUs again and sees a
+        configuration byte the guest rewrote (an enabled vLPI, a new
+        priority) before this invalidation.
+        """
+        self.version += 1
+
     def resident_cpu(self, vpe_id: int) -> int | None:
         """The CPU whose cache holds the vPE: the CPU its entry names, if resident
         there (v4.0: same VPT address, v4.1: same vPEID); None otherwise (C14)."""

@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 from its_core import LAYOUTS
 from its_core.tools.workloads import PATTERNS, WORKLOADS, Workload
+from its_core.validation import GIC_VERSIONS
 
 
 def _progress_bar(total: int):
@@ -268,7 +269,8 @@ def _run(args) -> int:
         return 2
     return runner.run(args.kernel, smp=args.smp, memory=args.memory, append=args.append,
                       initrd=args.initrd, layout=args.layout, migrate_on=args.migrate_on,
-                      migrate_every=args.migrate_every, timeout=args.timeout)
+                      migrate_every=args.migrate_every, timeout=args.timeout,
+                      gic_version=args.gic_version)
 
 
 def _positive(text: str) -> int:
@@ -360,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="boot a bare-metal AArch64 guest on the virt machine (needs the virt extra)",
         description="Boot KERNEL (ELF or raw, as QEMU's -kernel) on its_core.virt: QEMU's "
-        "virt board with gic-version=3, its_core as the ITS. Guest UART output goes to "
+        "virt board (gic-version=3 unless --gic-version says otherwise), its_core as the ITS. "
+        "Guest UART output goes to "
         "stdout. Exit status 0 when the guest powers off (PSCI SYSTEM_OFF) or resets, 3 on "
         "timeout, 4 when no CPU can run, 5 on a guest fault, 2 when the kernel cannot be "
         "loaded (docs/virt.md).")
@@ -371,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--initrd", help="a file loaded where QEMU loads an initrd")
     run.add_argument("--layout", choices=LAYOUTS, default="flat",
                      help="ITS storage layout (default flat; migrations move to the next)")
+    run.add_argument("--gic-version", choices=GIC_VERSIONS, default="3",
+                     help="the GIC (default 3; 4.0 and 4.1 have GICv4 redistributors 256 KiB "
+                     "apart, as QEMU's gic-version=4, and cannot be migrated)")
     run.add_argument("--migrate-on", metavar="TEXT",
                      help="migrate when the guest writes a line containing TEXT, then feed "
                      "it a newline")

@@ -48,8 +48,9 @@ def _gicv4_register_sections() -> list[str]:
     lines = [f"## GICv4 registers ({_GICV4_ONLY})", "",
              "`registers.GICV4_ITS_REGISTERS`, `registers.GICV4_GICR_REGISTERS`: what an "
              "ITS or redistributor built with `gic_version` \"4.0\" or \"4.1\" adds (a GICv3 "
-             "one has none of them; GICv4.1 GICR_INVLPIR / GICR_INVALLR are declared but "
-             "decoded in their GICv3 layout, the V / vPEID forms not yet modelled). "
+             "one has none of them; a GICv4.1 redistributor decodes GICR_INVLPIR / "
+             "GICR_INVALLR in their GICv4.1 layout: V = 1 names a vLPI, or every vLPI, of "
+             "vPE vPEID and has no effect, vLPI configuration not being cached). "
              "Each table lists the registers a GICv4.0 or GICv4.1 ITS or "
              "redistributor has in place of, or in addition to, the tables above.", ""]
     for version in ("4.0", "4.1"):

@@ -4,6 +4,15 @@ Nodes, names and properties follow what QEMU 7.2 generates for ``-M
 virt,gic-version=3 -cpu cortex-a57`` (``-machine dumpdtb=`` shows it), for
 the devices this machine has: memory, CPUs with PSCI, the GICv3 with its ITS,
 the generic timer, the PL011 and its clock, and /chosen.
+
+The same tree serves every ``gic_version`` of the machine, because QEMU 7.2's
+``gic-version=4`` tree (``-M virt,gic-version=4,virtualization=on``) describes
+the GIC exactly as its ``gic-version=3`` one: compatible "arm,gic-v3", one
+redistributor region given whole (0x080A0000, 0xF60000), no
+``redistributor-stride`` (a driver learns the 256 KiB stride from
+GICR_TYPER.VLPIS), and a 128 KiB ITS.  QEMU's GICv4 node adds only
+``interrupts`` (the GIC maintenance interrupt, PPI 9), because gic-version=4
+requires virtualization=on there; this machine has no EL2 and omits it.
 """
 
 from __future__ import annotations

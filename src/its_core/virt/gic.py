@@ -3,7 +3,10 @@
 its_core models the ITS and the LPI side of the redistributors; a machine
 needs the rest of a GICv3 to run a guest.  This module has what QEMU's
 ``-M virt,gic-version=3`` offers a non-secure EL1 guest (a GIC without
-security extensions: GICD_CTLR.DS and ARE read 1):
+security extensions: GICD_CTLR.DS and ARE read 1); with ``gic_version``
+"4.0" or "4.1" the distributor and redistributor identification registers
+say GICv4 as QEMU's ``gic-version=4`` (PIDR2 ArchRev 4, GICD_TYPER.DVIS = 1;
+the VLPI frames are its_core's `Redistributors`):
 
 * the distributor (GICD): CTLR, TYPER, IIDR, PIDR2 and, for the SPIs, the
   group, enable, pending, active, priority, configuration and routing
@@ -61,6 +64,10 @@ CTLR_DS = 1 << 6
 IIDR = 0x0000_043B
 #: PIDR2: ArchRev 3 (GICv3) in bits [7:4], JEDEC bit 3, ID 0xB.
 PIDR2 = 0x3B
+#: PIDR2 of a GICv4 (4.0 and 4.1 both report ArchRev 4), as QEMU's revision 4.
+PIDR2_V4 = 0x4B
+#: GICD_TYPER.DVIS: direct injection of virtual LPIs supported (GICv4).
+GICD_TYPER_DVIS = 1 << 18
 WAKER_PROCESSOR_SLEEP = 1 << 1
 WAKER_CHILDREN_ASLEEP = 1 << 2
 
@@ -169,10 +176,16 @@ class Gic:
     CPUs around its_core's `redistributors` (the LPI side).
 
     `changed(cpu)` is called whenever what CPU `cpu` could be signalled may
-    have changed (the machine then re-evaluates it)."""
+    have changed (the machine then re-evaluates it).  `gic_version` ("3",
+    "4.0", "4.1") sets the identification registers (PIDR2, GICD_TYPER.DVIS)."""
 
-    def __init__(self, num_cpus: int, redistributors, changed: Callable[[int], None]):
+    def __init__(self, num_cpus: int, redistributors, changed: Callable[[int], None],
+                 gic_version: str = "3"):
         self.num_cpus = num_cpus
+        self.gic_version = gic_version
+        self.pidr2 = PIDR2 if gic_version == "3" else PIDR2_V4
+        self.typer = (((mm.SPI_LINES + NUM_PRIVATE) // 32 - 1) | (1 << 17) | (15 << 19)
+                      | (0 if gic_version == "3" else GICD_TYPER_DVIS))
         self.redistributors = redistributors
         self.changed = changed
         self.ctlr = CTLR_ARE | CTLR_DS
@@ -434,11 +447,11 @@ class Gic:
         if offset == GICD_CTLR:
             return self.ctlr
         if offset == GICD_TYPER:
-            return ((mm.SPI_LINES + NUM_PRIVATE) // 32 - 1) | (1 << 17) | (15 << 19)
+            return self.typer
         if offset == GICD_IIDR:
             return IIDR
         if offset == GICD_PIDR2:
-            return PIDR2
+            return self.pidr2
         if GICD_IROUTER + 8 * mm.SPI_BASE <= offset < GICD_IROUTER + 8 * (mm.SPI_BASE +
                                                                         mm.SPI_LINES):
             spi = (offset - GICD_IROUTER) // 8 - mm.SPI_BASE
@@ -484,7 +497,7 @@ class Gic:
         if offset == GICR_WAKER:
             return self.waker[cpu]
         if offset == GICR_PIDR2:
-            return PIDR2
+            return self.pidr2
         return None
 
     def rd_write(self, cpu: int, offset: int, value: int) -> bool:

@@ -1,5 +1,5 @@
 """The `virt` machine: CPUs on unicorn, its_core as the ITS, and the devices
-a bare-metal guest for QEMU's ``-M virt,gic-version=3`` expects.
+a bare-metal guest for QEMU's ``-M virt,gic-version=3`` (or ``4``) expects.
 
 A `Machine` owns guest RAM (one buffer, shared zero-copy by every CPU and by
 its_core's `GuestMemory`), an `ITS` and `Redistributors` from its_core, the
@@ -22,6 +22,7 @@ import numpy as np
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.its import ITS
 from its_core.frontend.redistributors import Redistributors
+from its_core.validation import check_gic_version
 from its_core.virt import boot, psci
 from its_core.virt import memory_map as mm
 from its_core.virt.cpu import CNTFRQ_EL0, CNTPCT_EL0, CNTVCT_EL0, MPIDR_EL1, Cpu, GuestFault
@@ -61,7 +62,7 @@ class Machine:
     Parameters
     ----------
     smp : int
-        CPUs (1..8 tested; up to `memory_map.MAX_CPUS`).
+        CPUs (1..8 tested; up to `memory_map.max_cpus(gic_version)`).
     memory : int or str
         RAM size (``"256M"``).
     layout : {"flat", "twolevel", "hash"}
@@ -70,14 +71,30 @@ class Machine:
         Receives the bytes the guest writes to the UART (default: stdout).
     slice_instructions : int
         Instructions a CPU runs before the scheduler moves on.
+    gic_version : {"3", "4.0", "4.1"}, default "3"
+        The GIC the guest finds.  "3" is QEMU's ``gic-version=3`` board.
+        "4.0" / "4.1" give its_core's ITS and redistributors that version
+        (virtual LPIs, the vPE table, the VLPI frame) and lay the
+        redistributors out 256 KiB apart as QEMU does for ``gic-version=4``
+        (RD_base(n) = 0x080A0000 + n * 0x40000, VLPI frame at RD_base +
+        0x20000; at most `memory_map.MAX_CPUS_GICV4` CPUs); the distributor
+        and GICR_PIDR2 say ArchRev 4 and GICD_TYPER.DVIS = 1.  The CPUs
+        still run the guest at EL1 (no EL2, so no virtual CPU interface: a
+        GICv4 machine exercises the ITS and redistributor side of GICv4).
+        A GICv4 machine cannot be saved yet (its_core refuses GICv4 saves).
     """
 
     def __init__(self, smp: int = 1, memory="256M", layout: str = "flat", *,
                  output: Callable[[bytes], None] | None = None,
-                 slice_instructions: int = DEFAULT_SLICE):
-        if not 1 <= smp <= mm.MAX_CPUS:
-            raise ValueError(f"smp must be in 1..{mm.MAX_CPUS}, got {smp}")
+                 slice_instructions: int = DEFAULT_SLICE, gic_version: str = "3"):
+        gic_version = check_gic_version(gic_version)
+        most = mm.max_cpus(gic_version)
+        if not 1 <= smp <= most:
+            raise ValueError(f"smp must be in 1..{most} with gic_version={gic_version!r}, "
+                             f"got {smp}")
         self.smp = smp
+        self.gic_version = gic_version
+        self.gicr_stride = mm.gicr_stride(gic_version)
         self.ram_base = mm.RAM_BASE
         self.ram_bytes = parse_size(memory)
         if self.ram_bytes <= 0 or self.ram_bytes % 0x1000:
@@ -85,9 +102,11 @@ class Machine:
         self.ram = np.zeros(self.ram_bytes, np.uint8)
         self.memory = GuestMemory(self.ram, base=mm.RAM_BASE)
         self.slice = slice_instructions
-        self.redistributors = Redistributors(self.memory, smp, 16, on_signal=self._changed)
-        self.its = ITS(self.memory, smp, layout, redistributors=self.redistributors)
-        self.gic = Gic(smp, self.redistributors, self._changed)
+        self.redistributors = Redistributors(self.memory, smp, 16, on_signal=self._changed,
+                                             gic_version=gic_version)
+        self.its = ITS(self.memory, smp, layout, redistributors=self.redistributors,
+                       gic_version=gic_version)
+        self.gic = Gic(smp, self.redistributors, self._changed, gic_version=gic_version)
         self.uart = PL011(output or _stdout,
                           on_irq=lambda level: self.gic.set_spi_level(mm.UART_INTID, level))
         self.cpus = [Cpu(self, index) for index in range(smp)]
@@ -187,7 +206,8 @@ class Machine:
         (tables and pending tables written into guest RAM, registers in the
         dict), then guest RAM, every CPU (unicorn context: all registers,
         system registers included, power and WFI state), the rest of the
-        GIC, the UART and the counter."""
+        GIC, the UART and the counter.  A GICv4 machine raises
+        `its_core.errors.SaveError` (its_core cannot save GICv4 state yet)."""
         its_state = self.its.save()
         return {
             "format": STATE_FORMAT,
@@ -287,7 +307,7 @@ class Machine:
         self.its.mmio_write(offset, value, size, device_id=0)
 
     def _gicr_locate(self, offset):
-        cpu, within = divmod(offset, mm.GICR_STRIDE)
+        cpu, within = divmod(offset, self.gicr_stride)
         return (cpu, within) if cpu < self.smp else (None, within)
 
     def _gicr_read(self, cpu, offset, size):
@@ -299,6 +319,8 @@ class Machine:
             value = self.gic.rd_read(target, within)
             if value is not None:
                 return value
+            return self.redistributors.mmio_read(target, within, size)
+        if within >= mm.VLPI_FRAME_OFFSET:           # GICv4: VLPI frame, reserved frame
             return self.redistributors.mmio_read(target, within, size)
         value = self.gic.sgi_read(target, within - mm.GICR_FRAME_BYTES, size)
         if value is None:
@@ -314,6 +336,8 @@ class Machine:
         if within < mm.GICR_FRAME_BYTES:
             if not self.gic.rd_write(target, within, value):
                 self.redistributors.mmio_write(target, within, value, size)
+        elif within >= mm.VLPI_FRAME_OFFSET:         # GICv4: VLPI frame, reserved frame
+            self.redistributors.mmio_write(target, within, value, size)
         elif not self.gic.sgi_write(target, within - mm.GICR_FRAME_BYTES, size, value):
             self.unmapped_accesses += 1
 
