@@ -194,6 +194,8 @@ def check_same(its, ref, mems) -> None:
         assert value == expected[key], key
     for cpu in range(NUM_CPUS):
         assert its.pending(cpu).tolist() == ref.pending(cpu), f"pending on CPU {cpu}"
+    for cpu in range(NUM_CPUS):                      # the guest's read, derived bits included
+        assert its.redistributors.mmio_read(cpu, GICR_VPENDBASER, 8) == ref.read_vpendbaser(cpu)
     if its.gic_version == "4.1":
         for cpu in range(NUM_CPUS):
             assert its.redistributors.mmio_read(cpu, GICR_VSGIPENDR, 4) == ref.read_vsgipendr(cpu)
@@ -624,6 +626,26 @@ def test_an_all_physical_batch_never_enters_virtual_delivery():
     assert np.array_equal(mems[0].array, memory_before)
     its.msi_batch([6, 5], [0, 1])
     assert virtual.version == version + 1              # one virtual pair: one delivery pass
+
+
+def test_a_requested_default_doorbell_reads_1_until_it_rings():
+    """v4.1: a deschedule with Doorbell = 1 (nothing pending) arms vPE 3's
+    default doorbell 8293; VPENDBASER.Doorbell reads 1 while it is
+    outstanding and 0 once an enabled vLPI rang it."""
+    its, ref, mems = make_pair("4.1", 8)
+    _set_byte(mems, VCONF + 8200 - 8192, 0xA1)                    # vLPI 8200 enabled
+    for mem in mems:
+        mem.array[VPT_A:VPT_A + 0x800] = 0
+    apply(its, ref, ("schedule", 0, 3))
+    apply(its, ref, ("deschedule", 0, True))
+    doorbell = VPEND41["Doorbell"]
+    assert doorbell.extract(its.redistributors.mmio_read(0, GICR_VPENDBASER, 8)) == 1
+    assert 8293 not in its.pending(0).tolist()
+    assert its.msi(5, 1) == VirtualStatus.VIRTUAL                  # vINTID 8200 -> vPE 3
+    assert 8293 in its.pending(0).tolist()
+    assert doorbell.extract(its.redistributors.mmio_read(0, GICR_VPENDBASER, 8)) == 0
+    assert ref.msi(5, 1) == VirtualStatus.VIRTUAL
+    check_same(its, ref, mems)
 
 
 def test_a_gicv3_redistributor_has_no_virtual_interrupt():

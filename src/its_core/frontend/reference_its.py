@@ -134,8 +134,8 @@ table read/write fault becomes the slot check failing (the ``*_VPEID_OOR`` /
   vSGI) is still pending (§5.2, QEMU).  v4.1: a 1 -> 0 write with
   Doorbell = 1 and PendingLast = 0 arms the default doorbell iff the
   computed PendingLast is 0 (Linux: "if PendingLast reads back 0, a doorbell
-  is guaranteed"); Doorbell then reads 1 until it rings or the vPE is
-  scheduled.
+  is guaranteed"); while Valid = 0, Doorbell then reads 1 until it rings,
+  the vPE is scheduled or unmapped (the request is no longer outstanding).
 * `write_vpropbaser`: v4.0 stored as written (QEMU, no masking, no effect
   until used: the vLPI configuration of the resident vPE is the byte at
   VPROPBASER.PA + vINTID - 8192).  v4.1: the layout's fields, Entry_Size
@@ -1016,8 +1016,16 @@ class ReferenceITS:
         return layout["PendingLast"].deposit(value, int(pending_last))
 
     def read_vpendbaser(self, cpu: int) -> int:
-        """GICR_VPENDBASER of `cpu` as a guest reads it (Dirty always 0)."""
-        return self.vpendbaser[cpu]
+        """GICR_VPENDBASER of `cpu` as a guest reads it (Dirty always 0; v4.1
+        with Valid = 0: Doorbell reads whether the default doorbell the last
+        deschedule requested for vPEID is still outstanding)."""
+        value = self.vpendbaser[cpu]
+        if self.is_v41 and not _VPEND41["Valid"].extract(value) \
+                and _VPEND41["Doorbell"].extract(value):
+            vpe = self.vpes.get(_VPEND41["vPEID"].extract(value))
+            value = _VPEND41["Doorbell"].deposit(value, int(vpe is not None
+                                                            and vpe.doorbell_armed))
+        return value
 
     def write_vsgir(self, cpu: int, value: int) -> None:
         """GICR_VSGIR (GICv4.1) write: start a vSGI pending-state query for vPEID [15:0]."""
@@ -1161,7 +1169,7 @@ class ReferenceITS:
                             for vpe_id, vpe in self.vpes.items()}
         snapshot["virtual_events"] = dict(self.virtual_events)
         snapshot["vpropbaser"] = list(self.vpropbaser)
-        snapshot["vpendbaser"] = list(self.vpendbaser)
+        snapshot["vpendbaser"] = [self.read_vpendbaser(cpu) for cpu in range(self.num_cpus)]
         snapshot["virtual_pending"] = [None if resident is None else sorted(resident.pending)
                                        for resident in self.resident]
         if self.is_v41:

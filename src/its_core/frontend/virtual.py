@@ -363,8 +363,16 @@ class VirtualLPIs:
         self.vpropbaser[cpu] = value & _VPROP41_KEPT if self.is_v41 else value
 
     def read_vpendbaser(self, cpu: int) -> int:
-        """GICR_VPENDBASER as a guest reads it (Dirty always 0, C22)."""
-        return int(self.vpendbaser[cpu])
+        """GICR_VPENDBASER as a guest reads it (Dirty always 0, C22; v4.1 with
+        Valid = 0: Doorbell = 1 while the default doorbell it requested for
+        the vPE named by vPEID is still outstanding, as the reference)."""
+        value = int(self.vpendbaser[cpu])
+        if self.is_v41 and not _VPEND41["Valid"].extract(value) \
+                and _VPEND41["Doorbell"].extract(value):
+            vpe_id = _VPEND41["vPEID"].extract(value)
+            outstanding = bool(self.vpe_mapped[vpe_id] and self.doorbell_armed[vpe_id])
+            value = _VPEND41["Doorbell"].deposit(value, int(outstanding))
+        return value
 
     def write_vpendbaser(self, cpu: int, value: int) -> None:
         """GICR_VPENDBASER (64-bit value; the caller merged a 32-bit half).
