@@ -18,7 +18,8 @@ from its_core.frontend import registers as R
 from its_core.frontend.bringup import GuestMap, bring_up
 from its_core.frontend.virtual import VirtualStatus
 
-#: Distinct doorbells a TranslationTables caches in its ITE words (_types.pxd).
+#: Distinct doorbells a TranslationTables caches in its ITE words (_types.pxd:
+#: codes 1 .. 0x7FFF; 0 = look in the doorbell map).
 DOORBELL_CODES = 0x7FFF
 VPE_TABLE, VPT = 0x0200_0000, 0x0201_0000        # above GuestMap()'s default layout
 MEMORY = 0x0204_0000

@@ -88,7 +88,7 @@ cdef class TranslationTables:
     cdef bint _has_virtual_state(self)
     cdef object _virtual_mapping(self, int64_t device_id, int64_t event_id)
     cdef uint64_t _doorbell_of(self, devid_t device_id, eventid_t event_id)
-    cdef uint16_t _doorbell_code(self, uint64_t doorbell) except? 0
+    cdef uint16_t _doorbell_code(self, uint64_t doorbell) except? 0xFFFF
 
     cdef device_t* _device(self, devid_t device_id) noexcept
     cdef int _drop_events(self, device_t* device) except -1

@@ -1059,16 +1059,16 @@ cdef class TranslationTables:
             self._refresh_view()
         return 0
 
-    cdef uint16_t _doorbell_code(self, uint64_t doorbell) except? 0:
+    cdef uint16_t _doorbell_code(self, uint64_t doorbell) except? 0xFFFF:
         """The code of doorbell `doorbell` for a virtual ITE word (_types.pxd):
         its index in `doorbell_values`, given to each new doorbell value in
-        turn; DOORBELL_CODE_UNCACHED once DOORBELL_CODES values have one.
-        Codes are never taken back (a guest cycling through more doorbell
-        values than that only loses the cache, not a doorbell)."""
+        turn from 1; DOORBELL_CODE_UNCACHED (0) once DOORBELL_CODES - 1 values
+        have one.  Codes are never taken back (a guest cycling through more
+        doorbell values than that only loses the cache, not a doorbell)."""
         code = self.doorbell_codes.get(doorbell)
         if code is not None:
             return code
-        cdef Py_ssize_t count = len(self.doorbell_codes)
+        cdef Py_ssize_t count = len(self.doorbell_codes) + 1
         if count >= DOORBELL_CODES:
             return DOORBELL_CODE_UNCACHED
         self.doorbell_values[count] = <uint32_t>doorbell

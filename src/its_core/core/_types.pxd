@@ -29,14 +29,15 @@ ctypedef uint16_t vpeid_t      # GICv4 vPE ID (16 bits, as QEMU's vPE table)
 # SparseEventMap whose values are doorbells; 1023 is not 0, so every virtual
 # ITE has an entry).  The doorbell code caches it in the word, for the
 # delivery of vLPIs to non-resident vPEs: an index into the tables' list of
-# the distinct doorbells seen (TranslationTables.doorbell_values), or
-# DOORBELL_CODE_UNCACHED once that list is full (then only the map has it).
-# Words handed to Python (`export_events`) have the code cleared.
+# the distinct doorbells seen (TranslationTables.doorbell_values, from 1),
+# or DOORBELL_CODE_UNCACHED = 0 (then only the map has it: once that list
+# is full, and for any word made without a code).  Words handed to Python
+# (`export_events`) have the code cleared.
 cdef enum:
     ITE_DOORBELL_CODE_SHIFT = 48
     DOORBELL_CODE_MASK = 0x7FFF         # 15 bits: [62:48]
-    DOORBELL_CODE_UNCACHED = 0x7FFF     # the doorbell is only in the map
-    DOORBELL_CODES = 0x7FFF             # codes 0 .. DOORBELL_CODES - 1 index doorbell_values
+    DOORBELL_CODE_UNCACHED = 0          # the doorbell is only in the map
+    DOORBELL_CODES = 0x8000             # doorbell_values entries; codes 1 .. DOORBELL_CODES - 1
 
 cdef enum:
     ITE_INTID_SHIFT = 16
