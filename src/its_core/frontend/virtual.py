@@ -317,7 +317,10 @@ class VirtualLPIs:
         """GICv4.1: guest address of vPEID's entry in the vPE Configuration table
         `cpu`'s GICR_VPROPBASER describes, or None (Valid = 0, beyond Size, an
         invalid level-1 descriptor, outside guest memory)."""
-        value = int(self.vpropbaser[cpu])
+        return self.config_slot(int(self.vpropbaser[cpu]), vpe_id)
+
+    def config_slot(self, value: int, vpe_id: int) -> int | None:
+        """`vpe_config_slot` for a GICR_VPROPBASER (v4.1) `value`."""
         if not 0 <= vpe_id < VPE_SPACE or not _VPROP41["Valid"].extract(value):
             return None
         page = _PAGE_BYTES[_VPROP41["Page_Size"].extract(value)]
@@ -522,6 +525,68 @@ class VirtualLPIs:
         return np.array([deliver(vpe_id, vintid, doorbell) for vpe_id, vintid, doorbell
                          in zip(vpe_ids.tolist(), vintids.tolist(), doorbells.tolist())],
                         np.uint8)
+
+    # -- save / restore (its-core-rev1, abi/rev1.py) -------------------------------------
+
+    def resident_range(self, cpu: int) -> tuple[int, int] | None:
+        """(VPT address, first vINTID not cached) of the vPE resident on `cpu`,
+        or None: the VPT bytes [8192 / 8, limit / 8) its cache stands for."""
+        if not self.resident[cpu]:
+            return None
+        return int(self.resident_vpt[cpu]), int(self.resident_limit[cpu])
+
+    def write_back_cache(self, cpu: int) -> None:
+        """Save: the resident vPE's cached pending state -> its VPT, exactly
+        (every bit of the cached range [8192, limit) set or cleared as the cache
+        says); the vPE stays resident and its cache unchanged.  The caller
+        checked that the range lies inside guest memory."""
+        vpt, limit = self.resident_range(cpu)
+        first, end = LPI_FIRST_INTID // 8, limit // 8
+        if end <= first:
+            return
+        bits = self._cached_pending[cpu][first * 8:end * 8]
+        self.memory.view(vpt + first, end - first)[:] = np.packbits(bits, bitorder="little")
+
+    def load_vpes(self, vpe_ids: np.ndarray, cpus: np.ndarray, vpt_addrs: np.ndarray,
+                  vpt_sizes: np.ndarray, vconf_addrs: np.ndarray, default_doorbells: np.ndarray,
+                  armed: np.ndarray, vsgi_pending: np.ndarray | None,
+                  vsgi_config: np.ndarray | None) -> None:
+        """Restore: map the (checked) vPEs `vpe_ids` with these attributes, one
+        array row per vPE (v4.1: `vsgi_pending` uint16, `vsgi_config`
+        (n, 16, 3) uint8 (priority, group, enable)); other vPEs are not touched."""
+        self.version += 1
+        self.vpe_mapped[vpe_ids] = True
+        self.vpe_cpu[vpe_ids] = cpus
+        self.vpt_addr[vpe_ids] = vpt_addrs
+        self.vpt_size[vpe_ids] = vpt_sizes
+        self.vconf_addr[vpe_ids] = vconf_addrs
+        self.default_doorbell[vpe_ids] = default_doorbells
+        self.doorbell_armed[vpe_ids] = armed
+        if self.is_v41:
+            self.vsgi_pending[vpe_ids] = vsgi_pending
+            self.vsgi_config[vpe_ids] = vsgi_config
+
+    def load_registers(self, vpropbaser: list[int], vpendbaser: list[int],
+                       vsgir: list[int] | None) -> None:
+        """Restore: each CPU's VLPI registers as saved (checked by the caller:
+        values a write keeps, and for a v4.1 VPENDBASER with Valid = 1 a mapped
+        vPE with a vPE Configuration table slot).  A CPU's current residency is
+        dropped (no write-back); a saved Valid = 1 makes the vPE resident again,
+        its cache loaded from the VPT as a 0 -> 1 write loads it, and the
+        register then holds the saved value (PendingLast as saved)."""
+        self.version += 1
+        valid = (_VPEND41 if self.is_v41 else _VPEND40)["Valid"]
+        for cpu in range(self.num_cpus):
+            self.resident[cpu] = False
+            self._cached_pending.pop(cpu, None)
+            self._cached_taken.pop(cpu, None)
+            self.vpropbaser[cpu] = vpropbaser[cpu]
+            if vsgir is not None:
+                self.vsgir[cpu] = vsgir[cpu]
+            if valid.extract(vpendbaser[cpu]):
+                scheduled = self._schedule(cpu, vpendbaser[cpu])
+                assert scheduled, "load_registers: a v4.1 vPE the caller did not check"
+            self.vpendbaser[cpu] = vpendbaser[cpu]
 
     def vpe_state(self) -> dict:
         """The mapped vPEs as the reference model's snapshot gives them: vPEID ->
