@@ -233,12 +233,37 @@ def _plan_resident(its) -> list[int]:
         if span is None:
             continue
         vpt, limit = span
+        vpe_id = int(virtual.resident_vpe[cpu])
+        if virtual.is_v41 and not virtual.vpe_mapped[vpe_id]:
+            raise SaveError("vpe", vpe_id, "GICR_VPENDBASER",
+                            f"CPU {cpu}: the resident vPE is not mapped (a restore could not "
+                            f"find its VPT)")
         first, end = LPI_FIRST_INTID // 8, limit // 8
         if end > first and not its.memory.contains(vpt + first, end - first):
             raise SaveError("vpe", None, "GICR_VPENDBASER",
                             f"CPU {cpu}: the resident vPE's VPT {vpt:#x} outside guest memory")
         cpus.append(cpu)
+    _check_shared_vpts(virtual, cpus)
     return cpus
+
+
+def _check_shared_vpts(virtual, cpus: list[int]) -> None:
+    """SaveError if two resident caches stand for overlapping VPT bytes and
+    disagree there (a guest made one VPT resident on two redistributors, and
+    acknowledged or received vLPIs on one of them): one VPT cannot hold both."""
+    spans = [(cpu, *virtual.resident_range(cpu)) for cpu in cpus]
+    for index, (cpu_a, vpt_a, limit_a) in enumerate(spans):
+        for cpu_b, vpt_b, limit_b in spans[index + 1:]:
+            start = max(vpt_a, vpt_b) + LPI_FIRST_INTID // 8
+            end = min(vpt_a + limit_a // 8, vpt_b + limit_b // 8)
+            if end <= start:
+                continue
+            bits_a = virtual.cached_bits(cpu_a, (start - vpt_a) * 8, (end - vpt_a) * 8)
+            bits_b = virtual.cached_bits(cpu_b, (start - vpt_b) * 8, (end - vpt_b) * 8)
+            if not np.array_equal(bits_a, bits_b):
+                raise SaveError("vpe", None, "GICR_VPENDBASER",
+                                f"CPUs {cpu_a} and {cpu_b} cache the VPT bytes "
+                                f"{start:#x}..{end:#x} with different pending vLPIs")
 
 
 def vlpi_registers(rd) -> dict:
@@ -504,7 +529,8 @@ def checked_vlpi_registers(rd, state: dict, mapped=None) -> dict | None:
     """The VLPI register lists of `state`, validated (RestoreError), or None
     when `state` has none.  `mapped` (bool array by vPEID) says which vPEs
     will be mapped (default: those mapped now): a v4.1 VPENDBASER with
-    Valid = 1 needs its vPE mapped and a vPE Configuration table slot."""
+    Valid = 1 needs its vPE mapped (its VPT is the vPE's); a v4.0 one its
+    cached VPT range inside guest memory."""
     virtual = rd.virtual
     names = VLPI_REGISTER_NAMES[rd.gic_version]
     present = [name for name in names if name in state]
@@ -543,10 +569,6 @@ def checked_vlpi_registers(rd, state: dict, mapped=None) -> dict | None:
             if not mapped[vpe_id]:
                 raise RestoreError("registers", "GICR_VPENDBASER", "vPEID",
                                    f"CPU {cpu}: resident vPE {vpe_id} is not mapped")
-            if virtual.config_slot(prop, vpe_id) is None:
-                raise RestoreError("registers", "GICR_VPENDBASER", "vPEID",
-                                   f"CPU {cpu}: vPE {vpe_id} has no vPE Configuration table "
-                                   f"slot in GICR_VPROPBASER")
         else:
             idbits = registers.GICR_VPROPBASER_V40_LAYOUT["IDbits"].extract(prop)
             limit = 1 << min(idbits + 1, rd.lpi_state.intid_bits)

@@ -382,12 +382,15 @@ class VirtualLPIs:
         else:
             self.vpendbaser[cpu] = new
 
-    def _schedule(self, cpu: int, value: int) -> bool:
+    def _schedule(self, cpu: int, value: int, checked: bool = True) -> bool:
         """Valid 0 -> 1: make the vPE resident on `cpu`; False if the write is
-        ignored (v4.1: no vPE Configuration table slot or the vPE unmapped)."""
+        ignored (v4.1: no vPE Configuration table slot or the vPE unmapped).
+        ``checked=False`` (a restore): the v4.1 vPE is mapped (the caller
+        checked) and its vPE Configuration table slot is not looked at."""
         if self.is_v41:
             vpe_id = _VPEND41["vPEID"].extract(value)
-            if not self.vpe_mapped[vpe_id] or self.vpe_config_slot(cpu, vpe_id) is None:
+            if checked and (not self.vpe_mapped[vpe_id]
+                            or self.vpe_config_slot(cpu, vpe_id) is None):
                 return False
             self.doorbell_armed[vpe_id] = False
             vpt, limit = int(self.vpt_addr[vpe_id]), self.vintid_limit(vpe_id)
@@ -535,6 +538,10 @@ class VirtualLPIs:
             return None
         return int(self.resident_vpt[cpu]), int(self.resident_limit[cpu])
 
+    def cached_bits(self, cpu: int, start: int, end: int) -> np.ndarray:
+        """The resident vPE's cached pending bits for vINTIDs [start, end) (a view)."""
+        return self._cached_pending[cpu][start:end]
+
     def write_back_cache(self, cpu: int) -> None:
         """Save: the resident vPE's cached pending state -> its VPT, exactly
         (every bit of the cached range [8192, limit) set or cleared as the cache
@@ -570,10 +577,11 @@ class VirtualLPIs:
                        vsgir: list[int] | None) -> None:
         """Restore: each CPU's VLPI registers as saved (checked by the caller:
         values a write keeps, and for a v4.1 VPENDBASER with Valid = 1 a mapped
-        vPE with a vPE Configuration table slot).  A CPU's current residency is
-        dropped (no write-back); a saved Valid = 1 makes the vPE resident again,
-        its cache loaded from the VPT as a 0 -> 1 write loads it, and the
-        register then holds the saved value (PendingLast as saved)."""
+        vPE).  A CPU's current residency is dropped (no write-back); a saved
+        Valid = 1 makes the vPE resident again, its cache loaded from the VPT
+        as a 0 -> 1 write loads it (the vPE Configuration table is not looked
+        at: the saved residency stands), and the register then holds the
+        saved value (PendingLast as saved)."""
         self.version += 1
         valid = (_VPEND41 if self.is_v41 else _VPEND40)["Valid"]
         for cpu in range(self.num_cpus):
@@ -584,8 +592,7 @@ class VirtualLPIs:
             if vsgir is not None:
                 self.vsgir[cpu] = vsgir[cpu]
             if valid.extract(vpendbaser[cpu]):
-                scheduled = self._schedule(cpu, vpendbaser[cpu])
-                assert scheduled, "load_registers: a v4.1 vPE the caller did not check"
+                self._schedule(cpu, vpendbaser[cpu], checked=False)
             self.vpendbaser[cpu] = vpendbaser[cpu]
 
     def vpe_state(self) -> dict:
