@@ -465,3 +465,49 @@ def test_random_bit_flips_in_the_rev1_tables(version, flips):
         twin.restore(state)
     except RestoreError:
         assert not twin.enabled and twin.tables.num_devices == 0
+
+
+# -- its-core dump ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_dump_decodes_a_rev1_image(version, tmp_path):
+    """`its-core dump` of `saved_image` (plus a resident vPE on CPU 0): the
+    virtual ITEs as virtual, the VTEs, the VLPI registers; JSON alike."""
+    import io
+    import json
+
+    from its_core.abi import dump
+    its, ref, mems = make_system(version, seed=11)
+    D.apply(its, ref, ("schedule", 0, 3))
+    state = its.save()
+    image, regs = tmp_path / "image.bin", tmp_path / "regs.json"
+    image.write_bytes(mems[0].array.tobytes())
+    regs.write_text(json.dumps(state))
+    out = io.StringIO()
+    assert dump.main(str(image), 0, str(regs), False, out) == 0
+    text = out.getvalue()
+    assert "DeviceID 0x5: ITT 0x8000, 4 EventID bits, 0 events, 2 virtual events" in text
+    assert "EventID 1 -> virtual: vLPI 8200 of vPE 3 (doorbell LPI 8292)" in text
+    assert "EventID 2 -> virtual: vLPI 9000 of vPE 4 (no doorbell)" in text
+    assert "EventID 0 -> LPI 8292, collection 0 (CPU 0)" in text
+    assert f"GICv{version} vPE table at 0x4000, vPEs (2):" in text
+    assert "vPE 3 -> CPU 0: VPT 0x40000, VPT_size 13" in text
+    assert "vPE 4 -> CPU 1: VPT 0x50000, VPT_size 13" in text
+    if version == "4.1":
+        assert "VCONF 0x70000, default doorbell LPI 8293" in text
+    assert "(a vPE is resident)" in text.splitlines()[-2]             # CPU 0
+    out = io.StringIO()
+    assert dump.main(str(image), 0, str(regs), True, out) == 0
+    listing = json.loads(out.getvalue())
+    assert listing["gic_version"] == version
+    assert listing["devices"][0]["virtual_events"] == [
+        {"event_id": 1, "vintid": 8200, "vpe_id": 3, "doorbell": 8292},
+        {"event_id": 2, "vintid": 9000, "vpe_id": 4, "doorbell": None}]
+    assert [vpe["vpe_id"] for vpe in listing["vpes"]] == [3, 4]
+    # a hostile VTE: the dump names the image and the entry
+    hostile = bytearray(image.read_bytes())
+    entry = 32 if version == "4.1" else 8
+    # VPT_size 16: above the scratch ITS's 16 INTID bits - 1
+    hostile[D.VT + 3 * entry:D.VT + 3 * entry + 8] = vte0(D.VPT_A, 16, 0).to_bytes(8, "little")
+    image.write_bytes(bytes(hostile))
+    assert dump.main(str(image), 0, str(regs), False, io.StringIO()) == 2
