@@ -174,11 +174,3 @@ def test_vmapp_is_unknown_to_a_gicv3_its_and_vsgi_to_a_gicv4_0_its():
             assert codes == [C.E_ITS_UNKNOWN_COMMAND], version
         else:
             assert C.E_ITS_UNKNOWN_COMMAND not in codes, version
-
-
-def test_gicv4_snapshot_refuses():
-    its = its_of("4.0")
-    with pytest.raises(ValueError, match="snapshot"):
-        its.snapshot()
-    with pytest.raises(ValueError, match="snapshot"):
-        its.redistributors.snapshot()

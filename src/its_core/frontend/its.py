@@ -30,7 +30,7 @@ import numpy as np
 from its_core.abi import rev1, saverestore, snapshot_format
 from its_core.core._core import (TranslationStatus, TranslationTables, batch_threads,
                                  message_arrays)
-from its_core.errors import ITSError, SaveError
+from its_core.errors import ITSError
 from its_core.frontend.access import (  # noqa: F401 - ACCESS_ERRORS_KEPT is re-exported
     ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log)
 from its_core.frontend import commands, registers
@@ -726,11 +726,6 @@ class ITS:
                 return rev1.save(self, bool(redistributors))
             return saverestore.save(self, bool(redistributors))
 
-    def _refuse_gicv4(self, what: str, error: Exception) -> None:
-        """Raise `error` for a GICv4 ITS: its state has no save / snapshot format yet."""
-        if self.gic_version != "3":
-            raise error
-
     def restore(self, state: dict) -> None:
         """Restore a `save()` state from (a copy of) the guest memory it was
         saved to; atomic: on RestoreError nothing has changed.  A state without
@@ -784,14 +779,14 @@ class ITS:
         Enabled, stall state, both error logs, `strict`, `stall_on_error`
         and, with `redistributors`, the redistributors' registers, PTZ,
         pending bitmaps, config cache and `strict` (and their own
-        `access_errors` when they do not share this ITS's).  Guest memory is
+        `access_errors` when they do not share this ITS's).  A GICv4 ITS adds
+        its GIC version and virtual ITEs / vPE table, its redistributors their
+        vPE attributes, VLPI registers and resident caches.  Guest memory is
         not in it and is not touched; `on_signal` is not carried.
 
         With ``redistributors=False`` there are no redistributor entries: for
         ITSs sharing one `Redistributors`, snapshotted once
         (`Redistributors.snapshot`)."""
-        self._refuse_gicv4("snapshot", ValueError(
-            f"a GICv4 ITS (gic_version={self.gic_version!r}) has no snapshot format yet"))
         # Lock order (docs/threads.md): ITS, redistributors, tables.
         with self._lock, (self.redistributors._lock if redistributors else nullcontext()), \
                 self.tables.exclusive():

@@ -401,11 +401,9 @@ class Redistributors:
         save-format.md): a dict of numpy arrays and plain scalars, copied,
         never aliasing this object; registers, PTZ, pending bitmaps, config
         cache, `strict` and `access_errors`.  Guest memory is not in it and
-        is not touched; `on_signal` is not carried.  ValueError for GICv4
-        redistributors (no snapshot format yet)."""
-        if self.gic_version != "3":
-            raise ValueError(f"GICv4 redistributors (gic_version={self.gic_version!r}) have "
-                             "no snapshot format yet")
+        is not touched; `on_signal` is not carried.  GICv4: also the vPE
+        attributes, the VLPI registers and the resident caches
+        ("redistributors.virtual" keys)."""
         with self._lock:
             return snapshot_format.snapshot_redistributors(self)
 

@@ -595,6 +595,87 @@ class VirtualLPIs:
                 self._schedule(cpu, vpendbaser[cpu], checked=False)
             self.vpendbaser[cpu] = vpendbaser[cpu]
 
+    # -- host snapshots (abi/snapshot_format.py, "redistributors.virtual" keys) ---------
+
+    def snapshot_arrays(self) -> dict:
+        """The whole state as fresh arrays, by snapshot key (without the
+        ``redistributors.`` prefix): the rows of the vPEIDs whose attributes
+        are not all as at reset, the per-CPU VLPI registers and residency
+        (zero / -1 on CPUs without a resident vPE), the caches packed in the
+        VPT layout."""
+        touched = (self.vpe_mapped | (self.vpe_cpu != 0) | (self.vpt_addr != 0)
+                   | (self.vpt_size != 0) | (self.vconf_addr != 0)
+                   | (self.default_doorbell != C.NO_DOORBELL) | self.doorbell_armed)
+        if self.is_v41:
+            touched |= (self.vsgi_pending != 0) | self.vsgi_config.any(axis=(1, 2))
+        rows = np.flatnonzero(touched)
+        resident = self.resident
+        pending = np.zeros((self.num_cpus, (1 << self.intid_bits) // 8), np.uint8)
+        taken = np.zeros_like(pending)
+        for cpu in np.flatnonzero(resident).tolist():
+            pending[cpu] = np.packbits(self._cached_pending[cpu], bitorder="little")
+            taken[cpu] = np.packbits(self._cached_taken[cpu], bitorder="little")
+        return {
+            "vpe_id": rows.astype(np.uint16),
+            "vpe_mapped": self.vpe_mapped[rows], "vpe_cpu": self.vpe_cpu[rows],
+            "vpt_addr": self.vpt_addr[rows], "vpt_size": self.vpt_size[rows],
+            "vconf_addr": self.vconf_addr[rows],
+            "default_doorbell": self.default_doorbell[rows],
+            "doorbell_armed": self.doorbell_armed[rows],
+            "vsgi_pending": (self.vsgi_pending[rows] if self.is_v41
+                             else np.zeros(rows.size, np.uint16)),
+            "vsgi_config": (self.vsgi_config[rows] if self.is_v41
+                            else np.zeros((rows.size, NUM_VSGIS, 3), np.uint8)),
+            "GICR_VPROPBASER": self.vpropbaser.copy(), "GICR_VPENDBASER": self.vpendbaser.copy(),
+            "GICR_VSGIR": self.vsgir.copy(),
+            "resident_vpt": np.where(resident, self.resident_vpt, 0),
+            "resident_limit": np.where(resident, self.resident_limit, 0),
+            "resident_vpe": np.where(resident, self.resident_vpe, -1),
+            "resident_config": np.where(resident, self.resident_config, 0),
+            "cached_pending": pending, "cached_taken": taken,
+        }
+
+    def load_snapshot(self, arrays: dict) -> None:
+        """Set the whole state from `snapshot_arrays`-shaped arrays (checked by
+        the snapshot validator): every other vPEID as at reset."""
+        self.version += 1
+        rows = arrays["vpe_id"].astype(np.intp)
+        self.vpe_mapped[:] = False
+        self.vpe_cpu[:] = 0
+        self.vpt_addr[:] = 0
+        self.vpt_size[:] = 0
+        self.vconf_addr[:] = 0
+        self.default_doorbell[:] = C.NO_DOORBELL
+        self.doorbell_armed[:] = False
+        self.vpe_mapped[rows] = arrays["vpe_mapped"]
+        self.vpe_cpu[rows] = arrays["vpe_cpu"]
+        self.vpt_addr[rows] = arrays["vpt_addr"]
+        self.vpt_size[rows] = arrays["vpt_size"]
+        self.vconf_addr[rows] = arrays["vconf_addr"]
+        self.default_doorbell[rows] = arrays["default_doorbell"]
+        self.doorbell_armed[rows] = arrays["doorbell_armed"]
+        if self.is_v41:
+            self.vsgi_pending[:] = 0
+            self.vsgi_config[:] = 0
+            self.vsgi_pending[rows] = arrays["vsgi_pending"]
+            self.vsgi_config[rows] = arrays["vsgi_config"]
+        self.vpropbaser[:] = arrays["GICR_VPROPBASER"]
+        self.vpendbaser[:] = arrays["GICR_VPENDBASER"]
+        self.vsgir[:] = arrays["GICR_VSGIR"]
+        valid = (_VPEND41 if self.is_v41 else _VPEND40)["Valid"].mask
+        self.resident[:] = (self.vpendbaser & np.uint64(valid)) != 0
+        self.resident_vpt[:] = arrays["resident_vpt"]
+        self.resident_limit[:] = arrays["resident_limit"]
+        self.resident_vpe[:] = arrays["resident_vpe"]
+        self.resident_config[:] = arrays["resident_config"]
+        self._cached_pending.clear()
+        self._cached_taken.clear()
+        for cpu in np.flatnonzero(self.resident).tolist():
+            self._cached_pending[cpu] = np.unpackbits(
+                arrays["cached_pending"][cpu], bitorder="little").astype(bool)
+            self._cached_taken[cpu] = np.unpackbits(
+                arrays["cached_taken"][cpu], bitorder="little").astype(bool)
+
     def vpe_state(self) -> dict:
         """The mapped vPEs as the reference model's snapshot gives them: vPEID ->
         (cpu, vpt_addr, vpt_size, vconf_addr, default_doorbell)."""
