@@ -586,7 +586,8 @@ def _check_command_log(values: dict) -> None:
                                             "error code of this model")
 
 
-_ERROR_CODES = np.array(sorted(commands.ERROR_NAMES), np.uint32)
+_ERROR_CODES = np.array(sorted({**commands.ERROR_NAMES, **commands.GICV4_ERROR_NAMES}),
+                        np.uint32)
 _FRAME = re.compile(r"GICR(0|[1-9][0-9]{0,4})")
 _SIZE_MASKS = np.array([0, 0xFF, 0xFFFF, 0, 0xFFFF_FFFF, 0, 0, 0, _U64], np.uint64)
 
