@@ -354,7 +354,8 @@ HOSTILE_VTES_V41 = [
     ("VCONF_addr outside memory", 1, D.VPT_OUTSIDE, r"vpe table 0x3: VCONF_addr"),
     ("dword1 RES0 bits", 1, D.VCONF | 1 << 55, r"vpe table 0x3: RES0"),
     ("default doorbell neither 1023 nor an LPI", 2, 1022, r"vpe table 0x3: Default_Doorbell"),
-    ("default doorbell beyond the INTID bits", 2, 1 << D.INTID_BITS, r"vpe table 0x3: Default_Doorbell"),
+    ("default doorbell beyond the INTID bits", 2, 1 << D.INTID_BITS,
+     r"vpe table 0x3: Default_Doorbell"),
 ]
 
 

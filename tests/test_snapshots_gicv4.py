@@ -25,7 +25,7 @@ import its_core.snapshot
 import test_gicv4_differential as D
 from its_core.errors import RestoreError
 from its_core.frontend.redistributors import Redistributors
-from test_save_restore_rev1 import copy_of, full_state, make_system, rev1_operations
+from test_save_restore_rev1 import copy_of, full_state, make_system
 
 SNAPSHOT_STREAMS = settings(max_examples=int(os.environ.get("REV1_EXAMPLES", 12)),
                             deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -43,7 +43,6 @@ LPI_FIRST_INTID = 8192
 _ITE0, _ITE1 = abi.REV1_ITE0, abi.REV1_ITE1
 _VTE0, _VTE1, _VTE2, _VTE3 = abi.VTE0, abi.VTE1_V41, abi.VTE2_V41, abi.VTE3_V41
 _VIRTUAL = np.uint64(_ITE1["Virtual"].mask)
-_U64 = np.uint64
 
 #: The per-CPU VLPI registers a rev1 state holds, by GIC version.
 VLPI_REGISTER_NAMES = {"4.0": ("GICR_VPROPBASER", "GICR_VPENDBASER"),
@@ -224,11 +223,13 @@ def _itt_entries(arrays: dict):
     return addrs, word0, word1
 
 
-def _plan_resident(its) -> list[int]:
-    """CPUs with a resident vPE, each cached VPT range checked inside memory."""
-    virtual = its.redistributors.virtual
+def _plan_resident(rd) -> list[int]:
+    """CPUs of `rd` with a resident vPE, each checked (SaveError): its cached
+    VPT range inside guest memory, on 4.1 the vPE mapped, and no other cache
+    disagreeing on the same VPT bytes."""
+    virtual = rd.virtual
     cpus = []
-    for cpu in range(its.redistributors.num_cpus):
+    for cpu in range(rd.num_cpus):
         span = virtual.resident_range(cpu)
         if span is None:
             continue
@@ -239,7 +240,7 @@ def _plan_resident(its) -> list[int]:
                             f"CPU {cpu}: the resident vPE is not mapped (a restore could not "
                             f"find its VPT)")
         first, end = LPI_FIRST_INTID // 8, limit // 8
-        if end > first and not its.memory.contains(vpt + first, end - first):
+        if end > first and not rd.memory.contains(vpt + first, end - first):
             raise SaveError("vpe", None, "GICR_VPENDBASER",
                             f"CPU {cpu}: the resident vPE's VPT {vpt:#x} outside guest memory")
         cpus.append(cpu)
@@ -280,9 +281,7 @@ def save_redistributors(rd) -> dict:
     """`Redistributors.save` of GICv4 redistributors: rev0's pending tables
     and GICR_* registers, each resident vPE's cache written into its VPT,
     and the VLPI registers."""
-    class _Owner:                      # what _plan_resident reads
-        redistributors, memory = rd, rd.memory
-    resident = _plan_resident(_Owner)
+    resident = _plan_resident(rd)
     pending = rev0._plan_pending(rd)
     for cpu, addr in pending:
         rd.lpi_state.save_pending(cpu, addr)
@@ -321,7 +320,7 @@ def save(its, redistributors: bool = True) -> dict:
     vtes = _vte_words(its, vpe_ids, vpe_cpus)
     vpe_zero = _vpe_zero_ranges(its, vpe_table)
     pending = rev0._plan_pending(rd) if redistributors else []
-    resident = _plan_resident(its) if redistributors else []
+    resident = _plan_resident(rd) if redistributors else []
     itt_addrs, word0, word1 = _itt_entries(arrays)
     # Everything has been checked: write.
     if zero is not None:
@@ -335,7 +334,8 @@ def save(its, redistributors: bool = True) -> dict:
         its.memory.view(collections.base, ctes.size, "<u8")[:] = ctes
     zero_ranges(its.guest_window, *vpe_zero)
     for dword in range(vtes.shape[1]):
-        scatter_u64(its.guest_window, vte_slots + _u(8 * dword), np.ascontiguousarray(vtes[:, dword]))
+        scatter_u64(its.guest_window, vte_slots + _u(8 * dword),
+                    np.ascontiguousarray(vtes[:, dword]))
     for cpu, addr in pending:
         rd.lpi_state.save_pending(cpu, addr)
     for cpu in resident:
@@ -400,7 +400,8 @@ def _read_vtes(its, baser2: int) -> dict:
     intid_bits = its.tables.intid_bits
     size_ok = size <= _u(intid_bits - 1)
     checks = [
-        (word0 & ~_u(_VTE0.field_mask) != 0, "RES0", lambda r: f"{int(word0[r]):#x} sets RES0 bits"),
+        (word0 & ~_u(_VTE0.field_mask) != 0, "RES0",
+         lambda r: f"{int(word0[r]):#x} sets RES0 bits"),
         (~size_ok, "VPT_size",
          lambda r: f"{int(size[r])} is above intid_bits - 1 = {intid_bits - 1}"),
         (cpu >= _u(its.num_cpus), "RDbase",

@@ -427,9 +427,9 @@ cdef uint32_t _discard(CommandProcessor processor, const uint64_t* dwords) excep
     """DISCARD DeviceID, EventID.  Checks: _find_ite (an ITE whose collection
     is mapped, else E_ITS_DISCARD_UNMAPPED_INTERRUPT).  Clears the pending bit
     on the target CPU, unmaps the event and writes a zero ITE at ITT + EventID
-    x the ITT entry size (8 or 16 bytes, when inside guest memory).  GICv4, a virtual ITE: its vLPI is
-    cleared as CLEAR does and the ITE always removed (the architecture; QEMU
-    7.2 keeps it when the vPE is unmapped, digest C1)."""
+    x the ITT entry size (8 or 16 bytes, when inside guest memory).  GICv4, a
+    virtual ITE: its vLPI is cleared as CLEAR does and the ITE always removed
+    (the architecture; QEMU 7.2 keeps it when the vPE is unmapped, digest C1)."""
     cdef found_event_t event
     cdef uint32_t code = _find_ite(processor, dwords, &event)
     if code == FOUND_VIRTUAL:
