@@ -41,7 +41,7 @@ from its_core.frontend.virtual import NUM_VSGIS, VPE_SPACE
 
 LPI_FIRST_INTID = 8192
 _ITE0, _ITE1 = abi.REV1_ITE0, abi.REV1_ITE1
-_VTE0, _VTE1, _VTE2, _VTE3 = abi.VTE0, abi.VTE1_V41, abi.VTE2_V41, abi.VTE3_V41
+_VTE0, _VTE1, _VTE2 = abi.VTE0, abi.VTE1_V41, abi.VTE2_V41
 _VIRTUAL = np.uint64(_ITE1["Virtual"].mask)
 
 #: The per-CPU VLPI registers a rev1 state holds, by GIC version.
