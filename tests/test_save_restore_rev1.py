@@ -512,3 +512,21 @@ def test_dump_decodes_a_rev1_image(version, tmp_path):
     hostile[D.VT + 3 * entry:D.VT + 3 * entry + 8] = vte0(D.VPT_A, 16, 0).to_bytes(8, "little")
     image.write_bytes(bytes(hostile))
     assert dump.main(str(image), 0, str(regs), False, io.StringIO()) == 2
+
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_the_step_by_step_interface(version):
+    """save_tables / save_registers / save_pending_tables, then restore_registers,
+    restore_tables, restore_pending_tables into a fresh ITS: the tables, the vPE
+    table and each mapped vPE's attributes come back (no VLPI registers: those
+    are the redistributors' part of `save`)."""
+    its, ref, mems = make_system(version, seed=9)
+    its.save_tables()
+    its.save_pending_tables()
+    regs = its.save_registers()
+    assert R.GITS_IIDR_LAYOUT["Revision"].extract(regs["GITS_IIDR"]) == 1
+    twin = fresh_its(version, copy_of(mems[0]))
+    twin.restore_registers(regs)
+    twin.restore_tables()
+    assert twin.tables.snapshot() == its.tables.snapshot()
+    assert twin.redistributors.virtual.vpe_state() == its.redistributors.virtual.vpe_state()

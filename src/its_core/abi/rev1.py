@@ -588,7 +588,7 @@ def apply_vlpi_registers(rd, gicr: dict) -> None:
 
 def restore(its, state: dict) -> None:
     """The rev1 `ITS.restore`: everything validated, then applied."""
-    values = rev0._checked_registers(its, state, abi.REV1_REVISION)
+    values = rev0._checked_registers(its, state)
     rd = its.redistributors
     with_redistributors = any(name in state for name in rev0.GICR_REGISTER_NAMES)
     gicr = rev0._checked_redistributors(rd, state) if with_redistributors else None

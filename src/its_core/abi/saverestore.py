@@ -289,9 +289,11 @@ def restore_pending_tables(its) -> None:
         rd.lpi_state.load_pending(cpu, rd.pendbaser_address(cpu))
 
 
-def _checked_registers(its, regs: dict, revision: int = abi.REVISION) -> dict:
+def _checked_registers(its, regs: dict) -> dict:
     """The ITS register values of `regs`, validated (RestoreError otherwise);
-    GITS_IIDR.Revision must be `revision` (0: rev0, 1: its-core-rev1)."""
+    GITS_IIDR.Revision must be the ITS's (0: rev0 on GICv3, 1: its-core-rev1
+    on GICv4)."""
+    revision = abi.REVISION if its.gic_version == "3" else abi.REV1_REVISION
     if not isinstance(regs, dict):
         raise RestoreError("registers", None, "state", "expected a dict of register values")
     values = {}
