@@ -1,4 +1,5 @@
-"""Save and restore an ITS in the KVM ITS table ABI, revision 0.
+"""Save and restore an ITS in the KVM ITS table ABI, revision 0 (a GICv4
+ITS: its-core-rev1, `abi/rev1.py`, which reuses the planners here).
 
 Saving writes the device table (flat or two-level), every ITT and the
 collection table into the guest memory the guest allocated through
