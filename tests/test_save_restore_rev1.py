@@ -530,3 +530,16 @@ def test_the_step_by_step_interface(version):
     twin.restore_tables()
     assert twin.tables.snapshot() == its.tables.snapshot()
     assert twin.redistributors.virtual.vpe_state() == its.redistributors.virtual.vpe_state()
+
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_a_saved_baser2_cannot_change_the_entry_size(version):
+    """GITS_BASER2.Entry_Size is read-only: a state claiming another one is
+    restored with the ITS's (8 or 32 bytes), as the BASER write keeps it."""
+    its, ref, mems = make_system(version, seed=12)
+    state = its.save()
+    baser2 = R.GITS_BASER_LAYOUT["Entry_Size"].deposit(state["GITS_BASER2"], 0)
+    twin = fresh_its(version, copy_of(mems[0]))
+    twin.restore({**state, "GITS_BASER2": baser2})
+    assert twin.stored_register("GITS_BASER2") == state["GITS_BASER2"]
+    assert full_state(twin) == full_state(its)

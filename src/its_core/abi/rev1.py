@@ -64,13 +64,15 @@ def _contains(memory, addrs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- the vPE table
 
 class _VpeTable:
-    """What GITS_BASER2 says about the vPE table: entries of `entry_bytes`."""
+    """What GITS_BASER2 says about the vPE table of a GICv4 ITS of `version`:
+    entries of `abi.VTE_BYTES[version]` (the read-only Entry_Size, whatever a
+    saved value claims: a restore's BASER write keeps the read-only fields)."""
 
-    def __init__(self, value: int):
+    def __init__(self, value: int, version: str):
         table = rev0._Table(value)
         self.valid, self.indirect, self.base = table.valid, table.indirect, table.base
         self.nbytes, self.page_bytes = table.nbytes, table.page_bytes
-        self.entry_bytes = registers.baser_entry_bytes(value)
+        self.entry_bytes = abi.VTE_BYTES[version]
 
 
 def _vpe_pages(its, table: _VpeTable, error) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +300,7 @@ def save(its, redistributors: bool = True) -> dict:
     arrays = tables.to_arrays()
     devices = rev0._table(its.stored_register("GITS_BASER0"))
     collections = rev0._table(its.stored_register("GITS_BASER1"))
-    vpe_table = _VpeTable(its.stored_register("GITS_BASER2"))
+    vpe_table = _VpeTable(its.stored_register("GITS_BASER2"), its.gic_version)
     records = tables.device_records()
     zero, slots = rev0._plan_device_table(its, devices, records, abi.REV1_ITE_BYTES)
     ctes = _ctes(its, arrays)
@@ -367,7 +369,7 @@ def _read_vtes(its, baser2: int) -> dict:
     """The valid VTEs of the vPE table `baser2` describes, checked: arrays
     by vPEID (RestoreError naming the entry otherwise)."""
     virtual = its.redistributors.virtual
-    table = _VpeTable(baser2)
+    table = _VpeTable(baser2, its.gic_version)
     dwords = 4 if virtual.is_v41 else 1
     empty = np.empty((0, dwords), np.uint64)
     if not table.valid:
