@@ -543,3 +543,17 @@ def test_a_saved_baser2_cannot_change_the_entry_size(version):
     twin.restore({**state, "GITS_BASER2": baser2})
     assert twin.stored_register("GITS_BASER2") == state["GITS_BASER2"]
     assert full_state(twin) == full_state(its)
+
+
+def test_v41_a_vpe_armed_by_one_cpu_while_resident_on_another():
+    """vPE 4 resident on CPU 0 and CPU 1 (the guest's mistake); CPU 1
+    deschedules it with nothing pending: its default doorbell is armed while
+    CPU 0 still holds it resident.  The round trip keeps both."""
+    its, ref, mems = make_system("4.1", seed=13)
+    for mem in mems:
+        mem.array[D.VPT_B:D.VPT_B + 0x800] = 0
+    for op in (("schedule", 0, 4), ("schedule", 1, 4), ("deschedule", 1, True)):
+        D.apply(its, ref, op)
+    virtual = its.redistributors.virtual
+    assert virtual.resident[0] and not virtual.resident[1] and virtual.doorbell_armed[4]
+    round_trip(its, mems, "flat")

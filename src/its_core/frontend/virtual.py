@@ -382,17 +382,19 @@ class VirtualLPIs:
         else:
             self.vpendbaser[cpu] = new
 
-    def _schedule(self, cpu: int, value: int, checked: bool = True) -> bool:
+    def _schedule(self, cpu: int, value: int, restoring: bool = False) -> bool:
         """Valid 0 -> 1: make the vPE resident on `cpu`; False if the write is
         ignored (v4.1: no vPE Configuration table slot or the vPE unmapped).
-        ``checked=False`` (a restore): the v4.1 vPE is mapped (the caller
-        checked) and its vPE Configuration table slot is not looked at."""
+        ``restoring`` (a restore re-making a saved residency): the v4.1 vPE is
+        mapped (the caller checked), its vPE Configuration table slot is not
+        looked at and its armed default doorbell is left as restored."""
         if self.is_v41:
             vpe_id = _VPEND41["vPEID"].extract(value)
-            if checked and (not self.vpe_mapped[vpe_id]
-                            or self.vpe_config_slot(cpu, vpe_id) is None):
+            if not restoring and (not self.vpe_mapped[vpe_id]
+                                  or self.vpe_config_slot(cpu, vpe_id) is None):
                 return False
-            self.doorbell_armed[vpe_id] = False
+            if not restoring:
+                self.doorbell_armed[vpe_id] = False
             vpt, limit = int(self.vpt_addr[vpe_id]), self.vintid_limit(vpe_id)
             self.resident_vpe[cpu] = vpe_id
             self.resident_config[cpu] = self.vconf_addr[vpe_id]
@@ -592,7 +594,7 @@ class VirtualLPIs:
             if vsgir is not None:
                 self.vsgir[cpu] = vsgir[cpu]
             if valid.extract(vpendbaser[cpu]):
-                self._schedule(cpu, vpendbaser[cpu], checked=False)
+                self._schedule(cpu, vpendbaser[cpu], restoring=True)
             self.vpendbaser[cpu] = vpendbaser[cpu]
 
     # -- host snapshots (abi/snapshot_format.py, "redistributors.virtual" keys) ---------
