@@ -557,3 +557,22 @@ def test_v41_a_vpe_armed_by_one_cpu_while_resident_on_another():
     virtual = its.redistributors.virtual
     assert virtual.resident[0] and not virtual.resident[1] and virtual.doorbell_armed[4]
     round_trip(its, mems, "flat")
+
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_commands_use_16_byte_itt_entries(version):
+    """GITS_TYPER.ITT_entry_size = 15: MAPTI / VMAPTI need the whole 16-byte
+    entry inside guest memory (EventID 16 of an ITT 256 bytes below the end of
+    memory is not: 0x100 + 16 x 16 > 0x100; with 8-byte entries it would be),
+    and DISCARD zeroes all 16 bytes; the reference model agrees."""
+    its, ref, mems = make_system(version, seed=14)
+    itt = D.MEM - 0x100
+    assert D.apply_command(its, ref, C.mapd(7, itt, 5)) == 0
+    assert D.apply_command(its, ref, C.mapti(7, 16, 8300, 0)) == C.E_ITS_MAPTI_ID_OOR
+    assert D.apply_command(its, ref, C.vmapti(7, 16, 3, 8300, 1023)) == C.E_ITS_VMAPTI_ID_OOR
+    assert D.apply_command(its, ref, C.mapti(7, 15, 8300, 0)) == 0
+    assert D.apply_command(its, ref, C.vmapti(7, 3, 3, 8301, 1023)) == 0
+    for mem in mems:
+        mem.write(itt + 3 * 16, b"\xa5" * 16)
+    assert D.apply_command(its, ref, C.discard(7, 3)) == 0
+    assert mems[0].read(itt + 3 * 16, 16) == mems[1].read(itt + 3 * 16, 16) == bytes(16)
