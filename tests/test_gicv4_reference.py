@@ -138,7 +138,7 @@ def schedule41(ref, cpu, vpe=VPE):
 def test_c01_vmapp_unmap_with_ites_still_naming_the_vpe():
     ref, mem = make()
     map_vpe_and_event(ref)
-    mem.write(ITT + 8 * EVENT, b"\xa5" * 8)
+    mem.write(ITT + 16 * EVENT, b"\xa5" * 16)            # 16-byte ITEs on GICv4
     assert ref.execute(C.vmapp(VPE, 0, VPT_A, 15, valid=False)) == 0
     assert ref.virtual_ite(DEVICE, EVENT) == (VINTID, VPE, DOORBELL)    # ITE stays
     assert ref.msi(DEVICE, EVENT) == VS.VIRTUAL_NO_VPE
@@ -147,7 +147,7 @@ def test_c01_vmapp_unmap_with_ites_still_naming_the_vpe():
     # DISCARD: the architecture (QEMU 7.2 keeps the ITE): the mapping goes, ITE zeroed.
     assert ref.execute(C.discard(DEVICE, EVENT)) == 0
     assert ref.virtual_ite(DEVICE, EVENT) is None
-    assert mem.read(ITT + 8 * EVENT, 8) == bytes(8)
+    assert mem.read(ITT + 16 * EVENT, 16) == bytes(16)
     assert ref.execute(C.discard(DEVICE, EVENT)) == C.E_ITS_DISCARD_UNMAPPED_INTERRUPT
 
 
@@ -758,8 +758,10 @@ def test_v41_schedule_needs_vpropbaser_a_slot_and_a_mapped_vpe():
     ref.write_vpendbaser(0, VPEND41.encode(Valid=1, vPEID=VPE))
     assert ref.pending_virtual(0) == []
     assert VPEND41["Valid"].extract(ref.read_vpendbaser(0)) == 1
-    # A vPEID beyond the one-page (512-entry) vPE Configuration table on CPU 1.
-    two, _ = make("4.1", vpe_pages=2)
+    # A vPEID beyond the one-page (512-entry) vPE Configuration table on CPU 1,
+    # inside a 5-page vPE table (640 32-byte v4.1 entries; the reference keeps
+    # vPEs as model state, so the pages it spans are never written).
+    two, _ = make("4.1", vpe_pages=5)
     assert two.execute(C.vmapp_v41(600, 1, VPT_B, 15, VCONF, NONE, alloc=True)) == 0
     two.write_vpropbaser(1, vprop41())
     two.write_vpendbaser(1, VPEND41.encode(Valid=1, vPEID=600))

@@ -46,3 +46,9 @@ def scan_collections(mem: GuestWindow, base: int, table_bytes: int, num_cpus: in
     `target`, the mapped collections are also mapped there."""
 def scan_devices(mem: GuestWindow, target: TranslationTables, base: int, table_bytes: int,
                  page_bytes: int, indirect: bool, known_icids: npt.NDArray[np.uint8]) -> None: ...
+def walk_device_table(mem: GuestWindow, base: int, table_bytes: int, page_bytes: int,
+                      indirect: bool) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]: ...
+def walk_itts_rev1(mem: GuestWindow, device_ids: npt.NDArray[np.uint64],
+                   itts: npt.NDArray[np.uint64], event_bits: npt.NDArray[np.uint8]
+                   ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32],
+                              npt.NDArray[np.uint64], npt.NDArray[np.uint64]]: ...

@@ -721,3 +721,99 @@ cdef int _scan_devices(GuestWindow mem, _DeviceScan scan, const device_table_t* 
         scan.device(cursor.device_id, cursor.dte)
         if not walk_follow(table, &cursor):
             return 0
+
+
+# ---------------------------------------------------------------------------
+# its-core-rev1 (GICv4): the walks its numpy save/restore path needs
+
+def walk_device_table(GuestWindow mem, uint64_t base, uint64_t table_bytes, uint64_t page_bytes,
+                      bint indirect):
+    """The valid DTEs of a device table in KVM's restore order (the walk
+    `scan_devices` takes, without reading any ITT): ``(device_ids, dtes)``,
+    two uint64 arrays.  Raises RestoreError for an entry, level-1 descriptor
+    or level-2 page outside guest memory, as `scan_devices` does."""
+    cdef device_table_t table = describe_device_table(&TABLE_FIELDS, base, table_bytes,
+                                                      page_bytes, indirect)
+    cdef dte_cursor_t cursor
+    cdef int found
+    cdef Py_ssize_t count = 0
+    ids_array = np.empty(64, np.uint64)
+    dtes_array = np.empty(64, np.uint64)
+    cdef uint64_t[::1] ids = ids_array, dtes = dtes_array
+    walk_start(&table, &cursor)
+    while True:
+        found = walk_next(mem, &table, &cursor)
+        if found == WALK_END:
+            break
+        if found == WALK_DTE_OUTSIDE:
+            raise RestoreError("device", int(cursor.device_id), "DTE", "entry outside guest memory")
+        if found == WALK_DESCRIPTOR_OUTSIDE:
+            raise RestoreError("level1", int(cursor.next_descriptor), "descriptor",
+                               "entry outside guest memory")
+        if found == WALK_PAGE_OUTSIDE:
+            raise RestoreError("level1", int(cursor.next_descriptor), "Address",
+                               f"level-2 page {cursor.page:#x} outside guest memory")
+        if count == ids.shape[0]:
+            ids_array = np.concatenate((ids_array, np.empty(count, np.uint64)))
+            dtes_array = np.concatenate((dtes_array, np.empty(count, np.uint64)))
+            ids, dtes = ids_array, dtes_array
+        ids[count] = cursor.device_id
+        dtes[count] = cursor.dte
+        count += 1
+        if not walk_follow(&table, &cursor):
+            break
+    return ids_array[:count].copy(), dtes_array[:count].copy()
+
+
+def walk_itts_rev1(GuestWindow mem, const uint64_t[::1] device_ids, const uint64_t[::1] itts,
+                   const uint8_t[::1] event_bits):
+    """Walk each device's its-core-rev1 ITT (16-byte ITEs) as KVM walks a rev0
+    one: from EventID 0, an entry whose INTID field (dword0 [47:16]) is 0
+    steps by one, a mapped one by its `next` (dword0 [63:48]; 0 ends the
+    ITT).  Returns ``(rows, event_ids, dword0s, dword1s)``: the device index
+    (uint32), EventID (uint32) and both dwords (uint64) of every mapped
+    entry, in walk order.  The caller has checked that each ITT
+    (16 << event_bits bytes) lies inside guest memory (checked again:
+    ValueError); a `next` pointing past the ITT is a RestoreError."""
+    cdef Py_ssize_t device, count = 0, capacity = 64
+    cdef uint64_t entries, event_id, word0, word1, step
+    for device in range(itts.shape[0]):
+        if event_bits[device] > 32 or not guest_contains(
+                mem, itts[device], (<uint64_t>16) << event_bits[device]):
+            raise ValueError(f"ITT {itts[device]:#x} outside guest memory")
+    rows_array = np.empty(capacity, np.uint32)
+    events_array = np.empty(capacity, np.uint32)
+    word0_array = np.empty(capacity, np.uint64)
+    word1_array = np.empty(capacity, np.uint64)
+    cdef uint32_t[::1] rows = rows_array, events = events_array
+    cdef uint64_t[::1] words0 = word0_array, words1 = word1_array
+    for device in range(itts.shape[0]):
+        entries = (<uint64_t>1) << event_bits[device]
+        event_id = 0
+        while event_id < entries:
+            word0 = guest_read_u64(mem, itts[device] + event_id * 16)
+            if (word0 >> ITE_INTID_SHIFT) & ITE_INTID_MASK == 0:
+                event_id += 1
+                continue
+            word1 = guest_read_u64(mem, itts[device] + event_id * 16 + 8)
+            step = word0 >> ITE_NEXT_SHIFT
+            if step and event_id + step >= entries:
+                raise RestoreError("itt", (int(device_ids[device]), int(event_id)), "next",
+                                   f"next {step} points past the ITT ({entries} entries)")
+            if count == capacity:
+                rows_array = np.concatenate((rows_array, np.empty(capacity, np.uint32)))
+                events_array = np.concatenate((events_array, np.empty(capacity, np.uint32)))
+                word0_array = np.concatenate((word0_array, np.empty(capacity, np.uint64)))
+                word1_array = np.concatenate((word1_array, np.empty(capacity, np.uint64)))
+                rows, events, words0, words1 = rows_array, events_array, word0_array, word1_array
+                capacity *= 2
+            rows[count] = <uint32_t>device
+            events[count] = <uint32_t>event_id
+            words0[count] = word0
+            words1[count] = word1
+            count += 1
+            if step == 0:
+                break
+            event_id += step
+    return (rows_array[:count].copy(), events_array[:count].copy(), word0_array[:count].copy(),
+            word1_array[:count].copy())

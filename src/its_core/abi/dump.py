@@ -1,7 +1,10 @@
 """``its-core dump``: decode a saved guest-memory image into a readable listing.
 
 The image is the raw guest memory (a file of bytes starting at guest-physical
-address `base`) and the register dict that `ITS.save()` returned (as JSON).
+address `base`) and the register dict that `ITS.save()` returned (as JSON):
+KVM's rev0 of a GICv3 ITS, or its-core-rev1 of a GICv4 one (16-byte ITEs,
+virtual ones listed as such, and the vPE table; the GIC version is read
+from the saved GITS_TYPER).
 The image is mapped copy-on-write, restored into a scratch ITS with every
 check of a real restore, and listed.  Every problem is reported against the
 input at fault: the registers file (unreadable, not JSON, a value of the wrong
@@ -17,9 +20,11 @@ import sys
 
 import numpy as np
 
+from its_core.abi import entries as abi
 from its_core.abi.saverestore import is_register_value
 from its_core.errors import RestoreError
 from its_core.frontend import registers
+from its_core.frontend.commands import NO_DOORBELL
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.its import ITS
 
@@ -117,6 +122,8 @@ def _bad_register(name: str, value, reason: str) -> RestoreError:
 def load(memory: GuestMemory, state: dict) -> ITS:
     """A disabled ITS holding the state saved in `memory` with the registers `state`.
 
+    An its-core-rev1 state (a GICv4 ITS) gives a GICv4 ITS of the version
+    its GITS_TYPER says (VSGI = 1: 4.1).
     Raises RestoreError: ``table == "registers"`` when the registers are wrong,
     any other table when the image is corrupt.  GITS_CTLR is not restored
     (an enabled ITS would run the commands left in the queue).
@@ -132,9 +139,13 @@ def load(memory: GuestMemory, state: dict) -> ITS:
         raise _bad_register("GICR_CTLR", cpus, "expected a list of values, one per CPU")
     propbaser = _register(state, "GICR_PROPBASER", 0)
     id_bits = 16 if propbaser is None else _IDBITS.extract(propbaser) + 1
+    gic_version = "3"
+    if state.get("format") == abi.REV1_FORMAT:           # a GICv4 ITS: its-core-rev1
+        gic_version = "4.1" if fields["VSGI"] else "4.0"
     try:
         its = ITS(memory, len(cpus), "hash", device_bits=fields["Devbits"] + 1,
-                  event_bits=fields["ID_bits"] + 1, intid_bits=min(24, max(16, id_bits)))
+                  event_bits=fields["ID_bits"] + 1, intid_bits=min(24, max(16, id_bits)),
+                  gic_version=gic_version)
     except ValueError as error:
         raise _bad_register("GITS_TYPER", typer, str(error)) from None
     its.restore({**state, "GITS_CTLR": 0})
@@ -209,14 +220,52 @@ def describe(its: ITS) -> dict:
     named = set(tables.referenced_icids().tolist()) - set(icids.tolist())
     collections += [{"icid": icid, "cpu": None} for icid in sorted(named)]
     collections.sort(key=lambda entry: entry["icid"])
-    return {
-        "registers": {name: its.register(name) for name in
-                      ("GITS_CBASER", "GITS_CREADR", "GITS_CWRITER", "GITS_BASER0", "GITS_BASER1")},
+    names = ("GITS_CBASER", "GITS_CREADR", "GITS_CWRITER", "GITS_BASER0", "GITS_BASER1")
+    listing = {
+        "registers": {name: its.register(name) for name in names},
         "enabled": its.enabled,
         "devices": devices,
         "collections": collections,
         "pending": {cpu: its.pending(cpu).tolist() for cpu in range(its.num_cpus)},
     }
+    if its.gic_version != "3":
+        _describe_virtual(its, listing)
+    return listing
+
+
+def _describe_virtual(its: ITS, listing: dict) -> None:
+    """GICv4 (its-core-rev1): each device's virtual events, the vPEs and the
+    VLPI registers, added to `listing`."""
+    virtual = its.redistributors.virtual
+    listing["gic_version"] = its.gic_version
+    listing["registers"]["GITS_BASER2"] = its.register("GITS_BASER2")
+    device_ids, event_ids, vintids, vpe_ids, doorbells = its.tables.virtual_events()
+    by_device = {device["device_id"]: device for device in listing["devices"]}
+    for device in listing["devices"]:
+        device["virtual_events"] = []
+    for device_id, event_id, vintid, vpe_id, doorbell in zip(
+            device_ids.tolist(), event_ids.tolist(), vintids.tolist(), vpe_ids.tolist(),
+            doorbells.tolist()):
+        by_device[device_id]["virtual_events"].append(
+            {"event_id": event_id, "vintid": vintid, "vpe_id": vpe_id,
+             "doorbell": None if doorbell == NO_DOORBELL else doorbell})
+    vpes = []
+    for vpe_id, cpu in zip(*(array.tolist() for array in its.tables.vpe_table())):
+        entry = {"vpe_id": vpe_id, "cpu": cpu, "vpt_addr": int(virtual.vpt_addr[vpe_id]),
+                 "vpt_size": int(virtual.vpt_size[vpe_id])}
+        if virtual.is_v41:
+            doorbell = int(virtual.default_doorbell[vpe_id])
+            entry.update(vconf_addr=int(virtual.vconf_addr[vpe_id]),
+                         default_doorbell=None if doorbell == NO_DOORBELL else doorbell,
+                         doorbell_armed=bool(virtual.doorbell_armed[vpe_id]),
+                         vsgi_pending=int(virtual.vsgi_pending[vpe_id]),
+                         vsgi_config=virtual.vsgi_config[vpe_id].tolist())
+        vpes.append(entry)
+    listing["vpes"] = vpes
+    listing["vlpi"] = {cpu: {"GICR_VPROPBASER": int(virtual.vpropbaser[cpu]),
+                             "GICR_VPENDBASER": int(virtual.vpendbaser[cpu]),
+                             "resident": bool(virtual.resident[cpu])}
+                       for cpu in range(its.num_cpus)}
 
 
 def format_listing(listing: dict) -> str:
@@ -229,13 +278,25 @@ def format_listing(listing: dict) -> str:
              f"collection table at {registers.baser_address(regs['GITS_BASER1']):#x}",
              "", f"devices ({len(listing['devices'])}):"]
     for device in listing["devices"]:
+        virtual = device.get("virtual_events")
         lines.append(f"  DeviceID {device['device_id']:#x}: ITT {device['itt_addr']:#x}, "
                      f"{plural(device['event_bits'], 'EventID bit')}, "
-                     f"{plural(len(device['events']), 'event')}")
-        for event in device["events"]:
+                     f"{plural(len(device['events']), 'event')}"
+                     + (f", {plural(len(virtual), 'virtual event')}" if virtual else ""))
+        events = [(event["event_id"], "physical", event) for event in device["events"]]
+        events += [(event["event_id"], "virtual", event)
+                   for event in device.get("virtual_events", ())]
+        for _, kind, event in sorted(events, key=lambda row: row[0]):
+            if kind == "virtual":
+                doorbell = ("no doorbell" if event["doorbell"] is None
+                            else f"doorbell LPI {event['doorbell']}")
+                lines.append(f"    EventID {event['event_id']} -> virtual: vLPI "
+                             f"{event['vintid']} of vPE {event['vpe_id']} ({doorbell})")
+                continue
             target = "unmapped" if event["cpu"] is None else f"CPU {event['cpu']}"
             lines.append(f"    EventID {event['event_id']} -> LPI {event['intid']}, "
                          f"collection {event['icid']} ({target})")
+
     lines += ["", f"collections ({len(listing['collections'])}):"]
     for entry in listing["collections"]:
         target = "unmapped" if entry["cpu"] is None else f"CPU {entry['cpu']}"
@@ -243,6 +304,25 @@ def format_listing(listing: dict) -> str:
     lines += ["", "pending LPIs:"]
     for cpu, intids in listing["pending"].items():
         lines.append(f"  CPU {cpu}: {' '.join(map(str, intids)) if intids else '-'}")
+    if "vpes" in listing:
+        lines += ["", f"GICv{listing['gic_version']} vPE table at "
+                      f"{registers.baser_address(regs['GITS_BASER2']):#x}, "
+                      f"vPEs ({len(listing['vpes'])}):"]
+        for vpe in listing["vpes"]:
+            line = (f"  vPE {vpe['vpe_id']} -> CPU {vpe['cpu']}: VPT {vpe['vpt_addr']:#x}, "
+                    f"VPT_size {vpe['vpt_size']}")
+            if "vconf_addr" in vpe:
+                doorbell = ("none" if vpe["default_doorbell"] is None
+                            else f"LPI {vpe['default_doorbell']}")
+                line += (f", VCONF {vpe['vconf_addr']:#x}, default doorbell {doorbell}"
+                         f"{' (armed)' if vpe['doorbell_armed'] else ''}, "
+                         f"vSGIs pending {vpe['vsgi_pending']:#06x}")
+            lines.append(line)
+        lines += ["", "VLPI registers:"]
+        for cpu, vlpi in listing["vlpi"].items():
+            lines.append(f"  CPU {cpu}: GICR_VPROPBASER {vlpi['GICR_VPROPBASER']:#x}, "
+                         f"GICR_VPENDBASER {vlpi['GICR_VPENDBASER']:#x}"
+                         f"{' (a vPE is resident)' if vlpi['resident'] else ''}")
     return "\n".join(lines)
 
 

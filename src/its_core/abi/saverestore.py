@@ -1,4 +1,5 @@
-"""Save and restore an ITS in the KVM ITS table ABI, revision 0.
+"""Save and restore an ITS in the KVM ITS table ABI, revision 0 (a GICv4
+ITS: its-core-rev1, `abi/rev1.py`, which reuses the planners here).
 
 Saving writes the device table (flat or two-level), every ITT and the
 collection table into the guest memory the guest allocated through
@@ -72,9 +73,10 @@ def _table(value: int) -> _Table:
 
 # ---------------------------------------------------------------------------- save
 
-def _plan_device_table(its, table: _Table, records: np.ndarray):
+def _plan_device_table(its, table: _Table, records: np.ndarray, ite_bytes: int = abi.ENTRY_BYTES):
     """Check every device can be saved; return the ranges to zero (addresses,
-    lengths; None without a table) and the address of each device's DTE."""
+    lengths; None without a table) and the address of each device's DTE.
+    `ite_bytes`: 8 (rev0, ITTs checked natively) or 16 (its-core-rev1)."""
     memory = its.memory
     ids = records["device_id"]
     if not table.valid:
@@ -101,14 +103,31 @@ def _plan_device_table(its, table: _Table, records: np.ndarray):
     if missing.size:
         raise SaveError("device", int(ids[missing[0]]), "slot",
                         "DeviceID has no slot in the device table")
-    bad, misplaced = check_itts(its.guest_window, records)
+    if ite_bytes == abi.ENTRY_BYTES:
+        bad, misplaced = check_itts(its.guest_window, records)
+    else:
+        bad, misplaced = _check_itts_numpy(memory, records, ite_bytes)
     if bad >= 0:
         device_id, itt = int(ids[bad]), int(records["itt_addr"][bad])
-        size = abi.ENTRY_BYTES << int(records["event_bits"][bad])
+        size = ite_bytes << int(records["event_bits"][bad])
         reason = (f"{itt:#x} is not a 256-byte aligned address below 2**52" if misplaced
                   else f"ITT {itt:#x}+{size:#x} outside guest memory")
         raise SaveError("device", device_id, "ITT_addr", reason)
     return zero, slots
+
+
+def _check_itts_numpy(memory, records: np.ndarray, ite_bytes: int) -> tuple[int, bool]:
+    """`check_itts` for ITT entries of `ite_bytes`: ``(index, misplaced)`` of
+    the first device whose ITT cannot be saved, or ``(-1, False)``."""
+    itts = records["itt_addr"].astype(np.uint64)
+    misplaced = ((itts & np.uint64(0xFF)) != 0) | ((itts >> np.uint64(52)) != 0)
+    sizes = np.uint64(ite_bytes) << records["event_bits"].astype(np.uint64)
+    ends = itts + sizes
+    outside = (itts < np.uint64(memory.base)) | (ends < itts) | (ends > np.uint64(memory.end))
+    bad = np.flatnonzero(misplaced | outside)
+    if not bad.size:
+        return -1, False
+    return int(bad[0]), bool(misplaced[bad[0]])
 
 
 def _plan_collection_table(its, table: _Table) -> np.ndarray:
@@ -245,6 +264,9 @@ def restore_tables(its) -> None:
     """Guest memory -> core structures, all-or-nothing."""
     if its.enabled:
         raise ITSError("restore_tables: the ITS is enabled; restore before GITS_CTLR")
+    if its.gic_version != "3":
+        from its_core.abi import rev1
+        return rev1.restore_tables(its)
     its.install_tables(_build_tables(its, its.stored_register("GITS_BASER0"),
                                      its.stored_register("GITS_BASER1")))
 
@@ -269,7 +291,10 @@ def restore_pending_tables(its) -> None:
 
 
 def _checked_registers(its, regs: dict) -> dict:
-    """The ITS register values of `regs`, validated (RestoreError otherwise)."""
+    """The ITS register values of `regs`, validated (RestoreError otherwise);
+    GITS_IIDR.Revision must be the ITS's (0: rev0 on GICv3, 1: its-core-rev1
+    on GICv4)."""
+    revision = abi.REVISION if its.gic_version == "3" else abi.REV1_REVISION
     if not isinstance(regs, dict):
         raise RestoreError("registers", None, "state", "expected a dict of register values")
     values = {}
@@ -281,10 +306,10 @@ def _checked_registers(its, regs: dict) -> dict:
         if not is_register_value(value, width):
             raise RestoreError("registers", name, name, f"{value!r} is not a {width}-bit value")
         values[name] = value
-    if _REVISION.extract(values["GITS_IIDR"]) != abi.REVISION:
+    if _REVISION.extract(values["GITS_IIDR"]) != revision:
         raise RestoreError("registers", "GITS_IIDR", "Revision",
                            f"table ABI revision {_REVISION.extract(values['GITS_IIDR'])} "
-                           f"is not supported (only {abi.REVISION})")
+                           f"is not supported (only {revision})")
     queue_bytes = registers.cbaser_queue_bytes(values["GITS_CBASER"])
     for name in ("GITS_CREADR", "GITS_CWRITER"):
         if _OFFSET.extract(values[name]) * 32 >= queue_bytes:
@@ -349,8 +374,17 @@ def restore_redistributors(rd, state: dict) -> None:
     if not isinstance(state, dict):
         raise RestoreError("registers", None, "state", "expected a dict of GICR_* registers")
     gicr = _checked_redistributors(rd, state)
+    vlpi = None
+    if rd.virtual is not None:                  # GICv4: the VLPI registers too (abi/rev1.py)
+        from its_core.abi import rev1
+        vlpi = rev1.checked_vlpi_registers(rd, state)
+        if vlpi is None:
+            raise RestoreError("registers", "GICR_VPENDBASER", "GICR_VPENDBASER",
+                               "missing: GICv4 redistributors' state holds the VLPI registers")
     with rd.deferred_signals():
         _apply_redistributors(rd, gicr)
+        if vlpi is not None:
+            rev1.apply_vlpi_registers(rd, vlpi)
 
 
 def restore(its, state: dict) -> None:
@@ -359,9 +393,19 @@ def restore(its, state: dict) -> None:
     validated before anything changes."""
     if its.enabled:
         raise ITSError("restore: the ITS is enabled; restore into a fresh or reset ITS")
-    if not isinstance(state, dict) or state.get("format") != abi.FORMAT:
+    gicv4 = its.gic_version != "3"
+    expected = abi.REV1_FORMAT if gicv4 else abi.FORMAT
+    if not isinstance(state, dict) or state.get("format") != expected:
+        found = state.get("format") if isinstance(state, dict) else None
+        revision = {abi.FORMAT: "revision 0 (KVM's rev0)",
+                    abi.REV1_FORMAT: "revision 1 (its-core-rev1)"}.get(found)
         raise RestoreError("registers", "format", "format",
-                           f"not a {abi.FORMAT!r} register state")
+                           f"not a {expected!r} register state"
+                           + (f": a {'GICv4' if gicv4 else 'GICv3'} ITS does not restore "
+                              f"{revision}" if revision else ""))
+    if gicv4:
+        from its_core.abi import rev1
+        return rev1.restore(its, state)
     values = _checked_registers(its, state)
     rd = its.redistributors
     with_redistributors = any(name in state for name in GICR_REGISTER_NAMES)

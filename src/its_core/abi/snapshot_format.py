@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from its_core.abi.saverestore import ITS_REGISTER_ORDER
-from its_core.core._core import TABLE_ARRAYS, TranslationTables
+from its_core.core._core import TABLE_ARRAYS, VIRTUAL_TABLE_ARRAYS, TranslationTables
 from its_core.core.parameters import FLAT_MAX_DEVICE_BITS, LAYOUTS
 from its_core.errors import RestoreError
 from its_core.frontend import commands, registers
@@ -54,8 +54,10 @@ FORMAT = "its-core-snapshot-1"
 #: Quiescent is derived).
 ITS_REGISTERS = ITS_REGISTER_ORDER + ("GITS_TYPER",)
 _REGISTER_MEANINGS = {
-    "GITS_IIDR": "as read; must be this model's (KVM's identity, table ABI Revision 0)",
-    "GITS_TYPER": "as read; must match its.device_bits and its.event_bits",
+    "GITS_IIDR": "as read; must be this model's (KVM's identity, table ABI Revision 0; "
+                 "GICv4: Revision 1, its-core-rev1)",
+    "GITS_TYPER": "as read; must match its.device_bits and its.event_bits (and, GICv4, "
+                  "its.gic_version)",
     "GITS_CBASER": "as stored (no RES0 bit set)",
     "GITS_CREADR": "the byte offset of the next command, in the queue; without Stalled "
                    "(its.stalled)",
@@ -64,6 +66,8 @@ _REGISTER_MEANINGS = {
     "GITS_BASER1": "as stored: Type and Entry_Size as reset, no RES0 bit set, Indirect 0",
 }
 _BASER_MEANING = "0 (no table: RAZ/WI)"
+_REGISTER_MEANINGS["GITS_BASER2"] = ("0 (no table: RAZ/WI); GICv4: the vPE table as stored "
+                                     "(Type and Entry_Size as reset, no RES0 bit set)")
 
 
 class Entry(NamedTuple):
@@ -99,6 +103,8 @@ class Entry(NamedTuple):
 def _group_of(key: str) -> str:
     if key == "format":
         return "format"
+    if key in _VIRTUAL_KEYS:
+        return _VIRTUAL_KEYS[key]
     if key.startswith("redistributors.access_errors."):
         return "redistributors.access_errors"
     if key.startswith("redistributors."):
@@ -117,14 +123,22 @@ DIMENSIONS = {
     "access_errors": "recorded invalid accesses of the ITS's log (at most 65536)",
     "redistributors.access_errors": "recorded invalid accesses of the redistributors' own "
                                     "log (at most 65536)",
+    "virtual_events": "GICv4: virtual ITEs, all devices (rows of tables.virtual_device_id)",
+    "vpes": "GICv4: vPEs mapped in the ITS's vPEID -> CPU table (rows of tables.vpe_id)",
+    "vpe_rows": "GICv4: vPEIDs whose attributes are not all as at reset (rows of "
+                "redistributors.vpe_id)",
     "cpus": "redistributors.num_cpus",
     "pending_bytes": "2**redistributors.intid_bits / 8",
     "intids": "2**redistributors.intid_bits",
+    "vsgis": "16 (vSGIs per vPE)",
+    "vsgi_fields": "3 (priority, group, enable)",
 }
 _DERIVED = {
     "cpus": lambda values: values["redistributors.num_cpus"],
     "pending_bytes": lambda values: (1 << values["redistributors.intid_bits"]) // 8,
     "intids": lambda values: 1 << values["redistributors.intid_bits"],
+    "vsgis": lambda values: 16,
+    "vsgi_fields": lambda values: 3,
 }
 
 #: The columns of an invalid-access log (`AccessError`), declared once for
@@ -144,6 +158,62 @@ def _access_entries(prefix: str, dimension: str) -> list[Entry]:
     return [Entry(f"{prefix}{name}", kind, (dimension,), meaning)
             for name, kind, meaning in _ACCESS_COLUMNS]
 
+
+#: The GICv4 keys: group "its.virtual" (a GICv4 ITS: its GIC version and the
+#: core's `VIRTUAL_TABLE_ARRAYS`) and "redistributors.virtual" (GICv4
+#: redistributors: `VirtualLPIs`).  A GICv3 snapshot has neither group.
+_VIRTUAL_ENTRIES = [
+    Entry("its.gic_version", "str", (), "GICv4 ITS: '4.0' or '4.1' (a GICv3 ITS has no "
+                                        "its.virtual keys)"),
+    *[Entry(f"tables.{name}", dtype, (dimension,), meaning)
+      for name, dtype, dimension, meaning in VIRTUAL_TABLE_ARRAYS],
+    Entry("redistributors.gic_version", "str", (), "GICv4 redistributors: '4.0' or '4.1' (as "
+                                                   "its.gic_version)"),
+    Entry("redistributors.vpe_id", "u2", ("vpe_rows",),
+          "vPEIDs with any attribute not as at reset, strictly increasing"),
+    Entry("redistributors.vpe_mapped", "b1", ("vpe_rows",),
+          "mapped (VMAPP V = 1); the mapped ones are exactly the ITS's tables.vpe_id"),
+    Entry("redistributors.vpe_cpu", "i4", ("vpe_rows",), "RDbase: the CPU, 0..num_cpus-1"),
+    Entry("redistributors.vpt_addr", "u8", ("vpe_rows",),
+          "VPT address: 64 KiB aligned, below 2**52"),
+    Entry("redistributors.vpt_size", "u1", ("vpe_rows",), "VPT_size, at most intid_bits - 1"),
+    Entry("redistributors.vconf_addr", "u8", ("vpe_rows",),
+          "GICv4.1 VCONF_addr: 64 KiB aligned, below 2**52 (GICv4.0: 0)"),
+    Entry("redistributors.default_doorbell", "u4", ("vpe_rows",),
+          "GICv4.1 default doorbell: 1023 (none) or an LPI below 2**intid_bits (GICv4.0: 1023)"),
+    Entry("redistributors.doorbell_armed", "b1", ("vpe_rows",),
+          "GICv4.1: a deschedule armed the default doorbell (GICv4.0: False)"),
+    Entry("redistributors.vsgi_pending", "u2", ("vpe_rows",),
+          "GICv4.1: pending vSGIs, bit n = vSGI n (GICv4.0: 0)"),
+    Entry("redistributors.vsgi_config", "u1", ("vpe_rows", "vsgis", "vsgi_fields"),
+          "GICv4.1: each vSGI's priority (a multiple of 16), group and enable (0 or 1) "
+          "(GICv4.0: 0)"),
+    Entry("redistributors.GICR_VPROPBASER", "u8", ("cpus",),
+          "each CPU's GICR_VPROPBASER as stored (GICv4.1: only the bits a write keeps)"),
+    Entry("redistributors.GICR_VPENDBASER", "u8", ("cpus",),
+          "each CPU's GICR_VPENDBASER as read (only the bits a write keeps); Valid = a vPE is "
+          "resident (GICv4.1: a mapped vPEID)"),
+    Entry("redistributors.GICR_VSGIR", "u4", ("cpus",), "each CPU's GICR_VSGIR (vPEID only; "
+                                                        "GICv4.0: 0)"),
+    Entry("redistributors.resident_vpt", "u8", ("cpus",),
+          "the resident vPE's VPT as captured when it became resident, 64 KiB aligned (0 on a "
+          "CPU without one)"),
+    Entry("redistributors.resident_limit", "u8", ("cpus",),
+          "first vINTID not cached: a power of two up to 2**intid_bits (0 on a CPU without a "
+          "resident vPE)"),
+    Entry("redistributors.resident_vpe", "i4", ("cpus",),
+          "GICv4.1: the resident vPEID (VPENDBASER.vPEID); -1 otherwise"),
+    Entry("redistributors.resident_config", "u8", ("cpus",),
+          "GICv4.1: the resident vPE's VCONF_addr as captured (0 otherwise)"),
+    Entry("redistributors.cached_pending", "u1", ("cpus", "pending_bytes"),
+          "the resident vPE's cached pending vLPIs in the VPT layout: only vINTIDs 8192 .. "
+          "resident_limit - 1, zero on a CPU without one"),
+    Entry("redistributors.cached_taken", "u1", ("cpus", "pending_bytes"),
+          "vINTIDs taken while resident (their VPT bits are cleared at write-back): as "
+          "cached_pending's range"),
+]
+_VIRTUAL_KEYS = {entry.key: ("its.virtual" if entry.key.startswith(("its.", "tables."))
+                             else "redistributors.virtual") for entry in _VIRTUAL_ENTRIES}
 
 #: Every key of ``its-core-snapshot-1``, in the order a snapshot lists them.
 SCHEMA: dict[str, Entry] = {entry.key: entry for entry in [
@@ -191,6 +261,7 @@ SCHEMA: dict[str, Entry] = {entry.key: entry for entry in [
     Entry("redistributors.config", "u1", ("intids",),
           "the LPI configuration cache by INTID (priority [7:2], enable [0]); zero below 8192"),
     *_access_entries("redistributors.access_errors.", "redistributors.access_errors"),
+    *_VIRTUAL_ENTRIES,
 ]}
 
 _GROUPS = {}
@@ -267,16 +338,23 @@ def _redistributor_entries(rd, with_log: bool) -> dict:
     entries = {key: conform(key, value) for key, value in values.items()}
     if with_log:
         entries.update(_access_log_entries(rd.access_errors, "redistributors.access_errors."))
+    if rd.virtual is not None:
+        virtual = {"redistributors.gic_version": rd.gic_version,
+                   **{f"redistributors.{name}": value
+                      for name, value in rd.virtual.snapshot_arrays().items()}}
+        entries.update({key: conform(key, value) for key, value in virtual.items()})
     return entries
 
 
 def snapshot_its(its, redistributors: bool = True) -> dict:
     """`ITS.snapshot`: the ITS's state (and, with `redistributors`, that of
-    its redistributors) as a new dict of fresh arrays and scalars.  ValueError
-    if host code put GICv4 virtual state in the tables (the format has no
-    keys for it yet)."""
+    its redistributors) as a new dict of fresh arrays and scalars; a GICv4
+    ITS adds the "its.virtual" keys.  ValueError if host code put GICv4
+    virtual state in the tables of a GICv3 ITS (its snapshot has no keys for
+    it)."""
     tables = its.tables
-    if tables.num_virtual_events or tables.num_vpes:
+    gicv4 = its.gic_version != "3"
+    if not gicv4 and (tables.num_virtual_events or tables.num_vpes):
         raise ValueError(f"{tables.num_virtual_events} virtual ITEs and {tables.num_vpes} "
                          f"vPEs: its-core-snapshot-1 has no keys for GICv4 virtual state")
     values = {
@@ -293,7 +371,12 @@ def snapshot_its(its, redistributors: bool = True) -> dict:
         **{f"its.{name}": its.stored_register(name) for name in ITS_REGISTERS},
     }
     snapshot = {key: conform(key, value) for key, value in values.items()}
-    for name, array in tables.to_arrays().items():
+    arrays = tables.to_arrays()
+    if gicv4:
+        snapshot["its.gic_version"] = its.gic_version
+        for name, dtype, _, _ in VIRTUAL_TABLE_ARRAYS:     # tables without virtual state
+            arrays.setdefault(name, np.empty(0, dtype))
+    for name, array in arrays.items():
         snapshot[f"tables.{name}"] = conform(f"tables.{name}", array)
     rows = its.errors.as_array()
     for name in ("offset", "opcode", "code"):
@@ -350,8 +433,10 @@ def check_structure(snapshot) -> dict:
         if key not in SCHEMA:
             raise _error(str(key), f"not a key of {FORMAT}")
     groups = {_group_of(key) for key in snapshot}
-    if "redistributors.access_errors" in groups:
+    if "redistributors.access_errors" in groups or "redistributors.virtual" in groups:
         groups.add("redistributors")
+    if "its.virtual" in groups:
+        groups.add("its")
     for group in groups:
         for key in _GROUPS[group]:
             if key not in snapshot:
@@ -426,24 +511,33 @@ def _check_its(values: dict) -> None:
     if values["its.intid_bits"] not in _INTID_BITS:
         raise _error("its.intid_bits", f"{values['its.intid_bits']} is not in "
                                        f"{_INTID_BITS.start}..{_INTID_BITS.stop - 1}")
+    version = values.get("its.gic_version", "3")
+    if version not in ("4.0", "4.1") and "its.gic_version" in values:
+        raise _error("its.gic_version", f"{version!r} is not '4.0' or '4.1'")
+    its_map = registers.its_register_map(version)
+    gicv4, gicv41 = version != "3", version == "4.1"
     regs = {name: values[f"its.{name}"] for name in ITS_REGISTERS}
     for name, value in regs.items():
         width = registers.ITS_REGISTERS[name].width
         if value >> width:
             raise _error(f"its.{name}", f"{value:#x} does not fit {name}'s {width} bits")
-    if regs["GITS_IIDR"] != registers.GITS_IIDR.reset:
+    iidr = registers.GITS_IIDR_LAYOUT["Revision"].deposit(registers.GITS_IIDR.reset, int(gicv4))
+    if regs["GITS_IIDR"] != iidr:
         raise _error("its.GITS_IIDR", f"{regs['GITS_IIDR']:#x} is not this model's "
-                                      f"{registers.GITS_IIDR.reset:#x}")
-    typer = registers.GITS_TYPER.encode(Physical=1, ITT_entry_size=8 - 1,
+                                      f"{iidr:#x}")
+    # As `ITS` reports it (frontend/its.py): GICv4 adds 16-byte ITEs and its
+    # virtual features.
+    typer = registers.GITS_TYPER.encode(Physical=1, ITT_entry_size=(16 if gicv4 else 8) - 1,
                                         ID_bits=values["its.event_bits"] - 1,
-                                        Devbits=values["its.device_bits"] - 1)
+                                        Devbits=values["its.device_bits"] - 1,
+                                        Virtual=gicv4, VMOVP=gicv4, VSGI=gicv41, VMAPP=gicv41)
     if regs["GITS_TYPER"] != typer:
         raise _error("its.GITS_TYPER", f"{regs['GITS_TYPER']:#x} does not match its.device_bits "
                                        f"and its.event_bits (expected {typer:#x})")
     _canonical("its.GITS_CBASER", registers.GITS_CBASER, regs["GITS_CBASER"], old=0)
     for n in range(8):
         name = f"GITS_BASER{n}"
-        _canonical(f"its.{name}", registers.ITS_REGISTERS[name], regs[name])
+        _canonical(f"its.{name}", its_map[name], regs[name])
     if _INDIRECT.extract(regs["GITS_BASER1"]):
         raise _error("its.GITS_BASER1", "Indirect is set: the collection table is flat")
     queue_bytes = registers.cbaser_queue_bytes(regs["GITS_CBASER"])
@@ -492,7 +586,8 @@ def _check_command_log(values: dict) -> None:
                                             "error code of this model")
 
 
-_ERROR_CODES = np.array(sorted(commands.ERROR_NAMES), np.uint32)
+_ERROR_CODES = np.array(sorted({**commands.ERROR_NAMES, **commands.GICV4_ERROR_NAMES}),
+                        np.uint32)
 _FRAME = re.compile(r"GICR(0|[1-9][0-9]{0,4})")
 _SIZE_MASKS = np.array([0, 0xFF, 0xFFFF, 0, 0xFFFF_FFFF, 0, 0, 0, _U64], np.uint64)
 
@@ -570,6 +665,103 @@ def _check_redistributors(values: dict) -> None:
         raise _error("redistributors.config", "configuration bytes cached below INTID 8192")
 
 
+_VPE_ADDRESS = np.uint64(((1 << 52) - 1) & ~0xFFFF)      # 64 KiB aligned, below 2**52
+
+
+def _check_virtual_redistributors(values: dict) -> None:
+    """The "redistributors.virtual" keys (GICv4 redistributors), vectorised."""
+    key = "redistributors."
+    version = values[key + "gic_version"]
+    if version not in ("4.0", "4.1"):
+        raise _error(key + "gic_version", f"{version!r} is not '4.0' or '4.1'")
+    v41 = version == "4.1"
+    num_cpus, intid_bits = values[key + "num_cpus"], values[key + "intid_bits"]
+    ids = values[key + "vpe_id"]
+    bad = np.zeros(ids.size, bool)
+    bad[1:] = ids[1:] <= ids[:-1]
+    checks = [
+        ("vpe_id", bad, "not strictly increasing"),
+        ("vpe_cpu", (values[key + "vpe_cpu"] < 0) | (values[key + "vpe_cpu"] >= num_cpus),
+         f"not a CPU below {num_cpus}"),
+        ("vpt_addr", (values[key + "vpt_addr"] & ~_VPE_ADDRESS) != 0,
+         "not a 64 KiB aligned address below 2**52"),
+        ("vpt_size", values[key + "vpt_size"] > intid_bits - 1,
+         f"above intid_bits - 1 = {intid_bits - 1}"),
+        ("vconf_addr", (values[key + "vconf_addr"] & ~_VPE_ADDRESS) != 0 if v41
+         else values[key + "vconf_addr"] != 0,
+         "not a 64 KiB aligned address below 2**52" if v41 else "not 0 (GICv4.0)"),
+    ]
+    doorbell = values[key + "default_doorbell"].astype(np.uint64)
+    if v41:
+        config = values[key + "vsgi_config"]
+        checks += [
+            ("default_doorbell", (doorbell != 1023) & ((doorbell < _LPI_FIRST)
+                                                       | (doorbell >> np.uint64(intid_bits) != 0)),
+             f"neither 1023 nor an LPI below 2**{intid_bits}"),
+            ("vsgi_config", ((config[:, :, 0] & 0xF) != 0).any(axis=1)
+             | (config[:, :, 1:] > 1).any(axis=(1, 2)),
+             "a priority not a multiple of 16, or a group / enable not 0 or 1"),
+        ]
+    else:
+        checks += [
+            ("default_doorbell", doorbell != 1023, "not 1023 (GICv4.0)"),
+            ("doorbell_armed", values[key + "doorbell_armed"], "set (GICv4.0)"),
+            ("vsgi_pending", values[key + "vsgi_pending"] != 0, "not 0 (GICv4.0)"),
+            ("vsgi_config", values[key + "vsgi_config"].any(axis=(1, 2)), "not 0 (GICv4.0)"),
+        ]
+    for name, mask, reason in checks:
+        if np.any(mask):
+            row = _first(mask)
+            raise _error(key + name, f"row {row} (vPEID {int(ids[row])}): {reason}")
+    # Per CPU: the VLPI registers and residency.
+    prop_kept = registers.GICR_VPROPBASER_V41_KEPT if v41 else _U64
+    pend_layout = (registers.GICR_VPENDBASER_V41_LAYOUT if v41
+                   else registers.GICR_VPENDBASER_V40_LAYOUT)
+    pend_kept = (registers.GICR_VPENDBASER_V41_KEPT if v41
+                 else registers.GICR_VPENDBASER_V40_KEPT)
+    vpend = values[key + "GICR_VPENDBASER"]
+    resident = (vpend & np.uint64(pend_layout["Valid"].mask)) != 0
+    limit, vpt = values[key + "resident_limit"], values[key + "resident_vpt"]
+    resident_vpe, config = values[key + "resident_vpe"], values[key + "resident_config"]
+    power = (limit & (limit - np.uint64(1))) == 0
+    mapped = np.zeros(1 << 16, bool)
+    mapped[ids[values[key + "vpe_mapped"]]] = True
+    pend_vpe = ((vpend >> np.uint64(pend_layout["vPEID"].lsb)) & np.uint64(0xFFFF)).astype(
+        np.int64) if v41 else np.full(vpend.size, -1)
+    cpu_checks = [
+        ("GICR_VPROPBASER", (values[key + "GICR_VPROPBASER"] & np.uint64(~prop_kept & _U64)) != 0,
+         "sets bits a write does not keep"),
+        ("GICR_VPENDBASER", (vpend & np.uint64(~pend_kept & _U64)) != 0,
+         "sets bits a write does not keep"),
+        ("GICR_VSGIR", values[key + "GICR_VSGIR"] > (0xFFFF if v41 else 0),
+         "not a vPEID (GICv4.0: not 0)"),
+        ("resident_limit", np.where(resident, (limit == 0) | ~power
+                                    | (limit > np.uint64(1 << intid_bits)), limit != 0),
+         "a resident vPE's limit is a power of two up to 2**intid_bits; 0 otherwise"),
+        ("resident_vpt", np.where(resident, (vpt & ~_VPE_ADDRESS) != 0, vpt != 0),
+         "a resident vPE's VPT is 64 KiB aligned below 2**52; 0 otherwise"),
+        ("resident_vpe", np.where(resident & v41, (resident_vpe != pend_vpe)
+                                  | ~mapped[np.clip(pend_vpe, 0, 0xFFFF)],
+                                  resident_vpe != -1),
+         "GICv4.1: the mapped vPEID of GICR_VPENDBASER; -1 otherwise"),
+        ("resident_config", np.where(resident & v41, (config & ~_VPE_ADDRESS) != 0, config != 0),
+         "GICv4.1: a resident vPE's 64 KiB aligned VCONF_addr; 0 otherwise"),
+    ]
+    for name, mask, reason in cpu_checks:
+        if np.any(mask):
+            raise _error(key + name, f"CPU {_first(mask)}: {reason}")
+    # The caches: only the bytes of vINTIDs 8192 .. limit - 1 on resident CPUs.
+    nbytes = values[key + "cached_pending"].shape[1]
+    column = np.arange(nbytes, dtype=np.uint64)
+    inside = (resident[:, None] & (column[None, :] >= np.uint64(_LPI_FIRST // 8))
+              & (column[None, :] < (limit // np.uint64(8))[:, None]))
+    for name in ("cached_pending", "cached_taken"):
+        stray = (values[key + name] != 0) & ~inside
+        if stray.any():
+            raise _error(key + name, f"CPU {_first(stray.any(axis=1))}: bits outside the "
+                                     "resident vPE's cached range")
+
+
 def _check_logs(values: dict, num_cpus: int) -> None:
     groups = _groups(values)
     if "its" in groups:
@@ -595,10 +787,20 @@ def _load_redistributors(rd, values: dict) -> None:
     rd.strict = values["redistributors.strict"]
 
 
+def _load_virtual(rd, values: dict) -> None:
+    if rd.virtual is not None:
+        rd.virtual.load_snapshot({entry.key[len("redistributors."):]: values[entry.key]
+                                  for entry in _VIRTUAL_ENTRIES
+                                  if _VIRTUAL_KEYS[entry.key] == "redistributors.virtual"
+                                  and entry.kind != "str"})
+
+
 def _new_redistributors(cls, values: dict, memory):
     rd = cls(memory, values["redistributors.num_cpus"], values["redistributors.intid_bits"],
-             strict=values["redistributors.strict"])
+             strict=values["redistributors.strict"],
+             gic_version=values.get("redistributors.gic_version", "3"))
     _load_redistributors(rd, values)
+    _load_virtual(rd, values)
     rd.access_errors.extend(_access_errors(values, "redistributors.access_errors."))
     return rd
 
@@ -615,8 +817,29 @@ def build_redistributors(cls, snapshot, memory):
         if _group_of(key) not in groups:
             raise _error(key, "missing")
     _check_redistributors(values)
+    if "redistributors.virtual" in groups:
+        _check_virtual_redistributors(values)
     _check_logs(values, values["redistributors.num_cpus"])
     return _new_redistributors(cls, values, memory)
+
+
+def _check_vpes_agree(values: dict, rd) -> None:
+    """GICv4: the ITS's vPEID -> CPU table (tables.vpe_id / vpe_cpu) is the
+    set of mapped vPEs of the redistributors' attributes (the snapshot's own,
+    or those of the given `rd`), with the same CPUs."""
+    if rd is None:
+        mapped = values["redistributors.vpe_mapped"]
+        ids = values["redistributors.vpe_id"][mapped]
+        cpus = values["redistributors.vpe_cpu"][mapped]
+    else:
+        ids = np.flatnonzero(rd.virtual.vpe_mapped).astype(np.uint16)
+        cpus = rd.virtual.vpe_cpu[ids]
+    if ids.size and not _VALID.extract(values["its.GITS_BASER2"]):
+        raise _error("tables.vpe_id", "mapped vPEs with GITS_BASER2.Valid = 0")
+    if not (np.array_equal(ids, values["tables.vpe_id"])
+            and np.array_equal(cpus, values["tables.vpe_cpu"])):
+        raise _error("tables.vpe_id", "the ITS's vPE table differs from the redistributors' "
+                                      "mapped vPEs (vPEIDs or CPUs)")
 
 
 def build_its(cls, snapshot, memory, redistributors=None, layout=None):
@@ -637,12 +860,23 @@ def build_its(cls, snapshot, memory, redistributors=None, layout=None):
                          "False)): pass the Redistributors to attach to as redistributors=")
     _check_its(values)
     num_cpus, intid_bits = values["its.num_cpus"], values["its.intid_bits"]
+    version = values.get("its.gic_version", "3")
     if with_rd:
         for key, value in (("redistributors.num_cpus", num_cpus),
                            ("redistributors.intid_bits", intid_bits)):
             if values[key] != value:
                 raise _error(key, f"{values[key]} differs from the ITS's {value}")
+        rd_version = values.get("redistributors.gic_version", "3")
+        if rd_version != version:
+            raise _error("redistributors.gic_version" if "redistributors.virtual" in groups
+                         else "its.gic_version",
+                         f"the redistributors are GICv{rd_version}, the ITS GICv{version}")
         _check_redistributors(values)
+        if "redistributors.virtual" in groups:
+            _check_virtual_redistributors(values)
+    elif redistributors.gic_version != version:
+        raise ValueError(f"the snapshot is of a GICv{version} ITS, the redistributors have "
+                         f"gic_version={redistributors.gic_version!r}")
     _check_logs(values, num_cpus)
     own_log = "redistributors.access_errors" in groups
     rd = redistributors
@@ -650,17 +884,21 @@ def build_its(cls, snapshot, memory, redistributors=None, layout=None):
         # Imported here: frontend/redistributors.py imports this module.
         from its_core.frontend.redistributors import Redistributors
         rd = _new_redistributors(Redistributors, values, memory)
+    if version != "3":
+        _check_vpes_agree(values, rd)
+    declared = TABLE_ARRAYS + (VIRTUAL_TABLE_ARRAYS if version != "3" else ())
     its = cls(memory, num_cpus, values["its.layout"] if layout is None else layout,
               device_bits=values["its.device_bits"], event_bits=values["its.event_bits"],
               intid_bits=intid_bits, stall_on_error=values["its.stall_on_error"],
-              strict=values["its.strict"], redistributors=rd)
+              strict=values["its.strict"], redistributors=rd, gic_version=version)
     tables = TranslationTables.from_arrays(
-        {name: values[f"tables.{name}"] for name, _, _, _ in TABLE_ARRAYS}, its.layout,
+        {name: values[f"tables.{name}"] for name, _, _, _ in declared}, its.layout,
         device_bits=values["its.device_bits"], event_bits=values["its.event_bits"],
         intid_bits=intid_bits, num_cpus=num_cpus)
     # Everything has been checked: load.
     if with_rd and not own_log:
         _load_redistributors(its.redistributors, values)      # the ITS's own, sharing its log
+        _load_virtual(its.redistributors, values)
     stalled = _STALLED.deposit(0, 1) if values["its.stalled"] else 0
     its.load_queue(values["its.GITS_CBASER"], values["its.GITS_CREADR"] | stalled,
                    values["its.GITS_CWRITER"])

@@ -599,9 +599,9 @@ TABLE_ARRAYS = (
 #: ``vpes`` (mapped vPEs, by vPEID).  `to_arrays` adds them only to tables
 #: holding virtual state (a virtual ITE or a mapped vPE), so tables without
 #: any give exactly the `TABLE_ARRAYS` keys; `from_arrays` takes all of them
-#: or none.  The physical arrays never hold a virtual ITE.  (An ITS host
-#: snapshot, whose schema lists `TABLE_ARRAYS`, never carries these: a GICv4
-#: ITS's `snapshot()` refuses virtual state until the schema has keys for it.)
+#: or none.  The physical arrays never hold a virtual ITE.  (A GICv4 ITS's
+#: host snapshot carries these as its "its.virtual" keys; a GICv3 ITS's
+#: snapshot refuses virtual state that host code put in its tables.)
 VIRTUAL_TABLE_ARRAYS = (
     ("virtual_device_id", "u4", "virtual_events",
      "DeviceID of each virtual ITE: a mapped device (tables.device_id)"),

@@ -23,6 +23,8 @@ cdef class CommandProcessor:
     # the redistributors' VirtualLPIs (None for GICv3).
     cdef readonly int version_index
     cdef device_table_t vpe_table
+    cdef uint64_t ite_bytes          # ITT entry: 8 (GICv3, KVM rev0), 16 (GICv4, its-core-rev1)
+    cdef uint64_t vpe_entry_bytes    # vPE table entry: 8 (GICv4.0), 32 (GICv4.1)
     cdef object virtual
     cdef uint64_t collection_slots  # BASER1 table bytes / 8
     # Error log: one row per failed command.

@@ -295,10 +295,11 @@ cdef inline uint32_t _find_ite(CommandProcessor processor, const uint64_t* dword
 
 
 cdef inline uint64_t _ite_slot(CommandProcessor processor, const found_event_t* event) noexcept:
-    """Guest address of the event's ITE in its device's ITT (ITT + EventID x 8,
-    all 8 bytes inside guest memory), or NO_SLOT."""
-    cdef uint64_t slot = event.device.itt_addr + event.event_id * ENTRY_BYTES
-    return slot if guest_contains(processor.mem, slot, ENTRY_BYTES) else NO_SLOT
+    """Guest address of the event's ITE in its device's ITT (ITT + EventID x
+    the ITT entry size, GITS_TYPER.ITT_entry_size: 8 bytes on a GICv3 ITS, 16
+    on a GICv4 one; the whole entry inside guest memory), or NO_SLOT."""
+    cdef uint64_t slot = event.device.itt_addr + event.event_id * processor.ite_bytes
+    return slot if guest_contains(processor.mem, slot, processor.ite_bytes) else NO_SLOT
 
 
 cdef inline cpu_t _collection_cpu(TranslationTables tables, uint64_t icid) noexcept:
@@ -367,7 +368,7 @@ cdef inline uint32_t _map_interrupt(CommandProcessor processor, const uint64_t* 
                                     uint64_t intid) except 0xFFFFFFFF:
     """MAPTI and MAPI with pINTID `intid`.  Checks: _find_ite (device mapped:
     E_ITS_MAPTI_UNMAPPED_DEVICE; EventID in range: E_ITS_MAPTI_ID_OOR); the
-    ITE's 8 bytes inside guest memory (E_ITS_MAPTI_ID_OOR); 8192 <= pINTID <
+    whole ITT entry inside guest memory (E_ITS_MAPTI_ID_OOR); 8192 <= pINTID <
     LPI limit (E_ITS_MAPTI_PHYSICALID_OOR); EventID not mapped yet
     (E_ITS_MAPTI_ID_ALREADY_MAPPED); ICID has a collection-table slot
     (E_ITS_MAPC_COLLECTION_OOR).  Then maps and loads the LPI's config byte."""
@@ -426,9 +427,9 @@ cdef uint32_t _discard(CommandProcessor processor, const uint64_t* dwords) excep
     """DISCARD DeviceID, EventID.  Checks: _find_ite (an ITE whose collection
     is mapped, else E_ITS_DISCARD_UNMAPPED_INTERRUPT).  Clears the pending bit
     on the target CPU, unmaps the event and writes a zero ITE at ITT + EventID
-    x 8 (when inside guest memory).  GICv4, a virtual ITE: its vLPI is
-    cleared as CLEAR does and the ITE always removed (the architecture; QEMU
-    7.2 keeps it when the vPE is unmapped, digest C1)."""
+    x the ITT entry size (8 or 16 bytes, when inside guest memory).  GICv4, a
+    virtual ITE: its vLPI is cleared as CLEAR does and the ITE always removed
+    (the architecture; QEMU 7.2 keeps it when the vPE is unmapped, digest C1)."""
     cdef found_event_t event
     cdef uint32_t code = _find_ite(processor, dwords, &event)
     if code == FOUND_VIRTUAL:
@@ -441,6 +442,8 @@ cdef uint32_t _discard(CommandProcessor processor, const uint64_t* dwords) excep
     cdef uint64_t slot = _ite_slot(processor, &event)
     if slot != NO_SLOT:
         guest_write_u64(processor.mem, slot, 0)
+        if processor.ite_bytes == 16:
+            guest_write_u64(processor.mem, slot + 8, 0)
     return 0
 
 
@@ -540,8 +543,14 @@ cdef inline bint _valid_doorbell(CommandProcessor processor, uint64_t pintid) no
 
 cdef inline bint _vpe_slot(CommandProcessor processor, uint64_t vpe_id) noexcept:
     """Whether vPEID has an entry in the vPE table GITS_BASER2 describes (flat
-    or two-level, 8-byte entries inside guest memory; none with Valid = 0)."""
-    return dte_slot(processor.mem, &processor.vpe_table, vpe_id) != NO_SLOT
+    or two-level, entries of BASER2.Entry_Size bytes -- 8 on GICv4.0, 32 on
+    GICv4.1 -- wholly inside guest memory; none with Valid = 0).  The table is
+    described with 8-byte slots, so an entry of k x 8 bytes is slot vPEID x k
+    of it (the same level-1 index and in-page offset); its last bytes are
+    checked here."""
+    cdef uint64_t scale = processor.vpe_entry_bytes // 8
+    cdef uint64_t slot = dte_slot(processor.mem, &processor.vpe_table, vpe_id * scale)
+    return slot != NO_SLOT and guest_contains(processor.mem, slot, processor.vpe_entry_bytes)
 
 
 cdef uint32_t _vmapp(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
@@ -581,7 +590,7 @@ cdef inline uint32_t _map_virtual(CommandProcessor processor, const uint64_t* dw
                                   uint64_t vintid) except 0xFFFFFFFF:
     """VMAPTI and VMAPI with vINTID `vintid`.  Checks: _find_ite (device mapped:
     E_ITS_VMAPTI_UNMAPPED_DEVICE; EventID in range: E_ITS_VMAPTI_ID_OOR); the
-    ITE's 8 bytes inside guest memory (E_ITS_VMAPTI_ID_OOR); vINTID an LPI
+    whole ITT entry inside guest memory (E_ITS_VMAPTI_ID_OOR); vINTID an LPI
     below 2**intid_bits (E_ITS_VMAPTI_VIRTUALID_OOR); the doorbell 1023 or such
     an LPI (E_ITS_VMAPTI_DOORBELL_OOR, C8); no ITE, physical or virtual
     (E_ITS_VMAPTI_ID_ALREADY_MAPPED, C7); the vPEID has a vPE table slot
@@ -798,6 +807,8 @@ cdef class CommandProcessor:
             raise ValueError("a GICv4 command processor needs the redistributors' VirtualLPIs "
                              "(`virtual`), a GICv3 one none")
         self.tables = tables
+        self.ite_bytes = 8 if gic_version == "3" else 16
+        self.vpe_entry_bytes = 32 if gic_version == "4.1" else 8
         self.lpi = lpi
         self.mem = mem
         self.max_errors = max_errors

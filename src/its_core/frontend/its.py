@@ -27,10 +27,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from its_core.abi import saverestore, snapshot_format
+from its_core.abi import rev1, saverestore, snapshot_format
 from its_core.core._core import (TranslationStatus, TranslationTables, batch_threads,
                                  message_arrays)
-from its_core.errors import ITSError, SaveError
+from its_core.errors import ITSError
 from its_core.frontend.access import (  # noqa: F401 - ACCESS_ERRORS_KEPT is re-exported
     ACCESS_ERRORS_KEPT, AccessError, AccessLog, new_log)
 from its_core.frontend import commands, registers
@@ -70,6 +70,7 @@ _INDIRECT = registers.GITS_BASER0.field("Indirect")
 _CBASER_VALID = registers.GITS_CBASER.field("Valid")
 _OFFSET = registers.GITS_CWRITER.field("Offset")
 _STALLED = registers.GITS_CREADR.field("Stalled")
+_REVISION = registers.GITS_IIDR.field("Revision")
 _BASERS = tuple(registers.ITS_REGISTERS[f"GITS_BASER{n}"] for n in range(8))
 #: Every valid guest access to the ITS frame, (offset, size) -> (register, half):
 #: the register map's decoder run once over each register's offsets and sizes,
@@ -273,9 +274,14 @@ class ITS:
         # GICv4: Virtual, VMOVP = 1 (one VMOVP to this ITS suffices); 4.1: VSGI,
         # VMAPP (the v4.1 layout) = 1, nID = 0 (per-vLPI doorbells, as the
         # reference model), SVPET = 0 (vPE table not shared with the RDs).
+        # ITT_entry_size: 8-byte ITEs on GICv3 (KVM rev0), 16 on GICv4 (room for
+        # the virtual ITE of the its-core-rev1 save format, abi/entries.py).
         self._regs["GITS_TYPER"] = registers.GITS_TYPER.encode(
-            Physical=1, ITT_entry_size=8 - 1, ID_bits=event_bits - 1, Devbits=device_bits - 1,
-            Virtual=gicv4, VMOVP=gicv4, VSGI=gicv41, VMAPP=gicv41, nID=0, SVPET=0)
+            Physical=1, ITT_entry_size=(16 if gicv4 else 8) - 1, ID_bits=event_bits - 1,
+            Devbits=device_bits - 1, Virtual=gicv4, VMOVP=gicv4, VSGI=gicv41, VMAPP=gicv41,
+            nID=0, SVPET=0)
+        # GITS_IIDR.Revision: the save format's revision (0 = KVM rev0, 1 = its-core-rev1).
+        self._regs["GITS_IIDR"] = _REVISION.deposit(self._regs["GITS_IIDR"], int(gicv4))
         self._stalled = False
         self._queue_span = self._decode_queue()
 
@@ -763,24 +769,21 @@ class ITS:
 
     def save(self, redistributors: bool = True) -> dict:
         """Tables and pending tables -> guest memory; returns the register state
-        (ITS and redistributors' LPI side) as a JSON-serialisable dict.
+        (ITS and redistributors' LPI side) as a JSON-serialisable dict.  A
+        GICv3 ITS saves KVM's rev0; a GICv4 ITS its-core-rev1 (16-byte ITEs,
+        the vPE table, each resident vPE's cache written into its VPT, the
+        VLPI registers in the dict; docs/save-format.md).
 
         With ``redistributors=False`` only the ITS part is saved (its tables
         and registers, no GICR_* entries, no pending tables): for ITSs that
         share one `Redistributors`, which is saved once with `its_core.
         Redistributors.save`."""
-        self._refuse_gicv4("save", SaveError("registers", None, "gic_version", self._GICV4_SAVE))
         # Lock order (docs/threads.md): ITS, redistributors, tables.
         with self._lock, (self.redistributors._lock if redistributors else nullcontext()), \
                 self.tables.exclusive():
+            if self.gic_version != "3":          # its-core-rev1 (abi/rev1.py)
+                return rev1.save(self, bool(redistributors))
             return saverestore.save(self, bool(redistributors))
-
-    _GICV4_SAVE = "a GICv4 ITS has no save format yet (KVM ABI rev0 holds no virtual state)"
-
-    def _refuse_gicv4(self, what: str, error: Exception) -> None:
-        """Raise `error` for a GICv4 ITS: its state has no save / snapshot format yet."""
-        if self.gic_version != "3":
-            raise error
 
     def restore(self, state: dict) -> None:
         """Restore a `save()` state from (a copy of) the guest memory it was
@@ -791,10 +794,13 @@ class ITS:
             saverestore.restore(self, state)
 
     def save_tables(self) -> None:
-        """Device table, ITTs and collection table -> guest memory (KVM rev0)."""
-        self._refuse_gicv4("save", SaveError("registers", None, "gic_version", self._GICV4_SAVE))
+        """Device table, ITTs and collection table -> guest memory (KVM rev0;
+        a GICv4 ITS: its-core-rev1, with the vPE table)."""
         with self._lock, self.tables.exclusive():
-            saverestore.save_tables(self)
+            if self.gic_version != "3":
+                rev1.save_tables(self)
+            else:
+                saverestore.save_tables(self)
 
     def restore_tables(self) -> None:
         """Guest memory -> translation tables, validated and atomic."""
@@ -832,14 +838,14 @@ class ITS:
         Enabled, stall state, both error logs, `strict`, `stall_on_error`
         and, with `redistributors`, the redistributors' registers, PTZ,
         pending bitmaps, config cache and `strict` (and their own
-        `access_errors` when they do not share this ITS's).  Guest memory is
+        `access_errors` when they do not share this ITS's).  A GICv4 ITS adds
+        its GIC version and virtual ITEs / vPE table, its redistributors their
+        vPE attributes, VLPI registers and resident caches.  Guest memory is
         not in it and is not touched; `on_signal` is not carried.
 
         With ``redistributors=False`` there are no redistributor entries: for
         ITSs sharing one `Redistributors`, snapshotted once
         (`Redistributors.snapshot`)."""
-        self._refuse_gicv4("snapshot", ValueError(
-            f"a GICv4 ITS (gic_version={self.gic_version!r}) has no snapshot format yet"))
         # Lock order (docs/threads.md): ITS, redistributors, tables.
         with self._lock, (self.redistributors._lock if redistributors else nullcontext()), \
                 self.tables.exclusive():

@@ -21,11 +21,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from its_core.abi import saverestore, snapshot_format
+from its_core.abi import rev1, saverestore, snapshot_format
 from its_core.frontend import registers
 from its_core.frontend._guest import GuestWindow
 from its_core.frontend._lpi import LPIState
-from its_core.errors import SaveError
 from its_core.frontend.access import AccessLog, new_log
 from its_core.frontend.guest_memory import GuestMemory
 from its_core.frontend.virtual import VirtualLPIs
@@ -381,19 +380,22 @@ class Redistributors:
     def save(self) -> dict:
         """Each CPU's pending bitmap (CPUs with LPIs enabled) -> its pending
         table in guest memory; returns the GICR_* registers as a JSON-
-        serialisable dict (one list entry per CPU).  SaveError: nothing written
-        (also for GICv4 redistributors, which have no save format yet)."""
-        if self.gic_version != "3":
-            raise SaveError("registers", None, "gic_version",
-                            "GICv4 redistributors have no save format yet")
+        serialisable dict (one list entry per CPU).  GICv4 (its-core-rev1):
+        also each resident vPE's cached pending vLPIs -> its VPT, and the VLPI
+        registers (GICR_VPROPBASER, GICR_VPENDBASER, v4.1 GICR_VSGIR) in the
+        dict.  SaveError: nothing written."""
         with self._lock:
+            if self.gic_version != "3":
+                return rev1.save_redistributors(self)
             return saverestore.save_redistributors(self)
 
     def restore(self, state: dict) -> None:
         """Restore a `save()` dict (or the GICR_* entries of `ITS.save()`) from
         (a copy of) the guest memory it was saved to: registers, pending
-        tables, config cache.  RestoreError: nothing changed.  Restore the
-        redistributors before the ITSs attached to them."""
+        tables, config cache (GICv4: and the VLPI registers; a v4.1 resident
+        vPE must already be mapped, so restore a GICv4 ITS with its
+        redistributors in one `ITS.restore`).  RestoreError: nothing changed.
+        Restore the redistributors before the ITSs attached to them."""
         with self.deferred_signals(), self._lock:
             saverestore.restore_redistributors(self, state)
 
@@ -404,11 +406,9 @@ class Redistributors:
         save-format.md): a dict of numpy arrays and plain scalars, copied,
         never aliasing this object; registers, PTZ, pending bitmaps, config
         cache, `strict` and `access_errors`.  Guest memory is not in it and
-        is not touched; `on_signal` is not carried.  ValueError for GICv4
-        redistributors (no snapshot format yet)."""
-        if self.gic_version != "3":
-            raise ValueError(f"GICv4 redistributors (gic_version={self.gic_version!r}) have "
-                             "no snapshot format yet")
+        is not touched; `on_signal` is not carried.  GICv4: also the vPE
+        attributes, the VLPI registers and the resident caches
+        ("redistributors.virtual" keys)."""
         with self._lock:
             return snapshot_format.snapshot_redistributors(self)
 

@@ -38,8 +38,9 @@ and the architecture as Linux's driver uses it for GICv4.1; where QEMU 7.2
 deviates from the architecture, the architecture.  One choice a line:
 
 State.  ``baser2`` (GITS_BASER2, Type vPEs, `write_baser2`) gives each vPEID a
-slot exactly as BASER0 gives DeviceIDs one (8-byte entries, flat or
-two-level, the entry inside guest memory), and also needs Valid = 1 (§2.1:
+slot exactly as BASER0 gives DeviceIDs one (flat or two-level, the entry
+inside guest memory; entries of `VPE_ENTRY_BYTES`: 8 bytes on v4.0, 32 on
+v4.1), and also needs Valid = 1 (§2.1:
 Valid = 0 means no entries).  The vPE table itself is model state
 (``vpes``: vPEID -> `VPE`), not VTE bytes in guest memory (§2.2's encoding is
 QEMU's, the content is IMPLEMENTATION DEFINED).  Virtual ITEs are model
@@ -139,7 +140,7 @@ table read/write fault becomes the slot check failing (the ``*_VPEID_OOR`` /
 * `write_vpropbaser`: v4.0 stored as written (QEMU, no masking, no effect
   until used: the vLPI configuration of the resident vPE is the byte at
   VPROPBASER.PA + vINTID - 8192).  v4.1: the layout's fields, Entry_Size
-  reads 0 (one doubleword per vPE, as BASER2's 8-byte entries); the vLPI
+  reads 0 (one doubleword per vPE in the vPE Configuration table); the vLPI
   configuration of a v4.1 vPE is at its VMAPP VCONF_addr.
 * Acknowledge (`acknowledge_virtual`): the enabled pending vLPI (v4.1: or
   vSGI) of the CPU's resident vPE with the lowest priority value (vLPI:
@@ -187,12 +188,16 @@ from its_core.core.reference import ICID_SPACE, LPI_FIRST_INTID, ReferenceTables
 __all__ = ["ReferenceITS", "ITE_BYTES", "DTE_BYTES", "PTZ_BIT", "VPE_ENTRY_BYTES",
            "VirtualStatus", "VPE", "Resident"]
 
-#: Bytes of one ITE, DTE and CTE (GITS_TYPER.ITT_entry_size = 7, Entry_Size = 7).
-ITE_BYTES = 8
+#: Bytes of one ITE by GIC version (GITS_TYPER.ITT_entry_size + 1): 8 on a
+#: GICv3 ITS (KVM's rev0 ITE), 16 on a GICv4 one (room for the virtual ITE of
+#: the its-core-rev1 save format).
+ITE_BYTES = {"3": 8, "4.0": 16, "4.1": 16}
+#: Bytes of one DTE and CTE (GITS_BASER0/1.Entry_Size = 7).
 DTE_BYTES = 8
 CTE_BYTES = 8
-#: Bytes of one vPE table entry (GITS_BASER2.Entry_Size = 7, QEMU's 8-byte VTE).
-VPE_ENTRY_BYTES = 8
+#: Bytes of one vPE table entry by GIC version (GITS_BASER2.Entry_Size + 1):
+#: GICv4.0 QEMU's 8-byte VTE, GICv4.1 32 bytes (its-core-rev1's v4.1 VTE).
+VPE_ENTRY_BYTES = {"4.0": 8, "4.1": 32}
 #: GICR_PENDBASER.PTZ.
 PTZ_BIT = 1 << 62
 #: Level-1 descriptor Valid bit and address bits [51:12].
@@ -318,6 +323,11 @@ class ReferenceITS:
         self.vsgir = [0] * num_cpus
 
     @property
+    def ite_bytes(self) -> int:
+        """Bytes of one ITT entry (GITS_TYPER.ITT_entry_size + 1)."""
+        return ITE_BYTES[self.gic_version]
+
+    @property
     def is_v41(self) -> bool:
         """Whether this is a GICv4.1 model."""
         return self.gic_version == "4.1"
@@ -387,14 +397,15 @@ class ReferenceITS:
     def vpe_slot(self, vpe_id: int) -> int | None:
         """Guest address of vPEID's vPE table entry (GITS_BASER2), or None if it has none.
 
-        As `device_slot` (flat or two-level, 8-byte entries wholly in guest
+        As `device_slot` (flat or two-level, `VPE_ENTRY_BYTES` entries wholly in guest
         memory), and BASER2.Valid = 0 means no entries (gicv4-digest 2.1).
         """
         if not 0 <= vpe_id < 2 ** _VPE_ID_BITS or not _BASER_VALID.extract(self.baser2):
             return None
         return self._table_slot(R.baser_address(self.baser2), R.baser_table_bytes(self.baser2),
                                 bool(_BASER_INDIRECT.extract(self.baser2)),
-                                R.baser_page_size(self.baser2), vpe_id, VPE_ENTRY_BYTES)
+                                R.baser_page_size(self.baser2), vpe_id,
+                                VPE_ENTRY_BYTES[self.gic_version])
 
     def vpe_config_slot(self, cpu: int, vpe_id: int) -> int | None:
         """GICv4.1: guest address of vPEID's entry in the vPE Configuration table
@@ -580,7 +591,8 @@ class ReferenceITS:
         if device is None:
             return C.E_ITS_MAPTI_UNMAPPED_DEVICE
         bits, itt = device
-        if event_id >= 2 ** bits or not self.mem.contains(itt + event_id * ITE_BYTES, ITE_BYTES):
+        if event_id >= 2 ** bits or not self.mem.contains(itt + event_id * self.ite_bytes,
+                                                          self.ite_bytes):
             return C.E_ITS_MAPTI_ID_OOR
         if not LPI_FIRST_INTID <= intid < self.lpi_limit:
             return C.E_ITS_MAPTI_PHYSICALID_OOR
@@ -622,7 +634,7 @@ class ReferenceITS:
             self._take(vpe_id, vintid)
             del self.virtual_events[(device_id, event_id)]
             itt = self.tables.lookup_device(device_id)[1]
-            self.mem.write(itt + event_id * ITE_BYTES, bytes(ITE_BYTES))
+            self.mem.write(itt + event_id * self.ite_bytes, bytes(self.ite_bytes))
             return 0
         ite = self._ite(device_id, event_id)
         if ite is None or self.tables.collection_cpu(ite[1]) is None:
@@ -631,7 +643,7 @@ class ReferenceITS:
         self._clear_on_target(intid, icid)
         self.tables.unmap_event(device_id, event_id)
         itt = self.tables.lookup_device(device_id)[1]
-        self.mem.write(itt + event_id * ITE_BYTES, bytes(ITE_BYTES))
+        self.mem.write(itt + event_id * self.ite_bytes, bytes(self.ite_bytes))
         return 0
 
     def _cmd_inv(self, device_id, event_id) -> int:
@@ -726,7 +738,8 @@ class ReferenceITS:
         if device is None:
             return C.E_ITS_VMAPTI_UNMAPPED_DEVICE
         bits, itt = device
-        if event_id >= 2 ** bits or not self.mem.contains(itt + event_id * ITE_BYTES, ITE_BYTES):
+        if event_id >= 2 ** bits or not self.mem.contains(itt + event_id * self.ite_bytes,
+                                                          self.ite_bytes):
             return C.E_ITS_VMAPTI_ID_OOR
         if not self._is_lpi(vintid):
             return C.E_ITS_VMAPTI_VIRTUALID_OOR

@@ -66,6 +66,7 @@ redistributor decodes GICR_INVLPIR / GICR_INVALLR in their GICv4.1 layout
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ __all__ = [
     "cbaser_address", "cbaser_queue_bytes", "gicr_typer_value",
     "TRANSLATION_FRAME", "CBASER_PAGE_BYTES",
     "SGIR_FRAME", "VLPI_FRAME", "GICV4_FIELDS", "GICV4_ITS_REGISTERS", "GICV4_GICR_REGISTERS",
-    "GITS_BASER2_VPES", "GITS_SGIR",
+    "GITS_BASER2_VPES", "GITS_BASER2_VPES_V41", "GITS_SGIR",
     "GICR_VPROPBASER_V40", "GICR_VPENDBASER_V40", "GICR_VPROPBASER_V41",
     "GICR_VPENDBASER_V41", "GICR_VSGIR", "GICR_VSGIPENDR", "GICR_INVLPIR_V41",
     "GICR_INVALLR_V41", "GITS_PIDR2_V4", "GICR_PIDR2_V4", "its_register_map",
@@ -953,6 +954,12 @@ GICV4_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 GITS_BASER2_VPES = _baser(2, BaserType.VPES, f"vPE table ({_GICV4})")
+#: GICv4.1: the vPE table with 32-byte entries (Entry_Size 31), room for the
+#: its-core-rev1 save format's v4.1 VTE (VCONF_addr, default doorbell, vSGIs).
+GITS_BASER2_VPES_V41 = dataclasses.replace(
+    GITS_BASER2_VPES,
+    reset=GITS_BASER_LAYOUT["Entry_Size"].deposit(GITS_BASER2_VPES.reset, 32 - 1),
+    description=f"vPE table, 32-byte entries ({_GICV4})")
 GITS_SGIR = Register(
     "GITS_SGIR", SGIR_FRAME + 0x0020, 64, "WO", GITS_SGIR_LAYOUT, 0, 0, frozenset({8}),
     f"GICv4.1: make vSGI vINTID pending for vPE vPEID; 64-bit writes only ({_GICV4})")
@@ -990,7 +997,7 @@ GICR_INVALLR_V41 = _wo64("GICR_INVALLR", 0x00B0, GICR_INVALLR_V41_LAYOUT,
 GICV4_ITS_REGISTERS: dict[str, RegisterMap] = {
     "4.0": RegisterMap("GITS (GICv4.0)", [GITS_BASER2_VPES]),
     "4.1": RegisterMap("GITS (GICv4.1)",
-                       [GITS_BASER2_VPES, GITS_SGIR]),
+                       [GITS_BASER2_VPES_V41, GITS_SGIR]),
 }
 
 #: GIC version -> the redistributor registers a GICv4 redistributor has in
@@ -1015,14 +1022,16 @@ def its_register_map(gic_version: str = "3") -> RegisterMap:
     """The ITS register map of an ITS of `gic_version`.
 
     "3": `ITS_REGISTERS` itself.  "4.0" / "4.1": the same registers with
-    GITS_BASER2 describing the vPE table (`GITS_BASER2_VPES`) and GITS_PIDR2
+    GITS_BASER2 describing the vPE table (`GITS_BASER2_VPES`, 8-byte entries;
+    "4.1": `GITS_BASER2_VPES_V41`, 32-byte entries) and GITS_PIDR2
     reporting ArchRev 4 (`GITS_PIDR2_V4`); "4.1" adds GITS_SGIR in the third
     64 KiB frame.  (GITS_TYPER's value is the ITS's: its layout is shared.)
     """
     check_gic_version(gic_version)
     if gic_version == "3":
         return ITS_REGISTERS
-    replaced = {"GITS_BASER2": GITS_BASER2_VPES, "GITS_PIDR2": GITS_PIDR2_V4}
+    baser2 = GITS_BASER2_VPES_V41 if gic_version == "4.1" else GITS_BASER2_VPES
+    replaced = {"GITS_BASER2": baser2, "GITS_PIDR2": GITS_PIDR2_V4}
     regs = [replaced.get(reg.name, reg) for reg in ITS_REGISTERS]
     if gic_version == "4.1":
         regs.append(GITS_SGIR)

@@ -328,7 +328,10 @@ class VirtualLPIs:
         """GICv4.1: guest address of vPEID's entry in the vPE Configuration table
         `cpu`'s GICR_VPROPBASER describes, or None (Valid = 0, beyond Size, an
         invalid level-1 descriptor, outside guest memory)."""
-        value = int(self.vpropbaser[cpu])
+        return self.config_slot(int(self.vpropbaser[cpu]), vpe_id)
+
+    def config_slot(self, value: int, vpe_id: int) -> int | None:
+        """`vpe_config_slot` for a GICR_VPROPBASER (v4.1) `value`."""
         if not 0 <= vpe_id < VPE_SPACE or not _VPROP41["Valid"].extract(value):
             return None
         page = _PAGE_BYTES[_VPROP41["Page_Size"].extract(value)]
@@ -398,14 +401,19 @@ class VirtualLPIs:
         else:
             self.vpendbaser[cpu] = new
 
-    def _schedule(self, cpu: int, value: int) -> bool:
+    def _schedule(self, cpu: int, value: int, restoring: bool = False) -> bool:
         """Valid 0 -> 1: make the vPE resident on `cpu`; False if the write is
-        ignored (v4.1: no vPE Configuration table slot or the vPE unmapped)."""
+        ignored (v4.1: no vPE Configuration table slot or the vPE unmapped).
+        ``restoring`` (a restore re-making a saved residency): the v4.1 vPE is
+        mapped (the caller checked), its vPE Configuration table slot is not
+        looked at and its armed default doorbell is left as restored."""
         if self.is_v41:
             vpe_id = _VPEND41["vPEID"].extract(value)
-            if not self.vpe_mapped[vpe_id] or self.vpe_config_slot(cpu, vpe_id) is None:
+            if not restoring and (not self.vpe_mapped[vpe_id]
+                                  or self.vpe_config_slot(cpu, vpe_id) is None):
                 return False
-            self.doorbell_armed[vpe_id] = False
+            if not restoring:
+                self.doorbell_armed[vpe_id] = False
             vpt, limit = int(self.vpt_addr[vpe_id]), self.vintid_limit(vpe_id)
             self.resident_vpe[cpu] = vpe_id
             self.resident_config[cpu] = self.vconf_addr[vpe_id]
@@ -532,6 +540,153 @@ class VirtualLPIs:
             self._cached_pending[cpu][intid] = False
             self._cached_taken[cpu][intid] = True
         return intid
+
+    # -- save / restore (its-core-rev1, abi/rev1.py) -------------------------------------
+
+    def resident_range(self, cpu: int) -> tuple[int, int] | None:
+        """(VPT address, first vINTID not cached) of the vPE resident on `cpu`,
+        or None: the VPT bytes [8192 / 8, limit / 8) its cache stands for."""
+        if not self.resident[cpu]:
+            return None
+        return int(self.resident_vpt[cpu]), int(self.resident_limit[cpu])
+
+    def cached_bits(self, cpu: int, start: int, end: int) -> np.ndarray:
+        """The resident vPE's cached pending bits for vINTIDs [start, end) (a view)."""
+        return self._cached_pending[cpu][start:end]
+
+    def write_back_cache(self, cpu: int) -> None:
+        """Save: the resident vPE's cached pending state -> its VPT, exactly
+        (every bit of the cached range [8192, limit) set or cleared as the cache
+        says); the vPE stays resident and its cache unchanged.  The caller
+        checked that the range lies inside guest memory."""
+        vpt, limit = self.resident_range(cpu)
+        first, end = LPI_FIRST_INTID // 8, limit // 8
+        if end <= first:
+            return
+        bits = self._cached_pending[cpu][first * 8:end * 8]
+        self.memory.view(vpt + first, end - first)[:] = np.packbits(bits, bitorder="little")
+
+    def load_vpes(self, vpe_ids: np.ndarray, cpus: np.ndarray, vpt_addrs: np.ndarray,
+                  vpt_sizes: np.ndarray, vconf_addrs: np.ndarray, default_doorbells: np.ndarray,
+                  armed: np.ndarray, vsgi_pending: np.ndarray | None,
+                  vsgi_config: np.ndarray | None) -> None:
+        """Restore: map the (checked) vPEs `vpe_ids` with these attributes, one
+        array row per vPE (v4.1: `vsgi_pending` uint16, `vsgi_config`
+        (n, 16, 3) uint8 (priority, group, enable)); other vPEs are not touched."""
+        self.version += 1
+        self.vpe_mapped[vpe_ids] = True
+        self.vpe_cpu[vpe_ids] = cpus
+        self.vpt_addr[vpe_ids] = vpt_addrs
+        self.vpt_size[vpe_ids] = vpt_sizes
+        self.vconf_addr[vpe_ids] = vconf_addrs
+        self.default_doorbell[vpe_ids] = default_doorbells
+        self.doorbell_armed[vpe_ids] = armed
+        if self.is_v41:
+            self.vsgi_pending[vpe_ids] = vsgi_pending
+            self.vsgi_config[vpe_ids] = vsgi_config
+
+    def load_registers(self, vpropbaser: list[int], vpendbaser: list[int],
+                       vsgir: list[int] | None) -> None:
+        """Restore: each CPU's VLPI registers as saved (checked by the caller:
+        values a write keeps, and for a v4.1 VPENDBASER with Valid = 1 a mapped
+        vPE).  A CPU's current residency is dropped (no write-back); a saved
+        Valid = 1 makes the vPE resident again, its cache loaded from the VPT
+        as a 0 -> 1 write loads it (the vPE Configuration table is not looked
+        at: the saved residency stands), and the register then holds the
+        saved value (PendingLast as saved)."""
+        self.version += 1
+        valid = (_VPEND41 if self.is_v41 else _VPEND40)["Valid"]
+        for cpu in range(self.num_cpus):
+            self.resident[cpu] = False
+            self._cached_pending.pop(cpu, None)
+            self._cached_taken.pop(cpu, None)
+            self.vpropbaser[cpu] = vpropbaser[cpu]
+            if vsgir is not None:
+                self.vsgir[cpu] = vsgir[cpu]
+            if valid.extract(vpendbaser[cpu]):
+                self._schedule(cpu, vpendbaser[cpu], restoring=True)
+            self.vpendbaser[cpu] = vpendbaser[cpu]
+
+    # -- host snapshots (abi/snapshot_format.py, "redistributors.virtual" keys) ---------
+
+    def snapshot_arrays(self) -> dict:
+        """The whole state as fresh arrays, by snapshot key (without the
+        ``redistributors.`` prefix): the rows of the vPEIDs whose attributes
+        are not all as at reset, the per-CPU VLPI registers and residency
+        (zero / -1 on CPUs without a resident vPE), the caches packed in the
+        VPT layout."""
+        touched = (self.vpe_mapped | (self.vpe_cpu != 0) | (self.vpt_addr != 0)
+                   | (self.vpt_size != 0) | (self.vconf_addr != 0)
+                   | (self.default_doorbell != C.NO_DOORBELL) | self.doorbell_armed)
+        if self.is_v41:
+            touched |= (self.vsgi_pending != 0) | self.vsgi_config.any(axis=(1, 2))
+        rows = np.flatnonzero(touched)
+        resident = self.resident
+        pending = np.zeros((self.num_cpus, (1 << self.intid_bits) // 8), np.uint8)
+        taken = np.zeros_like(pending)
+        for cpu in np.flatnonzero(resident).tolist():
+            pending[cpu] = np.packbits(self._cached_pending[cpu], bitorder="little")
+            taken[cpu] = np.packbits(self._cached_taken[cpu], bitorder="little")
+        return {
+            "vpe_id": rows.astype(np.uint16),
+            "vpe_mapped": self.vpe_mapped[rows], "vpe_cpu": self.vpe_cpu[rows],
+            "vpt_addr": self.vpt_addr[rows], "vpt_size": self.vpt_size[rows],
+            "vconf_addr": self.vconf_addr[rows],
+            "default_doorbell": self.default_doorbell[rows],
+            "doorbell_armed": self.doorbell_armed[rows],
+            "vsgi_pending": (self.vsgi_pending[rows] if self.is_v41
+                             else np.zeros(rows.size, np.uint16)),
+            "vsgi_config": (self.vsgi_config[rows] if self.is_v41
+                            else np.zeros((rows.size, NUM_VSGIS, 3), np.uint8)),
+            "GICR_VPROPBASER": self.vpropbaser.copy(), "GICR_VPENDBASER": self.vpendbaser.copy(),
+            "GICR_VSGIR": self.vsgir.copy(),
+            "resident_vpt": np.where(resident, self.resident_vpt, 0),
+            "resident_limit": np.where(resident, self.resident_limit, 0),
+            "resident_vpe": np.where(resident, self.resident_vpe, -1),
+            "resident_config": np.where(resident, self.resident_config, 0),
+            "cached_pending": pending, "cached_taken": taken,
+        }
+
+    def load_snapshot(self, arrays: dict) -> None:
+        """Set the whole state from `snapshot_arrays`-shaped arrays (checked by
+        the snapshot validator): every other vPEID as at reset."""
+        self.version += 1
+        rows = arrays["vpe_id"].astype(np.intp)
+        self.vpe_mapped[:] = False
+        self.vpe_cpu[:] = 0
+        self.vpt_addr[:] = 0
+        self.vpt_size[:] = 0
+        self.vconf_addr[:] = 0
+        self.default_doorbell[:] = C.NO_DOORBELL
+        self.doorbell_armed[:] = False
+        self.vpe_mapped[rows] = arrays["vpe_mapped"]
+        self.vpe_cpu[rows] = arrays["vpe_cpu"]
+        self.vpt_addr[rows] = arrays["vpt_addr"]
+        self.vpt_size[rows] = arrays["vpt_size"]
+        self.vconf_addr[rows] = arrays["vconf_addr"]
+        self.default_doorbell[rows] = arrays["default_doorbell"]
+        self.doorbell_armed[rows] = arrays["doorbell_armed"]
+        if self.is_v41:
+            self.vsgi_pending[:] = 0
+            self.vsgi_config[:] = 0
+            self.vsgi_pending[rows] = arrays["vsgi_pending"]
+            self.vsgi_config[rows] = arrays["vsgi_config"]
+        self.vpropbaser[:] = arrays["GICR_VPROPBASER"]
+        self.vpendbaser[:] = arrays["GICR_VPENDBASER"]
+        self.vsgir[:] = arrays["GICR_VSGIR"]
+        valid = (_VPEND41 if self.is_v41 else _VPEND40)["Valid"].mask
+        self.resident[:] = (self.vpendbaser & np.uint64(valid)) != 0
+        self.resident_vpt[:] = arrays["resident_vpt"]
+        self.resident_limit[:] = arrays["resident_limit"]
+        self.resident_vpe[:] = arrays["resident_vpe"]
+        self.resident_config[:] = arrays["resident_config"]
+        self._cached_pending.clear()
+        self._cached_taken.clear()
+        for cpu in np.flatnonzero(self.resident).tolist():
+            self._cached_pending[cpu] = np.unpackbits(
+                arrays["cached_pending"][cpu], bitorder="little").astype(bool)
+            self._cached_taken[cpu] = np.unpackbits(
+                arrays["cached_taken"][cpu], bitorder="little").astype(bool)
 
     def vpe_state(self) -> dict:
         """The mapped vPEs as the reference model's snapshot gives them: vPEID ->

@@ -319,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     dump = commands.add_parser(
         "dump", help="decode a saved guest-memory image",
         description="Decode a guest-memory image plus the register state ITS.save() returned "
-        "(as JSON) into devices, events, collections and pending LPIs. Exit status 2, with a "
+        "(as JSON) into devices, events, collections and pending LPIs (a GICv4 ITS's "
+        "its-core-rev1 image: also virtual events, vPEs and VLPI registers). Exit status 2, "
+        "with a "
         "message naming the file at fault: the registers file is unreadable, not a JSON "
         "object or holds a value of the wrong type; or the image is corrupt (what is wrong "
         "and where) or a table the registers name (device or collection table, pending "

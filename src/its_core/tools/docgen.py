@@ -108,6 +108,13 @@ def render() -> str:
               "| entry | fields |", "|---|---|"]
     for layout in (abi.DTE, abi.ITE, abi.CTE, abi.L1_DESCRIPTOR):
         lines.append(f"| {layout.name} | {_fields(layout)} |")
+    lines += ["", "## Saved table entries of a GICv4 ITS (its-core-rev1)", "",
+              "rev0's DTE, CTE and level-1 descriptor, a 16-byte ITE and the vPE table's "
+              "VTE (GICv4.0: dword0 only; GICv4.1: four dwords); docs/save-format.md.", "",
+              "| entry | fields |", "|---|---|"]
+    for layout in (abi.REV1_ITE0, abi.REV1_ITE1, abi.VTE0, abi.VTE1_V41, abi.VTE2_V41,
+                   abi.VTE3_V41):
+        lines.append(f"| {layout.name} | {_fields(layout)} |")
     lines.append("")
     return "\n".join(lines)
 
