@@ -20,7 +20,7 @@ Each observation is turned into a view both sides can produce (a VTE into
 bytes into sets of INTIDs against memory / the resident cache / our pending
 LPIs) and compared operation by operation.  The two models must agree
 everywhere; QEMU and our model must agree except where the script declares a
-`Differ` (the by-design register differences of docs/gicv4-progress.md and
+`Differ` (the by-design register differences of docs/gicv4.md and
 the corner cases C1, C7 and the stall, where QEMU 7.2 and the architecture
 part ways), and there each side must show exactly its declared value.
 """

@@ -238,12 +238,13 @@ def test_the_hostile_guest_survives_qemu_too(guest):
 
 # -- migration ---------------------------------------------------------------------------------
 
-def _migrate(binary, smp, first, second, memory="64M"):
+def _migrate(binary, smp, first, second, memory="64M", gic_version="3"):
     """Run `binary` to its MIGRATE line in `first`, save, restore in `second`,
     feed the newline, run to the end; the whole UART output and the result."""
     from its_core.virt import Machine
     output = bytearray()
-    machine = Machine(smp=smp, layout=first, output=output.extend, memory=memory)
+    machine = Machine(smp=smp, layout=first, output=output.extend, memory=memory,
+                      gic_version=gic_version)
     machine.load(binary)
     paused = machine.run(timeout=60, pause=lambda: b"MIGRATE\n" in output)
     assert paused.reason == "paused", (paused, output.decode())
@@ -271,6 +272,15 @@ def _check_migrated(output, result, smp):
                                           for b in ("flat", "twolevel", "hash")])
 def test_migration_with_lpis_pending_on_every_cpu(guest, first, second):
     _check_migrated(*_migrate(guest("migrate"), 4, first, second), smp=4)
+
+
+@needs_compiler
+@pytest.mark.parametrize("gic_version", ["4.0", "4.1"])
+def test_migration_of_a_gicv4_machine(guest, gic_version):
+    """The same guest on a GICv4 machine: its ITS saves its-core-rev1 (16-byte
+    ITEs in the guest's ITT) and the restored machine has the 256 KiB stride."""
+    _check_migrated(*_migrate(guest("migrate"), 4, "flat", "hash", gic_version=gic_version),
+                    smp=4)
 
 
 @needs_compiler
@@ -508,7 +518,6 @@ def test_gicv3_machine_keeps_the_128_kib_stride_and_archrev_3():
 
 
 def test_gicv4_machine_size_and_version_are_checked():
-    from its_core.errors import SaveError
     from its_core.virt import Machine
     assert mm.max_cpus("4.0") == mm.max_cpus("4.1") == 61 and mm.max_cpus("3") == 123
     with pytest.raises(ValueError, match="smp must be in 1..61"):
@@ -517,8 +526,10 @@ def test_gicv4_machine_size_and_version_are_checked():
         Machine(smp=1, memory="64M", gic_version="4")
     machine = _v4_machine(smp=61)
     assert machine.its.gic_version == machine.redistributors.gic_version == "4.0"
-    with pytest.raises(SaveError):
-        machine.save()
+    state = machine.save()
+    assert state["gic_version"] == "4.0" and state["its"]["format"] == "its-core-rev1"
+    restored = Machine.restore(state, output=lambda data: None)
+    assert restored.gic_version == "4.0" and restored.gicr_stride == 0x40000
 
 
 @needs_compiler
@@ -544,8 +555,10 @@ def test_cli_run_gic_version(guest):
                      "--gic-version", "4.1", "--timeout", "100")
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines()[-2:] == ["failures 0x0000000000000000", "done"]
-    refused = _cli(str(guest("its_smp")), "--gic-version", "4.0", "--migrate-every", "1000")
-    assert refused.returncode == 2 and "cannot be migrated" in refused.stderr
+    migrated = _cli(str(guest("migrate")), "--smp", "2", "--memory", "64M", "--gic-version",
+                    "4.0", "--migrate-on", "MIGRATE", "--timeout", "100")
+    _check_migrated(migrated.stdout, type("Off", (), {"reason": "off"})(), smp=2)
+    assert "1 migration" in migrated.stderr
     too_many = _cli(str(guest("its_smp")), "--gic-version", "4.0", "--smp", "62")
     assert too_many.returncode == 2 and "smp must be in 1..61" in too_many.stderr
 

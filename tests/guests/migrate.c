@@ -9,7 +9,8 @@
 #define LPI(n) (8192 + (n))
 #define DEVICE 0
 
-static u64 itt[64] __attribute__((aligned(256)));
+/* 64 events at up to 16 bytes each: a GICv4 ITS reports 16-byte ITEs (GITS_TYPER) */
+static u64 itt[2 * 64] __attribute__((aligned(256)));
 static volatile u32 ready, go;
 
 static int getchar(void)

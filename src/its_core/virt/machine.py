@@ -206,12 +206,13 @@ class Machine:
         (tables and pending tables written into guest RAM, registers in the
         dict), then guest RAM, every CPU (unicorn context: all registers,
         system registers included, power and WFI state), the rest of the
-        GIC, the UART and the counter.  A GICv4 machine raises
-        `its_core.errors.SaveError` (its_core cannot save GICv4 state yet)."""
+        GIC, the UART and the counter.  A GICv4 machine's ITS saves in
+        its_core's own revision, its-core-rev1 (docs/gicv4.md)."""
         its_state = self.its.save()
         return {
             "format": STATE_FORMAT,
             "smp": self.smp,
+            "gic_version": self.gic_version,
             "ram_bytes": self.ram_bytes,
             "layout": self.its.layout,
             "its": its_state,
@@ -229,7 +230,8 @@ class Machine:
     def restore(cls, state: dict, layout: str | None = None, **options) -> "Machine":
         """A fresh machine that continues the guest `save` captured, with its
         ITS tables in `layout` (default: the saved one); `options` as for the
-        constructor (output, slice_instructions)."""
+        constructor (output, slice_instructions).  A state without
+        ``gic_version`` (saved before machines had one) is a GICv3 machine's."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a {STATE_FORMAT!r} machine state")
         missing = {"smp", "ram_bytes", "layout", "its", "ram", "cpus", "gic", "uart", "counter",
@@ -244,7 +246,8 @@ class Machine:
             raise ValueError(f"machine state: {len(state['cpus'])} CPUs saved for smp = "
                              f"{state['smp']}")
         machine = cls(smp=state["smp"], memory=state["ram_bytes"],
-                      layout=layout or state["layout"], **options)
+                      layout=layout or state["layout"],
+                      gic_version=state.get("gic_version", "3"), **options)
         machine.ram[:] = ram
         machine.its.restore(state["its"])
         machine.gic.restore(state["gic"])

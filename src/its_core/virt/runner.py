@@ -56,10 +56,6 @@ def run(kernel: str, *, smp: int = 1, memory: str = "256M", append: str = "",
         migrate_every: int | None = None, timeout: float | None = None, output=_stdout,
         messages=sys.stderr, gic_version: str = "3") -> int:
     """Boot `kernel` and run it to the end; returns the exit status."""
-    if gic_version != "3" and (migrate_on or migrate_every):
-        print(f"its-core run: a gic_version={gic_version!r} machine cannot be migrated "
-              "(its_core cannot save GICv4 state yet)", file=messages)
-        return 2
     console = _Console(output, migrate_on)
     slice_instructions = min(DEFAULT_SLICE, migrate_every) if migrate_every else DEFAULT_SLICE
     try:
