@@ -8,7 +8,7 @@ nogil loops specialised per layout (a fused type over the directory classes),
 so the layout's find is inlined into the loop.
 
 GICv4 (the core data path; the ITS front end of a GICv4 ITS drives it, see
-docs/gicv4-progress.md).  A virtual ITE lives in the same event stores as a physical
+docs/gicv4.md).  A virtual ITE lives in the same event stores as a physical
 one, in every layout: an ITE word with bit 63 set, vINTID in [47:16] and
 vPEID in [15:0] (`_types.pxd`).  A physical and a virtual ITE for one event
 are exclusive (EVENT_ALREADY_MAPPED either way).  Each virtual ITE's doorbell

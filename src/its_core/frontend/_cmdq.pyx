@@ -976,7 +976,9 @@ cdef class CommandProcessor:
 
     def msi(self, device_id, event_id):
         """The doorbell: translate one (DeviceID, EventID) and make its LPI
-        pending.  Returns a `TranslationStatus` (checks in docs/front-end.md)."""
+        pending.  Returns a `TranslationStatus` (checks in docs/front-end.md);
+        a virtual ITE returns VIRTUAL or VIRTUAL_NO_VPE with nothing delivered
+        (`ITS.msi` then delivers the vLPI: docs/gicv4.md)."""
         cdef uint64_t device, event
         cdef intid_t intid
         cdef cpu_t cpu

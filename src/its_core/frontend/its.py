@@ -191,7 +191,7 @@ class ITS:
         not errors.
     gic_version : {"3", "4.0", "4.1"}, default "3"
         "3": the GICv3 ITS (every GICv4 command unknown), exactly as before.
-        "4.0" / "4.1": a GICv4 ITS (docs/gicv4-progress.md): GITS_TYPER
+        "4.0" / "4.1": a GICv4 ITS (docs/gicv4.md): GITS_TYPER
         reports Virtual and VMOVP (4.1: VSGI, VMAPP; nID = 0, SVPET = 0),
         GITS_BASER2 describes the vPE table (8-byte entries), GITS_PIDR2
         reports ArchRev 4, the virtual commands run (4.1: INVDB, VSGI and
