@@ -699,6 +699,20 @@ cdef Py_ssize_t _slab_estimate(GuestWindow mem, const device_table_t* table,
     return min(total, <Py_ssize_t>POOL_MAX_ENTRIES)
 
 
+cdef int _check_walk(int found, const dte_cursor_t* cursor) except -1:
+    """RestoreError for a device-table walk step (`walk_next`) that left
+    guest memory: a DTE, a level-1 descriptor or a level-2 page."""
+    if found == WALK_DTE_OUTSIDE:
+        raise RestoreError("device", int(cursor.device_id), "DTE", "entry outside guest memory")
+    if found == WALK_DESCRIPTOR_OUTSIDE:
+        raise RestoreError("level1", int(cursor.next_descriptor), "descriptor",
+                           "entry outside guest memory")
+    if found == WALK_PAGE_OUTSIDE:
+        raise RestoreError("level1", int(cursor.next_descriptor), "Address",
+                           f"level-2 page {cursor.page:#x} outside guest memory")
+    return 0
+
+
 cdef int _scan_devices(GuestWindow mem, _DeviceScan scan, const device_table_t* table) except -1:
     """Restore every valid DTE in KVM's scan order (the walk of _devtable.pxd:
     `next` = 0 ends the scan, a flat-table `next` past the end too, one leaving
@@ -710,14 +724,7 @@ cdef int _scan_devices(GuestWindow mem, _DeviceScan scan, const device_table_t* 
         found = walk_next(mem, table, &cursor)
         if found == WALK_END:
             return 0
-        if found == WALK_DTE_OUTSIDE:
-            raise RestoreError("device", int(cursor.device_id), "DTE", "entry outside guest memory")
-        if found == WALK_DESCRIPTOR_OUTSIDE:
-            raise RestoreError("level1", int(cursor.next_descriptor), "descriptor",
-                               "entry outside guest memory")
-        if found == WALK_PAGE_OUTSIDE:
-            raise RestoreError("level1", int(cursor.next_descriptor), "Address",
-                               f"level-2 page {cursor.page:#x} outside guest memory")
+        _check_walk(found, &cursor)
         scan.device(cursor.device_id, cursor.dte)
         if not walk_follow(table, &cursor):
             return 0
@@ -745,14 +752,7 @@ def walk_device_table(GuestWindow mem, uint64_t base, uint64_t table_bytes, uint
         found = walk_next(mem, &table, &cursor)
         if found == WALK_END:
             break
-        if found == WALK_DTE_OUTSIDE:
-            raise RestoreError("device", int(cursor.device_id), "DTE", "entry outside guest memory")
-        if found == WALK_DESCRIPTOR_OUTSIDE:
-            raise RestoreError("level1", int(cursor.next_descriptor), "descriptor",
-                               "entry outside guest memory")
-        if found == WALK_PAGE_OUTSIDE:
-            raise RestoreError("level1", int(cursor.next_descriptor), "Address",
-                               f"level-2 page {cursor.page:#x} outside guest memory")
+        _check_walk(found, &cursor)
         if count == ids.shape[0]:
             ids_array = np.concatenate((ids_array, np.empty(count, np.uint64)))
             dtes_array = np.concatenate((dtes_array, np.empty(count, np.uint64)))

@@ -26,15 +26,13 @@ VPT bytes against guest memory.  The caller holds the redistributors' lock
 
 import numpy as np
 
-cimport cython
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from its_core.core._core cimport VIRTUAL, TranslationTables
-from its_core.core._types cimport (cpu_t, intid_t, ite_t, uint8_t, uint32_t, uint64_t, int32_t,
-                                   LPI_FIRST_INTID, ite_intid, ite_vpe_id,
-                                   ite_doorbell_code, DOORBELL_CODE_UNCACHED, uint16_t,
-                                   )
+from its_core.core._types cimport (cpu_t, intid_t, ite_t, uint8_t, uint16_t, uint32_t, uint64_t,
+                                   int32_t, DOORBELL_CODE_UNCACHED, LPI_FIRST_INTID,
+                                   ite_doorbell_code, ite_intid, ite_vpe_id)
 from its_core.frontend._guest cimport GuestWindow, guest_contains
 from its_core.frontend._lpi cimport LPIState
 
@@ -126,7 +124,6 @@ def deliver_virtual_batch(TranslationTables tables, LPIState lpi, GuestWindow me
         if array_length != length:
             raise ValueError("deliver_virtual_batch: arrays of different lengths")
     first = _first_virtual(&statuses[0], length) if length else 0
-
     if first == length:
         return 0
     cdef int num_cpus = lpi.num_cpus
@@ -174,6 +171,8 @@ def deliver_virtual_batch(TranslationTables tables, LPIState lpi, GuestWindow me
             caches_alive.append(cache)
             caches[cpu] = &cache_view[0]
         tables.guard.wait_writer()          # the doorbell map holds still (uncached codes)
+        if tables.doorbell_values_array is None:
+            raise ValueError("virtual pairs in a batch, but the tables hold no virtual state")
         doorbell_values = tables.doorbell_values_array
         guest = mem.data
         guest_base, guest_size = mem.base, mem.size
@@ -190,7 +189,7 @@ def deliver_virtual_batch(TranslationTables tables, LPIState lpi, GuestWindow me
                 statuses[pair] = DROPPED_NO_VPE
                 continue
             vintid = ite_intid(ite)
-            if vintid < LPI_FIRST_INTID or vintid >> (vpt_size[vpe_id] + 1):
+            if vintid < LPI_FIRST_INTID or vintid >> min(vpt_size[vpe_id] + 1, 63):
                 statuses[pair] = DROPPED_OUT_OF_RANGE
                 continue
             cpu = vpe_cpu[vpe_id]

@@ -192,13 +192,14 @@ class ITS:
     gic_version : {"3", "4.0", "4.1"}, default "3"
         "3": the GICv3 ITS (every GICv4 command unknown), exactly as before.
         "4.0" / "4.1": a GICv4 ITS (docs/gicv4.md): GITS_TYPER
-        reports Virtual and VMOVP (4.1: VSGI, VMAPP; nID = 0, SVPET = 0),
-        GITS_BASER2 describes the vPE table (8-byte entries), GITS_PIDR2
-        reports ArchRev 4, the virtual commands run (4.1: INVDB, VSGI and
-        GITS_SGIR at offset 0x20020 of a 192 KiB region), and the
-        redistributors have the VLPI frame.  Shared `redistributors` must have
-        the same version.  Save/restore and snapshots of a GICv4 ITS are not
-        implemented yet (they raise).
+        reports Virtual and VMOVP (4.1: VSGI, VMAPP; nID = 0, SVPET = 0) and
+        16-byte ITEs, GITS_BASER2 describes the vPE table (8-byte entries;
+        4.1: 32-byte), GITS_PIDR2 reports ArchRev 4, the virtual commands run
+        (4.1: INVDB, VSGI and GITS_SGIR at offset 0x20020 of a 192 KiB
+        region), and the redistributors have the VLPI frame.  Shared
+        `redistributors` must have the same version.  A GICv4 ITS saves in
+        its-core-rev1 (GITS_IIDR.Revision = 1); its snapshots carry the
+        virtual state.
 
     Attributes
     ----------

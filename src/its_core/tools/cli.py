@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ITS storage layout (default flat; migrations move to the next)")
     run.add_argument("--gic-version", choices=GIC_VERSIONS, default="3",
                      help="the GIC (default 3; 4.0 and 4.1 have GICv4 redistributors 256 KiB "
-                     "apart, as QEMU's gic-version=4, and cannot be migrated)")
+                     "apart, as QEMU's gic-version=4)")
     run.add_argument("--migrate-on", metavar="TEXT",
                      help="migrate when the guest writes a line containing TEXT, then feed "
                      "it a newline")

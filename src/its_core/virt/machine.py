@@ -81,7 +81,8 @@ class Machine:
         and GICR_PIDR2 say ArchRev 4 and GICD_TYPER.DVIS = 1.  The CPUs
         still run the guest at EL1 (no EL2, so no virtual CPU interface: a
         GICv4 machine exercises the ITS and redistributor side of GICv4).
-        A GICv4 machine cannot be saved yet (its_core refuses GICv4 saves).
+        A GICv4 machine saves and migrates like a GICv3 one (its ITS in
+        its_core's its-core-rev1 save revision).
     """
 
     def __init__(self, smp: int = 1, memory="256M", layout: str = "flat", *,

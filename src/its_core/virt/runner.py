@@ -6,12 +6,12 @@ each time the guest writes a line containing TEXT, and a newline is then fed
 to the UART: the protocol the test guests use to be migrated by a harness.
 With ``--migrate-every N`` the same happens after every N instructions of
 scheduler slices (each slice counted at its full length: the machine does not
-count instructions one by one).  A GICv4 machine (``--gic-version 4.0`` or
-``4.1``) cannot be saved yet, so migrating one is refused up front.  Exit
+count instructions one by one); a GICv4 machine (``--gic-version 4.0`` or
+``4.1``) migrates too, its ITS saved in its-core-rev1.  Exit
 status: 0 when the guest powers the machine off (or asks for a reset), 3 on
 timeout, 4 when no CPU can run, 5 on a guest fault, 2 for a kernel or
-initrd that cannot be loaded, a machine that cannot be built (smp, memory)
-or a migration asked of a GICv4 machine.
+initrd that cannot be loaded or a machine that cannot be built (smp,
+memory, gic_version).
 """
 
 from __future__ import annotations
