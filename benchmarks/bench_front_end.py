@@ -3,7 +3,8 @@
 Groups: ``cmdq-mapti`` (bulk: 30 000 MAPTI commands processed by one CWRITER
 write), ``msi-batch`` (doorbells in one call, with the bare translation of
 the same pairs beside it), ``msi-batch-gicv4`` (the same on a GICv4.0 ITS,
-physical LPIs beside vLPIs), ``doorbell-scalar`` (one `msi` call or one
+physical LPIs beside vLPIs), ``msi-signalled-gicv4`` (scalar `msi` with
+`on_signal` set, with and without a vPE resident on the target CPU), ``doorbell-scalar`` (one `msi` call or one
 GITS_TRANSLATER `mmio_write` per doorbell), ``guest-driven`` (commands issued
 one at a time as a driver does, and single GITS / GICR register reads,
 beside an empty Python call).
@@ -104,9 +105,11 @@ def test_translate_batch_same_pairs(benchmark, mapped):
 @pytest.fixture(scope="module")
 def gicv4():
     """GICv4.0 ITSs holding WORKLOAD physically and as vLPIs (`bench.run_virtual`'s setup)."""
-    physical, mapti = bench._its_with_devices(WORKLOAD, "flat", 0, "4.0")
+    physical, mapti = bench._its_with_devices(WORKLOAD, "flat", 0, "4.0", bench.VIRTUAL_AREA)
     physical.submit_many(mapti)
-    return {"physical": physical, "virtual": bench._virtual_its(WORKLOAD, "flat", 0)}
+    memory_bytes, _ = bench.guest_for(WORKLOAD)
+    return {"physical": physical, "virtual": bench._virtual_its(WORKLOAD, "flat", 0),
+            "virtual_vpt": memory_bytes + bench.VPE_TABLE_BYTES}
 
 
 @pytest.mark.parametrize("mapping", ["physical", "virtual"])
@@ -120,6 +123,39 @@ def test_msi_batch_gicv4(benchmark, gicv4, mapping):
     statuses = benchmark(its.msi_batch, device_ids, event_ids, threads=1)
     expected = TranslationStatus.OK if mapping == "physical" else VirtualStatus.VIRTUAL
     assert (statuses == int(expected)).all()
+
+
+@pytest.mark.parametrize("resident", [False, True])
+def test_msi_scalar_signalled_gicv4(benchmark, gicv4, resident):
+    """`msi` of one physical event of CPU 0 on the GICv4.0 ITS with `on_signal`
+    set, without and with a vPE resident on CPU 0 (64K-bit cache): signalling
+    rescans a resident cache only when that CPU's virtual state changed."""
+    its = gicv4["physical"]
+    rd = its.redistributors
+    intids, cpus, statuses = its.tables.translate_batch(*access(WORKLOAD, "random", 1000))
+    device_ids, event_ids = access(WORKLOAD, "random", 1000)
+    pick = int(np.flatnonzero((cpus == 0) & (statuses == 0))[0])
+    device_id, event_id = int(device_ids[pick]), int(event_ids[pick])
+    vpend = registers.GICR_VPENDBASER_V40
+    if resident:
+        vpt = gicv4["virtual_vpt"]
+        its.submit(commands.vmapp(0, 0, vpt, WORKLOAD.intid_bits - 1))
+        rd.mmio_write(0, vpend.offset, registers.GICR_VPENDBASER_V40_LAYOUT.encode(
+            Physical_Address=vpt >> 16, Valid=1), 8)
+    rd.on_signal = lambda cpu: None
+    benchmark.group = "msi-signalled-gicv4"
+    benchmark.extra_info["calls"] = SCALAR_CALLS
+
+    def calls():
+        for _ in range(SCALAR_CALLS):
+            its.msi(device_id, event_id)
+    try:
+        benchmark(calls)
+    finally:
+        rd.on_signal = None
+        if resident:
+            rd.mmio_write(0, vpend.offset, 0, 8)
+    assert its.msi(device_id, event_id) == TranslationStatus.OK
 
 
 def _doorbells(ring, pairs):

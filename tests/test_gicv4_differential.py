@@ -490,9 +490,23 @@ def apply(its, ref, op) -> None:
 def test_random_gicv4_streams_agree(version, data, seed):
     its, ref, mems = make_pair(version, seed)
     check_same(its, ref, mems)
+    rd = its.redistributors
+    signalled = []
+    rd.on_signal = signalled.append
+
+    def best(cpu_):
+        return rd.highest_pending(cpu_), rd.highest_pending_virtual(cpu_)
+    last = [best(cpu_) for cpu_ in range(NUM_CPUS)]
     for op in data.draw(st.lists(operations(version), min_size=1, max_size=40)):
+        signalled.clear()
         apply(its, ref, op)
         check_same(its, ref, mems)
+        # Every CPU whose best (physical, virtual) changed was signalled (an op
+        # made of several steps may signal a CPU that changed and changed back).
+        now = [best(cpu_) for cpu_ in range(NUM_CPUS)]
+        changed = {cpu_ for cpu_ in range(NUM_CPUS) if now[cpu_] != last[cpu_]}
+        assert changed <= set(signalled), (op, changed, signalled)
+        last = now
 
 
 @pytest.mark.parametrize("version", ["4.0", "4.1"])
@@ -573,6 +587,33 @@ def test_msi_drops_for_an_unmapped_vpe_and_an_out_of_range_vintid(version):
     assert statuses.tolist() == [65, 66]
     assert mems[0].array[VPT_A + 0x401] == 0 and mems[0].array[VPT_B + 0x465] == 0
     assert its.pending(0).tolist() == [] and its.pending(1).tolist() == []
+    check_same(its, ref, mems)
+
+
+@pytest.mark.parametrize("version", ["4.0", "4.1"])
+def test_signalling_looks_again_after_an_invalidation_and_a_batch(version):
+    """A vLPI whose configuration byte the guest enables in memory is signalled
+    at the VINVALL that invalidates it, not before; a batch (the native
+    delivery loop) that makes it pending again on the resident vPE signals."""
+    its, ref, mems = make_pair(version, 9)
+    rd = its.redistributors
+    for mem in mems:
+        mem.array[VPT_A:VPT_A + 0x800] = 0
+    _set_byte(mems, VCONF + 8200 - 8192, 0xA0)                    # vLPI 8200 disabled
+    apply(its, ref, ("schedule", 0, 3))
+    signalled = []
+    rd.on_signal = signalled.append
+    assert its.msi(5, 1) == VirtualStatus.VIRTUAL                  # cached, disabled
+    assert rd.highest_pending_virtual(0) is None and signalled == []
+    _set_byte(mems, VCONF + 8200 - 8192, 0xA1)                    # the guest enables it
+    assert rd.highest_pending_virtual(0) == (8200, 0xA0) and signalled == []
+    assert apply_command(its, ref, C.vinvall(3)) == 0
+    assert signalled == [0]
+    assert rd.acknowledge_virtual(0) == 8200 and signalled == [0, 0]
+    assert ref.msi(5, 1) == VirtualStatus.VIRTUAL and ref.acknowledge_virtual(0) == 8200
+    assert its.msi_batch([5], [1]).tolist() == [VirtualStatus.VIRTUAL]
+    assert signalled == [0, 0, 0] and rd.highest_pending_virtual(0) == (8200, 0xA0)
+    assert ref.msi(5, 1) == VirtualStatus.VIRTUAL
     check_same(its, ref, mems)
 
 

@@ -450,11 +450,13 @@ cdef uint32_t _discard(CommandProcessor processor, const uint64_t* dwords) excep
 cdef uint32_t _inv(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
     """INV DeviceID, EventID.  Checks: _find_ite (an ITE, else
     E_ITS_INV_UNMAPPED_INTERRUPT; its collection is not checked).  Loads the
-    LPI's config byte.  GICv4, a virtual ITE: nothing (vLPI configuration is
-    read from guest memory when used)."""
+    LPI's config byte.  GICv4, a virtual ITE: no state (vLPI configuration is
+    read from guest memory when used); the signalling looks again
+    (`VirtualLPIs.invalidate_configuration`)."""
     cdef found_event_t event
     cdef uint32_t code = _find_ite(processor, dwords, &event)
     if code == FOUND_VIRTUAL:
+        processor.virtual.invalidate_configuration(ite_vpe_id(event.ite))
         return 0
     if code:
         return code
@@ -693,9 +695,12 @@ cdef uint32_t _vsync(CommandProcessor processor, const uint64_t* dwords) except 
 
 cdef uint32_t _vinvall(CommandProcessor processor, const uint64_t* dwords) except 0xFFFFFFFF:
     """VINVALL vPEID.  Checks: the vPE mapped (E_ITS_VINVALL_UNMAPPED_VPE).  No
-    state changes: vLPI configuration is never cached (C17)."""
-    if not processor.virtual.is_mapped(vfield(processor, dwords, V_VPE_ID)):
+    state changes: vLPI configuration is never cached (C17); the signalling
+    looks again (`VirtualLPIs.invalidate_configuration`)."""
+    cdef uint64_t vpe_id = vfield(processor, dwords, V_VPE_ID)
+    if not processor.virtual.is_mapped(vpe_id):
         return E_VINVALL_UNMAPPED_VPE
+    processor.virtual.invalidate_configuration(vpe_id)
     return 0
 
 

@@ -11,7 +11,8 @@ docstring of `its_core.frontend.reference_its`):
 * vPE not mapped (in the redistributors' vPE attributes): VIRTUAL_NO_VPE;
 * vINTID outside 8192 .. 2**(VPT_size + 1) - 1: VIRTUAL_INTID_OUT_OF_RANGE;
 * vPE resident on the CPU its entry names (C14): the bit is set in that
-  CPU's resident cache (VIRTUAL_INTID_OUT_OF_RANGE beyond the cached range);
+  CPU's resident cache (VIRTUAL_INTID_OUT_OF_RANGE beyond the cached range)
+  and the CPU marked stale for the signalling (`VirtualLPIs.stale`);
 * otherwise: the vINTID's bit is set in the VPT in guest memory (nothing is
   written outside guest memory), the ITE's doorbell is made pending on the
   vPE's CPU through the physical LPI state (lost when 1023, beyond the LPI
@@ -86,7 +87,8 @@ cdef int _check_arrays(object virtual, int num_cpus) except -1:
                                 ("resident", np.bool_, num_cpus),
                                 ("resident_vpt", np.uint64, num_cpus),
                                 ("resident_vpe", np.int32, num_cpus),
-                                ("resident_limit", np.uint64, num_cpus)):
+                                ("resident_limit", np.uint64, num_cpus),
+                                ("stale", np.bool_, num_cpus)):
         array = getattr(virtual, name)
         if array.dtype != dtype or array.shape != (length,) or not array.flags.c_contiguous:
             raise ValueError(f"VirtualLPIs.{name} is not a contiguous {np.dtype(dtype)} "
@@ -139,6 +141,7 @@ def deliver_virtual_batch(TranslationTables tables, LPIState lpi, GuestWindow me
     cdef const uint64_t[::1] resident_vpt = virtual.resident_vpt
     cdef const int32_t[::1] resident_vpe = virtual.resident_vpe
     cdef const uint64_t[::1] resident_limit = virtual.resident_limit
+    cdef uint8_t[::1] stale = virtual.stale.view(np.uint8)
     cdef bint is_v41 = virtual.is_v41
     cdef uint64_t cache_bits = (<uint64_t>1) << lpi.intid_bits
     # Each resident CPU's cache of pending vINTIDs (bool array of 2**intid_bits).
@@ -203,6 +206,7 @@ def deliver_virtual_batch(TranslationTables tables, LPIState lpi, GuestWindow me
                     statuses[pair] = DROPPED_OUT_OF_RANGE
                     continue
                 caches[cpu][vintid] = 1
+                stale[cpu] = 1              # its signalled best may change
             else:
                 offset = vpt_addr[vpe_id] + (vintid >> 3) - guest_base
                 if offset < guest_size:         # (wraps for addresses below guest_base)

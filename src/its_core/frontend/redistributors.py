@@ -165,9 +165,12 @@ class Redistributors:
         becomes resident or stops being resident (GICR_VPENDBASER), a vSGI
         changes (GITS_SGIR, VSGI) -- after the same operations, plus
         `acknowledge_virtual`; a doorbell rung for a non-resident vPE is a
-        physical LPI and signals as one.  A guest rewriting a vLPI
-        configuration byte in memory is seen at the next signalled operation
-        (or `signal_changes`), as the reference model reads it at acknowledge.
+        physical LPI and signals as one.  A vLPI configuration byte a guest
+        rewrites in memory is signalled once the guest invalidates it (INV of
+        the virtual event, VINVALL, or on GICv4.1 GICR_INVLPIR / INVALLR with
+        V = 1, as the architecture requires before the change must take
+        effect) or that CPU's virtual state next changes; `acknowledge_virtual`
+        and `highest_pending_virtual` always read the bytes as they are.
 
         It runs after the operation that changed it has completed, once per
         CPU per operation: a CWRITER write (however many commands it ran), a
@@ -245,7 +248,7 @@ class Redistributors:
         (the latter read under the lock: a residency change on another thread
         swaps the resident cache)."""
         with self._lock:
-            return self._lpi.highest_pending(cpu), self.virtual.highest_pending(cpu)
+            return self._lpi.highest_pending(cpu), self.virtual.signalled_best(cpu)
 
     @contextmanager
     def _signal_role(self):

@@ -129,10 +129,32 @@ class VirtualLPIs:
         # taken while resident (acknowledged, cleared, moved away).
         self._cached_pending: dict[int, np.ndarray] = {}
         self._cached_taken: dict[int, np.ndarray] = {}
-        #: Bumped by every change that may alter `highest_pending` of some CPU
-        #: (resident caches, residency, vSGI state, vPE mappings, VPROPBASER):
-        #: `Redistributors` signalling compares it, as `LPIState.version`.
+        #: Bumped by every change of this state: `Redistributors` signalling
+        #: compares it, as `LPIState.version`.
         self.version = 0
+        #: Per CPU: whether `highest_pending` may have changed since
+        #: `signalled_best` last computed it.  Every change marks the CPUs it
+        #: may concern (a delivery to a descheduled vPE marks none: it only
+        #: writes the VPT and rings a physical doorbell), so signalling does
+        #: not rescan a resident cache that did not change.
+        self.stale = np.ones(num_cpus, bool)
+        self._signalled_best: list = [None] * num_cpus
+
+    def _changed(self, cpu: int | None = None) -> None:
+        """A change: bump `version`; mark `cpu` (default: every CPU) stale."""
+        self.version += 1
+        if cpu is None:
+            self.stale[:] = True
+        else:
+            self.stale[cpu] = True
+
+    def signalled_best(self, cpu: int) -> tuple[int, int] | None:
+        """`highest_pending(cpu)` for the signalling: recomputed only when the
+        CPU is stale (see `stale`)."""
+        if self.stale[cpu]:
+            self._signalled_best[cpu] = self.highest_pending(cpu)
+            self.stale[cpu] = False
+        return self._signalled_best[cpu]
 
     # -- guest memory -------------------------------------------------------------
 
@@ -188,7 +210,7 @@ class VirtualLPIs:
                 default_doorbell: int) -> None:
         """VMAPP V = 1 (checked): a new vPE gets cleared GICv4.1 state; a mapped one
         keeps its vSGIs and armed doorbell, no pending state moves (C2)."""
-        self.version += 1
+        self._changed()
         if not self.vpe_mapped[vpe_id]:
             self.doorbell_armed[vpe_id] = False
             if self.is_v41:
@@ -203,17 +225,17 @@ class VirtualLPIs:
 
     def unmap_vpe(self, vpe_id: int) -> None:
         """VMAPP V = 0: forget the vPE (ITEs naming it stay, C1)."""
-        self.version += 1
+        self._changed()
         self.vpe_mapped[vpe_id] = False
 
     def unmap_all(self) -> None:
         """BASER2.Valid = 0 or ITS reset: no vPE is mapped."""
-        self.version += 1
+        self._changed()
         self.vpe_mapped[:] = False
 
     def move_vpe(self, vpe_id: int, cpu: int, default_doorbell: int | None) -> None:
         """VMOVP (checked): only RDbase (and, v4.1 DB = 1, the default doorbell) changes."""
-        self.version += 1
+        self._changed()
         self.vpe_cpu[vpe_id] = cpu
         if default_doorbell is not None:
             self.default_doorbell[vpe_id] = default_doorbell
@@ -221,7 +243,7 @@ class VirtualLPIs:
     def vsgi(self, vpe_id: int, vintid: int, priority: int, group: int, enable: int,
              clear: bool) -> None:
         """VSGI (checked): Clear = 1 clears the pending bit only, else sets the config only."""
-        self.version += 1
+        self._changed()
         if clear:
             self.vsgi_pending[vpe_id] &= np.uint16(~(1 << vintid) & 0xFFFF)
         else:
@@ -246,15 +268,16 @@ class VirtualLPIs:
             self._ring(int(self.vpe_cpu[vpe_id]), int(self.default_doorbell[vpe_id]))
 
     def invalidate_configuration(self, vpe_id: int) -> None:
-        """GICv4.1 GICR_INVLPIR / GICR_INVALLR with V = 1 for vPE `vpe_id`.
+        """An invalidation of vPE `vpe_id`'s vLPI configuration: GICv4.1
+        GICR_INVLPIR / GICR_INVALLR with V = 1, VINVALL, INV of a virtual ITE.
 
         vLPI configuration bytes are read from guest memory when used, never
-        cached, so no state changes; `version` is bumped so that the
-        signalling after the write looks at the CPUs again and sees a
-        configuration byte the guest rewrote (an enabled vLPI, a new
-        priority) before this invalidation.
+        cached, so no state changes; every CPU is marked stale so that the
+        signalling after it looks again and sees a configuration byte the
+        guest rewrote (an enabled vLPI, a new priority) before this
+        invalidation.
         """
-        self.version += 1
+        self._changed()
 
     def resident_cpu(self, vpe_id: int) -> int | None:
         """The CPU whose cache holds the vPE: the CPU its entry names, if resident
@@ -278,6 +301,7 @@ class VirtualLPIs:
             if vintid >= self.resident_limit[cpu]:
                 return VirtualStatus.VIRTUAL_INTID_OUT_OF_RANGE
             self._cached_pending[cpu][vintid] = True
+            self.stale[cpu] = True
             return VirtualStatus.VIRTUAL
         self._vpt_bit(int(self.vpt_addr[vpe_id]), vintid, True)
         self._ring(int(self.vpe_cpu[vpe_id]), doorbell)
@@ -297,6 +321,7 @@ class VirtualLPIs:
             return self._vpt_bit(int(self.vpt_addr[vpe_id]), vintid, False)
         if vintid >= self.resident_limit[cpu]:
             return False
+        self.stale[cpu] = True
         pending = self._cached_pending[cpu]
         was_pending = bool(pending[vintid])
         pending[vintid] = False
@@ -311,7 +336,7 @@ class VirtualLPIs:
 
     def write_sgir(self, value: int) -> None:
         """GITS_SGIR (GICv4.1): make vSGI vINTID pending for vPEID (ignored if unmapped)."""
-        self.version += 1
+        self._changed()
         if not self.is_v41:
             return
         vpe_id = R.GITS_SGIR_LAYOUT["vPEID"].extract(value)
@@ -362,7 +387,7 @@ class VirtualLPIs:
     def write_vpropbaser(self, cpu: int, value: int) -> None:
         """GICR_VPROPBASER (64-bit value).  v4.0: stored as written (QEMU); v4.1:
         the layout's fields, Entry_Size reads 0 (read-only)."""
-        self.version += 1
+        self._changed(cpu)
         self.vpropbaser[cpu] = value & _VPROP41_KEPT if self.is_v41 else value
 
     def read_vpendbaser(self, cpu: int) -> int:
@@ -383,7 +408,7 @@ class VirtualLPIs:
         Valid 0 -> 1 makes a vPE resident and loads its cache from the VPT;
         1 -> 0 writes the cache back and computes PendingLast; any write while
         Valid stays 1 is ignored (C20)."""
-        self.version += 1
+        self._changed(cpu)
         layout = _VPEND41 if self.is_v41 else _VPEND40
         valid, pending_last = layout["Valid"], layout["PendingLast"]
         new = value & (_VPEND41_KEPT if self.is_v41 else _VPEND40_KEPT)
@@ -531,7 +556,7 @@ class VirtualLPIs:
         best = self.highest_pending(cpu, priority_mask)
         if best is None:
             return None
-        self.version += 1
+        self._changed(cpu)
         intid = best[0]
         if intid < NUM_VSGIS:
             vpe_id = int(self.resident_vpe[cpu])
@@ -573,7 +598,7 @@ class VirtualLPIs:
         """Restore: map the (checked) vPEs `vpe_ids` with these attributes, one
         array row per vPE (v4.1: `vsgi_pending` uint16, `vsgi_config`
         (n, 16, 3) uint8 (priority, group, enable)); other vPEs are not touched."""
-        self.version += 1
+        self._changed()
         self.vpe_mapped[vpe_ids] = True
         self.vpe_cpu[vpe_ids] = cpus
         self.vpt_addr[vpe_ids] = vpt_addrs
@@ -594,7 +619,7 @@ class VirtualLPIs:
         as a 0 -> 1 write loads it (the vPE Configuration table is not looked
         at: the saved residency stands), and the register then holds the
         saved value (PendingLast as saved)."""
-        self.version += 1
+        self._changed()
         valid = (_VPEND41 if self.is_v41 else _VPEND40)["Valid"]
         for cpu in range(self.num_cpus):
             self.resident[cpu] = False
@@ -650,7 +675,7 @@ class VirtualLPIs:
     def load_snapshot(self, arrays: dict) -> None:
         """Set the whole state from `snapshot_arrays`-shaped arrays (checked by
         the snapshot validator): every other vPEID as at reset."""
-        self.version += 1
+        self._changed()
         rows = arrays["vpe_id"].astype(np.intp)
         self.vpe_mapped[:] = False
         self.vpe_cpu[:] = 0
