@@ -104,6 +104,12 @@ def render() -> str:
     for code, name in commands.ERROR_NAMES.items():
         origin = "project" if code in commands.PROJECT_ERROR_CODES else "KVM"
         lines.append(f"| {code:#08x} | {name} | {origin} |")
+    lines += ["", "GICv4 ITSs (`gic_version=\"4.0\"` / `\"4.1\"`) report these too, all "
+              "*project* codes in the same form: where QEMU skips a virtual command (or "
+              "MOVI on a virtual ITE), this model logs one (docs/gicv4.md).", "",
+              "| code | name |", "|---|---|"]
+    for code, name in commands.GICV4_ERROR_NAMES.items():
+        lines.append(f"| {code:#08x} | {name} |")
     lines += ["", "## Saved table entries (KVM ITS table ABI rev0)", "",
               "| entry | fields |", "|---|---|"]
     for layout in (abi.DTE, abi.ITE, abi.CTE, abi.L1_DESCRIPTOR):
