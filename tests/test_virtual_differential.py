@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition, rule,
                                  run_state_machine_as_test)
 
-from its_core import MappingError, TranslationError, TranslationStatus, TranslationTables
+from its_core import TranslationTables
 from its_core.core.reference import ReferenceTables
+
+from test_differential import outcome, translate_outcome
 
 NUM_COLLECTIONS = 8
 NUM_CPUS = 4
@@ -40,23 +42,6 @@ MACHINE_SETTINGS = settings(max_examples=25, stateful_step_count=40, deadline=No
                             suppress_health_check=[HealthCheck.too_slow,
                                                    HealthCheck.filter_too_much,
                                                    HealthCheck.data_too_large])
-
-
-def outcome(call, *args):
-    try:
-        value = call(*args)
-    except MappingError as error:
-        return ("raised", "MappingError", error.reason, error.operation)
-    except (ValueError, TypeError, OverflowError) as error:
-        return ("raised", type(error).__name__)
-    return ("ok", value)
-
-
-def translate_outcome(tables, device_id, event_id):
-    try:
-        return ("ok", tables.translate(device_id, event_id))
-    except TranslationError as error:
-        return ("status", TranslationStatus(error.status))
 
 
 def make_machine(name: str):
