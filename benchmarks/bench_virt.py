@@ -25,8 +25,8 @@ from its_core.virt import Machine  # noqa: E402
 from its_core.virt import bench as virt_bench  # noqa: E402
 from its_core.virt import memory_map as mm  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not virt_guests.have_cross_compiler(),
-                                reason="aarch64-linux-gnu-gcc is not installed")
+pytestmark = pytest.mark.skipif(virt_guests.skip_reason(compiler=True) is not None,
+                                reason=str(virt_guests.skip_reason(compiler=True)))
 LOOP_INSTRUCTIONS = 2 * 25_000_000
 MMIO_READS = 200_000
 SGIS = 20_000

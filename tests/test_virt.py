@@ -20,10 +20,10 @@ from its_core.virt import boot, devicetree  # noqa: E402
 from its_core.virt import memory_map as mm  # noqa: E402
 import virt_guests  # noqa: E402
 
-needs_compiler = pytest.mark.skipif(not virt_guests.have_cross_compiler(),
-                                    reason="aarch64-linux-gnu-gcc is not installed")
-needs_qemu = pytest.mark.skipif(not virt_guests.have_qemu(),
-                                reason="qemu-system-aarch64 is not installed")
+needs_compiler = pytest.mark.skipif(virt_guests.skip_reason(compiler=True) is not None,
+                                    reason=str(virt_guests.skip_reason(compiler=True)))
+needs_qemu = pytest.mark.skipif(virt_guests.skip_reason(qemu=True) is not None,
+                                reason=str(virt_guests.skip_reason(qemu=True)))
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ lib.S; C guests use start.S and runtime.c (tests/guests/guest.h).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,22 @@ QEMU = "qemu-system-aarch64"
 C_FLAGS = ["-O2", "-ffreestanding", "-nostdlib", "-mgeneral-regs-only", "-mstrict-align",
            "-mno-outline-atomics", "-fno-pie", "-no-pie", "-static", "-Wl,--build-id=none",
            "-Wl,--no-warn-rwx-segments"]
+
+
+#: Set by .ci/run, which installs the cross compiler and QEMU: a missing tool
+#: is then a failure, not a skip, so the guest and QEMU tests cannot vanish.
+TOOLS_REQUIRED = os.environ.get("ITS_CORE_REQUIRE_GUEST_TOOLS") == "1"
+
+
+def skip_reason(compiler: bool = False, qemu: bool = False) -> str | None:
+    """Why a test needing the cross compiler and/or QEMU must be skipped: the
+    missing tools, or None when they are installed -- or when TOOLS_REQUIRED,
+    so that the test runs and fails instead."""
+    missing = ([CROSS_GCC] if compiler and not have_cross_compiler() else []) + (
+        [QEMU] if qemu and not have_qemu() else [])
+    if not missing or TOOLS_REQUIRED:
+        return None
+    return " and ".join(missing) + " not installed"
 
 
 def have_cross_compiler() -> bool:
