@@ -951,15 +951,15 @@ if len(ERROR_NAMES) != len([n for n in globals() if n.startswith("E_ITS_")]):
 __all__ += list(ERROR_NAMES.values())
 
 
-# -- GICv4 error codes (project codes; the reference model's, not yet the ITS's) ----
+# -- GICv4 error codes (project codes) -------------------------------------------
 #
-# The outcomes of the GICv4 commands (gicv4-digest 3.3, 3.4, 8) as the
-# reference model (`its_core.frontend.reference_its`) reports them: each is
-# a "skip" of QEMU's command loop, given a code in the ``0x01_CC_RR`` form
-# with the command's own number.  They are kept apart from `ERROR_NAMES`
-# (and so from the generated reference and the snapshot format) until the
-# ITS executes GICv4 commands; `GICV4_ERROR_NAMES` names them and
-# `error_name` knows them.  Reasons reuse the physical commands' reason
+# The outcomes of the GICv4 commands (gicv4-digest 3.3, 3.4, 8) as a GICv4
+# ITS and the reference model (`its_core.frontend.reference_its`) report
+# them: each is a "skip" of QEMU's command loop, given a code in the
+# ``0x01_CC_RR`` form with the command's own number.  They are kept apart
+# from `ERROR_NAMES`, the codes a GICv3 ITS can log; `GICV4_ERROR_NAMES`
+# names them, `error_name`, the snapshot format and docs/reference.md know
+# them.  Reasons reuse the physical commands' reason
 # bytes where the meaning is the same (0x04 unmapped device, 0x05 EventID
 # out of range, 0x07 unmapped interrupt, 0x08 already mapped).
 
@@ -1005,7 +1005,7 @@ E_ITS_VSGI_UNMAPPED_VPE = error_code(0x23, 0x0D)             # 0x01230d
 # MOVI (a physical command) on a virtual ITE (QEMU: "ITE is not physical").
 E_ITS_MOVI_VIRTUAL_INTERRUPT = error_code(0x01, 0x0C)        # 0x01010c
 
-#: code -> constant name of the GICv4 codes above (not in `ERROR_NAMES` yet).
+#: code -> constant name of the GICv4 codes above (not in `ERROR_NAMES`).
 GICV4_ERROR_NAMES: dict[int, str] = dict(sorted(
     (value, name) for name, value in globals().items()
     if name.startswith("E_ITS_") and isinstance(value, int) and value not in ERROR_NAMES
